@@ -1,0 +1,81 @@
+"""API-key authentication: X-API-Key, or Authorization: Bearer."""
+
+from __future__ import annotations
+
+from flask import g, request
+
+from api.auth_cache import is_missing
+from api.runtime import runtime
+from app.clock import utcnow
+from app.errors import DomainError
+from app.rate_limit import Decision, Limit
+from app.tenancy import Principal, find_principal, hash_key
+
+
+def _unauthorized() -> DomainError:
+    return DomainError("unauthorized", "Missing, invalid, expired or revoked API key", 401)
+
+
+def _presented_secret() -> str | None:
+    secret = request.headers.get("X-API-Key")
+    if secret:
+        return secret.strip()
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+def authenticate(*, require_admin: bool) -> Principal:
+    secret = _presented_secret()
+    if not secret or len(secret) > 200:
+        raise _unauthorized()
+    rt = runtime()
+    digest = hash_key(secret)
+    cached = rt.key_cache.get(digest)
+    if is_missing(cached):
+        with rt.session_factory() as session:
+            principal = find_principal(session, secret)
+        rt.key_cache.put(digest, principal)
+    else:
+        principal = cached  # type: ignore[assignment]
+    if principal is None:
+        raise _unauthorized()
+    if principal.expires_at is not None and principal.expires_at <= utcnow():
+        raise _unauthorized()
+    if principal.tenant_disabled:
+        raise DomainError("forbidden", "Tenant is disabled", 403)
+    if require_admin and not principal.is_admin:
+        raise DomainError("forbidden", "API key is missing the admin or gamify:admin scope", 403)
+    _enforce_key_request_cap(principal)
+    g.principal = principal
+    return principal
+
+
+def _enforce_key_request_cap(principal: Principal) -> None:
+    settings = runtime().settings
+    limit = Limit(settings.key_request_rate, settings.key_request_burst)
+    decision = runtime().rate_limiter.take(f"key:{principal.key_id}", limit)
+    if decision is not None and not decision.allowed:
+        raise DomainError(
+            "RATE_LIMIT_KEY_EXCEEDED",
+            f"Too many requests for this API key; retry after {decision.retry_after_seconds} s",
+            429,
+            headers=rate_limit_headers(decision),
+        )
+
+
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    """Retry-After (on refusals) and the RateLimit-* fields of the IETF draft."""
+    headers = {
+        "RateLimit-Limit": str(decision.limit.burst),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(max(0, -(-decision.reset_ms // 1000))),
+    }
+    if not decision.allowed:
+        headers["Retry-After"] = str(decision.retry_after_seconds)
+    return headers
+
+
+def current_principal() -> Principal:
+    return g.principal  # type: ignore[no-any-return]

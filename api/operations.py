@@ -1,0 +1,44 @@
+"""Polling accepted operations."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint
+
+from api.auth import current_principal
+from api.endpoint import Access, endpoint
+from api.runtime import runtime
+from api.schemas import OperationView
+from app.errors import NotFound
+from app.operations import FINISHED, get_operation, operation_view
+
+bp = Blueprint("operations", __name__, url_prefix="/api/v1/gamify")
+
+
+def _operation_not_found() -> NotFound:
+    return NotFound("operation_not_found", "No operation exists for the supplied operation_id")
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/operations/<operation_id>",
+    summary="Status and result of a write",
+    tag="operations",
+    access=Access.PARTICIPANT,
+    responses={200: OperationView},
+    errors={404: ("operation_not_found",)},
+)
+def get_operation_status(operation_id: str) -> tuple[OperationView, int, dict[str, str]]:
+    try:
+        parsed = uuid.UUID(operation_id)
+    except ValueError:
+        raise _operation_not_found() from None
+    principal = current_principal()
+    with runtime().session_factory() as session:
+        operation = get_operation(session, principal.tenant_id, principal.env, parsed)
+    if operation is None:
+        raise _operation_not_found()
+    headers = {} if operation.status in FINISHED else {"Retry-After": "1"}
+    return OperationView.model_validate(operation_view(operation)), 200, headers

@@ -1,0 +1,9 @@
+"""HTTP for points, tiers and bulk awards."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from api.points import balances, bulk, tiers, writes
+
+blueprints: tuple[Blueprint, ...] = (writes.bp, balances.bp, tiers.bp, bulk.bp)

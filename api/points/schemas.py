@@ -1,0 +1,236 @@
+"""Request and response models of the Points and Tiers APIs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from api.schemas import QueryModel, RequestModel
+from app.points.items import (
+    AWARD_AMOUNT_MAX,
+    AWARD_AMOUNT_MIN,
+    PARTICIPANT_ID_MAX_CHARS,
+    REASON_MAX_CHARS,
+)
+
+ParticipantId = Annotated[
+    str,
+    Field(min_length=1, max_length=PARTICIPANT_ID_MAX_CHARS),
+]
+# Strict: "100", 100.0 and true are not amounts.
+Amount = Annotated[int, Field(strict=True, ge=AWARD_AMOUNT_MIN, le=AWARD_AMOUNT_MAX)]
+Reason = Annotated[
+    str | None,
+    Field(default=None, max_length=REASON_MAX_CHARS),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(default=None, description="Same as the Idempotency-Key header; prevents duplicates"),
+]
+Metadata = Annotated[
+    dict[str, Any] | None,
+    Field(default=None, description="Custom data"),
+]
+
+BATCH_MAX_AWARDS = 100
+
+
+class AwardRequest(RequestModel):
+    participant_id: ParticipantId
+    amount: Amount
+    reason: Reason
+    metadata: Metadata
+    idempotency_key: IdempotencyKey
+
+
+class DeductRequest(RequestModel):
+    participant_id: ParticipantId
+    amount: Amount
+    reason: Reason
+    metadata: Metadata
+    idempotency_key: IdempotencyKey
+
+
+class AwardBatchRequest(RequestModel):
+    checked_per_item = frozenset({"awards"})
+
+    awards: list[Any] = Field(
+        min_length=1,
+        max_length=BATCH_MAX_AWARDS,
+        description=(
+            "1 to 100 objects {participant_id, amount, reason?, metadata?}. Each is checked on "
+            "its own: a bad one gets an error in `results` and the others are still awarded."
+        ),
+    )
+    idempotency_key: IdempotencyKey
+
+
+class TierUpgradeBody(BaseModel):
+    code: str
+    name: str
+    level: int
+    previous_code: str | None
+    previous_level: int | None
+
+
+class AwardResponse(BaseModel):
+    transaction_id: str
+    participant_id: str
+    amount: int = Field(description="Points credited, after tier and reward multipliers")
+    new_balance: int
+    tier_upgrade: TierUpgradeBody | None
+
+
+class DeductResponse(BaseModel):
+    transaction_id: str
+    participant_id: str
+    amount: int
+    new_balance: int
+
+
+class BatchItemError(BaseModel):
+    code: str
+    detail: str
+
+
+class BatchAwardResult(BaseModel):
+    participant_id: str | None
+    transaction_id: str | None
+    amount: int | None
+    new_balance: int | None
+    tier_upgrade: TierUpgradeBody | None = None
+    error: BatchItemError | None
+
+
+class AwardBatchResponse(BaseModel):
+    processed: int = Field(description="Awards applied")
+    failed: int = Field(description="Awards rejected, each with its error in results")
+    results: list[BatchAwardResult] = Field(description="One per award, in request order")
+
+
+class CurrentTier(BaseModel):
+    code: str
+    name: str
+    level: int
+    points_multiplier: float
+
+
+class NextTier(BaseModel):
+    code: str
+    name: str
+    level: int
+    points_required: int
+
+
+class TierStanding(BaseModel):
+    current: CurrentTier | None
+    next: NextTier | None
+    qualifying_points: int = Field(description="Lifetime points earned (total_earned)")
+    points_to_next: int | None
+
+
+class ActiveMultiplierView(BaseModel):
+    multiplier: float
+    starts_at: datetime
+    expires_at: datetime | None
+    claim_id: str | None
+
+
+class PointsBalance(BaseModel):
+    participant_id: str
+    balance: int
+    total_earned: int
+    total_spent: int
+    tier: TierStanding
+    multipliers: list[ActiveMultiplierView]
+    effective_multiplier: float = Field(description="Tier multiplier times active multipliers")
+
+
+class TransactionView(BaseModel):
+    transaction_id: str
+    type: str = Field(description="award, deduct or claim")
+    amount: int = Field(description="Signed: credits positive, debits negative")
+    base_amount: int = Field(description="Before multipliers")
+    multipliers: list[dict[str, Any]] | None
+    reason: str | None
+    balance_after: int
+    created_at: datetime
+    metadata: dict[str, Any] | None
+
+
+class TransactionsPage(BaseModel):
+    transactions: list[TransactionView]
+    total: int
+    page: int
+    page_size: int
+
+
+class TransactionsQuery(QueryModel):
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    page_size: int = Field(default=20, ge=1, le=100)
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+TierCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+TierName = Annotated[str, Field(min_length=1, max_length=200)]
+TierLevel = Annotated[int, Field(strict=True, ge=0, le=1000)]
+PointsRequired = Annotated[int, Field(strict=True, ge=0, le=10**15)]
+Multiplier = Annotated[Decimal, Field(gt=0, le=1000, decimal_places=3)]
+Benefits = Annotated[
+    list[Annotated[str, Field(max_length=500)]],
+    Field(max_length=50),
+]
+Color = Annotated[str, Field(pattern=r"^#(?:[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})$")]
+
+
+class TierCreate(RequestModel):
+    code: TierCode
+    name: TierName
+    level: TierLevel
+    points_required: PointsRequired = Field(description="Lifetime points (total_earned)")
+    points_multiplier: Multiplier = Field(
+        default=Decimal(1), description="Applied to awards while in this tier"
+    )
+    benefits: Benefits = Field(default_factory=list)
+    color: Color | None = None
+    is_active: bool = True
+
+
+class TierUpdate(RequestModel):
+    name: TierName | None = None
+    level: TierLevel | None = None
+    points_required: PointsRequired | None = None
+    points_multiplier: Multiplier | None = None
+    benefits: Benefits | None = None
+    color: Color | None = None
+    is_active: bool | None = None
+
+    @model_validator(mode="after")
+    def _required_fields_are_not_cleared(self) -> TierUpdate:
+        for name in ("name", "level", "points_required", "points_multiplier", "is_active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class TierView(BaseModel):
+    code: str
+    name: str
+    level: int
+    points_required: int
+    points_multiplier: float
+    benefits: list[str]
+    color: str | None
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime | None
+
+
+class TierList(BaseModel):
+    tiers: list[TierView]

@@ -1,0 +1,1 @@
+"""Rewards endpoints: the participant-facing catalog and claims, and admin management."""

@@ -1,0 +1,37 @@
+"""What a web process holds for its lifetime: settings, database, Redis, broker producer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from flask import current_app
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.auth_cache import KeyCache
+from app.config import Settings
+from app.rate_limit import RateLimiter
+
+EXTENSION_KEY = "rewards"
+
+
+@dataclass
+class ApiRuntime:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    redis: redis.Redis
+    celery: Celery
+    key_cache: KeyCache
+    rate_limiter: RateLimiter
+
+    def close(self) -> None:
+        """Release pooled connections (for apps built and dropped at run time, e.g. tests)."""
+        self.engine.dispose()
+        self.redis.close()
+
+
+def runtime() -> ApiRuntime:
+    return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]

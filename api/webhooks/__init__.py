@@ -1,0 +1,1 @@
+"""Admin endpoints for webhook endpoints and their delivery log."""

@@ -1,0 +1,108 @@
+"""Request and response models of the webhook admin endpoints."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from api.schemas import PageQuery, RequestModel
+
+EventType = Literal["reward.reward_claimed", "points.awarded", "points.deducted", "tier.upgraded"]
+DeliveryStatus = Literal["pending", "succeeded", "failed"]
+URL_DESCRIPTION = "http(s) URL the events are POSTed to; must resolve to public addresses"
+
+
+class CreateWebhookRequest(RequestModel):
+    url: str = Field(min_length=1, max_length=2048, description=URL_DESCRIPTION)
+    events: list[EventType] = Field(min_length=1, max_length=20)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class UpdateWebhookRequest(RequestModel):
+    """All optional; only supplied fields change."""
+
+    url: str | None = Field(
+        default=None, min_length=1, max_length=2048, description=URL_DESCRIPTION
+    )
+    events: list[EventType] | None = Field(default=None, min_length=1, max_length=20)
+    description: str | None = Field(default=None, max_length=500)
+    enabled: bool | None = Field(
+        default=None,
+        description="false pauses the endpoint (its pending deliveries fail); true re-enables "
+        "it, also after it was disabled for answering 410 or failing for 5 days",
+    )
+
+    @model_validator(mode="after")
+    def _required_fields_are_not_null(self) -> UpdateWebhookRequest:
+        for name in ("url", "events", "enabled"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class Webhook(BaseModel):
+    id: str
+    url: str
+    description: str | None
+    events: list[str]
+    enabled: bool
+    disabled_reason: Literal["manual", "gone", "failing"] | None = Field(
+        description="manual, gone (answered 410) or failing (failing continuously for 5 days)"
+    )
+    failing_since: AwareDatetime | None
+    previous_secret_expires_at: AwareDatetime | None = Field(
+        description="Until then the previous secret also signs every request"
+    )
+    created_at: AwareDatetime
+    updated_at: AwareDatetime | None
+
+
+class CreatedWebhook(Webhook):
+    secret: str = Field(description="whsec_... signing secret: shown only in this response")
+
+
+class WebhookList(BaseModel):
+    items: list[Webhook]
+    total: int
+    page: int
+    page_size: int
+
+
+class RotatedSecret(BaseModel):
+    secret: str = Field(description="The new whsec_... signing secret: shown only here")
+    previous_secret_expires_at: AwareDatetime
+
+
+class Delivery(BaseModel):
+    id: str
+    event_id: str = Field(description="Also the webhook-id header of every attempt")
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: AwareDatetime | None
+    last_attempt_at: AwareDatetime | None
+    last_response_status: int | None
+    last_response_body: str | None = Field(description="Truncated to 2 KB")
+    last_error: str | None
+    created_at: AwareDatetime
+    delivered_at: AwareDatetime | None
+
+
+class DeliveryList(BaseModel):
+    items: list[Delivery]
+    total: int
+    page: int
+    page_size: int
+
+
+class DeliveriesQuery(PageQuery):
+    status: DeliveryStatus | None = None
+
+
+class RedeliverFailedRequest(RequestModel):
+    since: AwareDatetime = Field(description="Redeliver failed deliveries created since then")
+
+
+class RedeliveredCount(BaseModel):
+    redelivered: int

@@ -1,0 +1,67 @@
+"""The audit log of administrative changes (reward definitions, inventory, keys, ...).
+
+Callers record an entry in the same transaction as the change it describes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.models import AuditEntry
+
+
+def record_audit(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    env: str,
+    actor_key_id: uuid.UUID | None,
+    action: str,
+    target_id: uuid.UUID | str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        AuditEntry(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            env=env,
+            actor_key_id=actor_key_id,
+            action=action,
+            target_id=str(target_id),
+            details=details,
+            created_at=utcnow(),
+        )
+    )
+
+
+def list_audit_entries(
+    session: Session, tenant_id: uuid.UUID, env: str, *, offset: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    conditions = (AuditEntry.tenant_id == tenant_id, AuditEntry.env == env)
+    total = session.execute(
+        select(func.count()).select_from(AuditEntry).where(*conditions)
+    ).scalar_one()
+    entries = session.execute(
+        select(AuditEntry)
+        .where(*conditions)
+        .order_by(AuditEntry.created_at.desc(), AuditEntry.id)
+        .offset(offset)
+        .limit(limit)
+    ).scalars()
+    return [
+        {
+            "id": str(entry.id),
+            "actor_key_id": str(entry.actor_key_id) if entry.actor_key_id else None,
+            "actor": "api_key" if entry.actor_key_id else "cli",
+            "action": entry.action,
+            "target_id": entry.target_id,
+            "details": entry.details,
+            "created_at": entry.created_at,
+        }
+        for entry in entries
+    ], int(total)

@@ -1,0 +1,256 @@
+"""The `rewards` command: operators' and developers' entry point.
+
+Machine-readable output (JSON) goes to stdout; logs and errors go to stderr. The
+commands that run servers import the HTTP and worker packages lazily, so the
+administrative commands stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from app.config import Settings, SettingsError, load_settings
+from app.db import make_engine, make_session_factory
+from app.errors import DomainError
+from app.models import Environment
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def _transaction(settings: Settings) -> Iterator[Session]:
+    engine = make_engine(settings, pool_size=1)
+    try:
+        with make_session_factory(engine).begin() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> None:
+    from app.migrate import upgrade_database
+
+    upgrade_database(settings.require_database_url())
+    _print_json({"migrated": True})
+
+
+def cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> None:
+    from app.tenancy import create_tenant
+
+    with _transaction(settings) as session:
+        tenant = create_tenant(session, args.name)
+        created = {"tenant_id": str(tenant.id), "name": tenant.name}
+    # Printed after the commit: an id on stdout means the tenant exists.
+    _print_json(created)
+
+
+def _set_disabled(disabled: bool) -> Callable[[Settings, argparse.Namespace], None]:
+    def command(settings: Settings, args: argparse.Namespace) -> None:
+        from app.tenancy import set_tenant_disabled
+
+        with _transaction(settings) as session:
+            tenant = set_tenant_disabled(session, args.tenant_id, disabled)
+            changed = {"tenant_id": str(tenant.id), "disabled": tenant.is_disabled}
+        _print_json(changed)
+
+    return command
+
+
+def cmd_tenant_limits(settings: Settings, args: argparse.Namespace) -> None:
+    from app.tenancy import set_tenant_limits
+
+    rate, burst = (None, None) if args.reset else (args.rate, args.burst)
+    with _transaction(settings) as session:
+        tenant = set_tenant_limits(session, args.tenant_id, rate, burst)
+        changed = {
+            "tenant_id": str(tenant.id),
+            "participant_write_rate": tenant.participant_write_rate,
+            "participant_write_burst": tenant.participant_write_burst,
+        }
+    _print_json(changed)
+
+
+def cmd_key_create(settings: Settings, args: argparse.Namespace) -> None:
+    from app.audit import record_audit
+    from app.tenancy import create_api_key
+
+    with _transaction(settings) as session:
+        issued = create_api_key(
+            session, args.tenant, Environment(args.env), args.scope or [], args.expires_at
+        )
+        record_audit(
+            session,
+            tenant_id=args.tenant,
+            env=issued.env,
+            actor_key_id=None,
+            action="api_key.created",
+            target_id=issued.key_id,
+            details={"scopes": issued.scopes},
+        )
+    _print_json(
+        {
+            "key": issued.key,
+            "key_id": str(issued.key_id),
+            "env": issued.env,
+            "scopes": issued.scopes,
+            "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
+        }
+    )
+
+
+def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> None:
+    from app.audit import record_audit
+    from app.tenancy import revoke_api_key
+
+    with _transaction(settings) as session:
+        key = revoke_api_key(session, args.key_id)
+        record_audit(
+            session,
+            tenant_id=key.tenant_id,
+            env=key.env,
+            actor_key_id=None,
+            action="api_key.revoked",
+            target_id=key.id,
+        )
+    _print_json({"key_id": str(args.key_id), "revoked": True})
+
+
+def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> None:
+    from app.points.verify import verify_ledger
+
+    with _transaction(settings) as session:
+        report = verify_ledger(session, args.tenant)
+    _print_json(report.as_json())
+    if not report.ok:
+        raise DomainError("ledger_violations", "balances disagree with the ledger", 1)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    from api.server import serve
+
+    serve(settings, args.host, args.port, args.workers, args.threads)
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
+    from workers.main import run_worker
+
+    run_worker(settings, args.concurrency, beat=not args.no_beat, node_name=args.name)
+
+
+def cmd_standalone(settings: Settings, args: argparse.Namespace) -> None:
+    from app.standalone import run_standalone
+
+    run_standalone(settings, host=args.host, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rewards", description="rewards-engine")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(required=True)
+    db.add_parser("upgrade", help="apply migrations").set_defaults(run=cmd_db_upgrade)
+
+    tenant = commands.add_parser("tenant", help="tenants").add_subparsers(required=True)
+    create = tenant.add_parser("create", help="create a tenant")
+    create.add_argument("--name", required=True)
+    create.set_defaults(run=cmd_tenant_create)
+    for verb, disabled in (("disable", True), ("enable", False)):
+        toggle = tenant.add_parser(verb, help=f"{verb} a tenant")
+        toggle.add_argument("tenant_id", type=_uuid)
+        toggle.set_defaults(run=_set_disabled(disabled))
+
+    limits = tenant.add_parser(
+        "limits", help="override the per-participant write cap (writes per second, burst)"
+    )
+    limits.add_argument("tenant_id", type=_uuid)
+    limits.add_argument("--rate", type=float)
+    limits.add_argument("--burst", type=int)
+    limits.add_argument("--reset", action="store_true", help="back to the service defaults")
+    limits.set_defaults(run=cmd_tenant_limits)
+
+    key = commands.add_parser("key", help="API keys").add_subparsers(required=True)
+    key_create = key.add_parser("create", help="create an API key (printed once)")
+    key_create.add_argument("--tenant", required=True, type=_uuid)
+    key_create.add_argument("--env", choices=[e.value for e in Environment], default="live")
+    key_create.add_argument("--scope", action="append", help="admin or gamify:admin")
+    key_create.add_argument("--expires-at", type=_timestamp)
+    key_create.set_defaults(run=cmd_key_create)
+    key_revoke = key.add_parser("revoke", help="revoke an API key")
+    key_revoke.add_argument("key_id", type=_uuid)
+    key_revoke.set_defaults(run=cmd_key_revoke)
+
+    ledger = commands.add_parser("ledger", help="points ledger").add_subparsers(required=True)
+    verify = ledger.add_parser("verify", help="check balances against the ledger (JSON)")
+    verify.add_argument("--tenant", type=_uuid, help="only this tenant's participants")
+    verify.set_defaults(run=cmd_ledger_verify)
+
+    serve = commands.add_parser("serve", help="run the API under gunicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--threads", type=int, default=16)
+    serve.set_defaults(run=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run a Celery worker for all queues")
+    worker.add_argument("--concurrency", type=int)
+    worker.add_argument("--no-beat", action="store_true", help="do not run periodic tasks")
+    worker.add_argument("--name", help="node name, unique per host (default: rewards-<pid>@host)")
+    worker.set_defaults(run=cmd_worker)
+
+    standalone = commands.add_parser(
+        "standalone", help="embedded PostgreSQL and Redis, the API and a worker"
+    )
+    standalone.add_argument("--host", default="127.0.0.1")
+    standalone.add_argument("--port", type=int, default=8000)
+    standalone.set_defaults(run=cmd_standalone)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        args.run(settings, args)
+    except SettingsError as exc:
+        sys.stderr.write(f"rewards: {exc}\n")
+        return 2
+    except DomainError as exc:
+        sys.stderr.write(f"rewards: {exc.code}: {exc.detail}\n")
+        return 1
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        sys.stderr.write(f"rewards: database unavailable: {reason}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""All mapped tables; importing this package registers them on `Base.metadata`."""
+
+from app.models.audit import AuditEntry
+from app.models.operations import Operation, OperationStatus
+from app.models.outbox import OutboxEvent
+from app.models.points import LedgerEntry, Participant, ParticipantMultiplier, Tier
+from app.models.rewards import Claim, Reward, RewardCode
+from app.models.tenancy import ApiKey, Environment, Tenant
+from app.models.webhooks import WebhookDelivery, WebhookEndpoint
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Claim",
+    "Environment",
+    "LedgerEntry",
+    "Operation",
+    "OperationStatus",
+    "OutboxEvent",
+    "Participant",
+    "ParticipantMultiplier",
+    "Reward",
+    "RewardCode",
+    "Tenant",
+    "Tier",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+]

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, created_at_column, uuid_pk
+
+
+class OperationStatus(enum.StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Operation(Base):
+    """One accepted write (claim, award, ...): committed before the client hears "accepted".
+
+    It carries the idempotency key, the request payload the worker executes and, once
+    finished, the exact response (status and body) every replay returns.
+    """
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "env", "idempotency_key"),
+        CheckConstraint("status IN ('queued', 'processing', 'succeeded', 'failed')", name="status"),
+        # The sweeper's scan: only unfinished operations, oldest publish first.
+        Index(
+            "ix_operations_unfinished",
+            "enqueued_at",
+            postgresql_where=text("status IN ('queued', 'processing')"),
+        ),
+        Index("ix_operations_finished_at", "finished_at"),
+        # A worker drains the queued operations of one partition (e.g. one reward), oldest
+        # first: this index answers that without touching anything else.
+        Index(
+            "ix_operations_queued_partition",
+            "partition_key",
+            "created_at",
+            postgresql_where=text("status = 'queued'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID]
+    env: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    # What the kind serializes on, qualified by kind, tenant and environment (None: the
+    # operation runs on its own).
+    partition_key: Mapped[str | None] = mapped_column(String(400))
+    status: Mapped[str] = mapped_column(String(16), default=OperationStatus.QUEUED)
+    http_status: Mapped[int | None]
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[dict[str, Any] | None]
+    progress: Mapped[dict[str, Any] | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = created_at_column()
+    enqueued_at: Mapped[datetime] = created_at_column()
+    finished_at: Mapped[datetime | None]

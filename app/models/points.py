@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Numeric,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, created_at_column, uuid_pk
+
+
+class Participant(Base):
+    """A participant's balance; its row lock serializes that participant's balance changes."""
+
+    __tablename__ = "participants"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "env", "external_id"),
+        CheckConstraint("balance >= 0", name="balance_not_negative"),
+        CheckConstraint("balance = total_earned - total_spent", name="balance_matches_totals"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID]
+    env: Mapped[str] = mapped_column(String(8))
+    external_id: Mapped[str] = mapped_column(String(255))
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    tier_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime | None]
+
+
+class LedgerEntry(Base):
+    """Append-only; a participant's balance is the sum of its entries' amounts."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        Index("ix_ledger_entries_participant_created", "participant_pk", "created_at"),
+        Index("ix_ledger_entries_participant_seq", "participant_pk", "seq"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID]
+    env: Mapped[str] = mapped_column(String(8))
+    participant_pk: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"))
+    type: Mapped[str] = mapped_column(String(32))
+    # Signed: credits positive, debits negative.
+    amount: Mapped[int] = mapped_column(BigInteger)
+    base_amount: Mapped[int] = mapped_column(BigInteger)
+    multipliers: Mapped[list[dict[str, Any]] | None]
+    reason: Mapped[str | None] = mapped_column(String(500))
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata")
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    claim_id: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime] = created_at_column()
+    # Insert order. Entries are written under the participant's row lock, so per participant
+    # this is the order they were applied in; created_at (transaction start) is not.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity())
+
+
+class Tier(Base):
+    __tablename__ = "tiers"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "env", "code"),
+        # A participant's tier is the highest level it qualifies for: levels must not tie.
+        UniqueConstraint("tenant_id", "env", "level"),
+        CheckConstraint("points_required >= 0", name="points_required"),
+        CheckConstraint("points_multiplier > 0", name="points_multiplier"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID]
+    env: Mapped[str] = mapped_column(String(8))
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[int]
+    points_required: Mapped[int] = mapped_column(BigInteger)
+    points_multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 3), default=Decimal(1))
+    benefits: Mapped[list[str] | None]
+    color: Mapped[str | None] = mapped_column(String(32))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime | None]
+
+
+class ParticipantMultiplier(Base):
+    """A points multiplier won by claiming a points_multiplier reward, active until expiry."""
+
+    __tablename__ = "participant_multipliers"
+    __table_args__ = (CheckConstraint("multiplier > 0", name="multiplier"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID]
+    env: Mapped[str] = mapped_column(String(8))
+    participant_pk: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"), index=True)
+    multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 3))
+    starts_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    claim_id: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class BulkAwardRow(Base):
+    """One row of a bulk award upload, staged before its operation is committed.
+
+    The worker awards staged rows in row-number order, a chunk per transaction, advancing the
+    operation's progress cursor in that same transaction; a row is awarded exactly once
+    whatever crashes. Rows that failed validation carry their `error` for the report.
+    Deleting the operation (idempotency retention) deletes its rows.
+    """
+
+    __tablename__ = "bulk_award_rows"
+    __table_args__ = (
+        # The error report reads only failed rows: usually a handful among a million.
+        Index(
+            "ix_bulk_award_rows_failed",
+            "operation_id",
+            "row_number",
+            postgresql_where=text("error IS NOT NULL"),
+        ),
+    )
+
+    operation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("operations.id", ondelete="CASCADE"), primary_key=True
+    )
+    row_number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    participant_id: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(String(500))

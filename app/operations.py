@@ -1,0 +1,345 @@
+"""Accepted writes: recorded with their idempotency key, executed by a worker, replayed.
+
+The web process calls `submit_operation` (one INSERT) and commits before telling anyone
+the write is accepted; a worker calls `execute_operations` (given ids) or `drain_partition`
+(every queued operation of one partition), which run the kinds' handlers in the caller's
+transaction and store the exact response, so every replay of the key answers the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.errors import DomainError
+from app.models import Operation, OperationStatus
+
+FINISHED = (OperationStatus.SUCCEEDED.value, OperationStatus.FAILED.value)
+UNFINISHED = (OperationStatus.QUEUED.value, OperationStatus.PROCESSING.value)
+
+
+@dataclass(frozen=True)
+class StepTaken:
+    """A handler's answer when it did one step of a long operation and more remain.
+
+    The step's writes commit with the operation left unfinished (status processing, publish
+    time reset so the sweeper leaves a live job alone); the worker publishes it again for
+    the next step, and the sweeper does so if the worker dies first. A handler records how
+    far it got on `operation.progress`, which commits atomically with the step.
+    """
+
+
+Handler = Callable[[Session, Operation], "dict[str, Any] | StepTaken"]
+
+
+BatchAnswers = dict[uuid.UUID, "dict[str, Any] | DomainError"]
+BatchHandler = Callable[[Session, list[Operation]], BatchAnswers]
+
+
+@dataclass(frozen=True)
+class OperationKind:
+    """How one kind of write is executed and answered.
+
+    Exactly one of:
+    - `handler` runs one operation inside a savepoint and returns the success body (or
+      StepTaken); raising DomainError rolls its writes back and records the error.
+    - `batch_handler` runs many operations of one partition at once and answers each
+      (body or DomainError); it decides before it writes, so a refused operation has
+      written nothing, and it needs no savepoints. Up to `max_batch` per call.
+    `partition` names what the kind serializes on (e.g. the reward): operations of one
+    partition are drained together by one worker transaction.
+    """
+
+    name: str
+    handler: Handler | None = None
+    batch_handler: BatchHandler | None = None
+    success_status: int = 200
+    retain_forever: bool = False
+    partition: Callable[[dict[str, Any]], str | None] = field(default=lambda payload: None)
+    max_batch: int = 200
+
+
+_KINDS: dict[str, OperationKind] = {}
+
+
+def register_kind(kind: OperationKind) -> OperationKind:
+    if (kind.handler is None) == (kind.batch_handler is None):
+        raise ValueError(
+            f"operation kind {kind.name!r} needs exactly one of handler, batch_handler"
+        )
+    if kind.name in _KINDS and _KINDS[kind.name] is not kind:
+        raise ValueError(f"operation kind {kind.name!r} registered twice")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str) -> OperationKind:
+    return _KINDS[name]
+
+
+def partition_key(kind: str, tenant_id: uuid.UUID, env: str, payload: dict[str, Any]) -> str | None:
+    partition = get_kind(kind).partition(payload)
+    return None if partition is None else f"{kind}:{tenant_id}:{env}:{partition}"
+
+
+def fingerprint(kind: str, payload: dict[str, Any]) -> str:
+    canonical = json.dumps([kind, payload], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Submission:
+    operation: Operation
+    created: bool  # False: the idempotency key was seen before and this is a replay
+
+
+def submit_operation(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    env: str,
+    kind: str,
+    payload: dict[str, Any],
+    idempotency_key: str | None,
+) -> Submission:
+    """Record a write, or find the earlier one with the same idempotency key.
+
+    The unique (tenant, env, key) constraint decides between concurrent first attempts:
+    a second INSERT waits for the first to commit, then finds its row.
+    """
+    get_kind(kind)  # unknown kinds are a programming error, not a client one
+    request_fingerprint = fingerprint(kind, payload)
+    inserted = session.execute(
+        pg_insert(Operation)
+        .values(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            env=env,
+            kind=kind,
+            idempotency_key=idempotency_key,
+            fingerprint=request_fingerprint,
+            payload=payload,
+            partition_key=partition_key(kind, tenant_id, env, payload),
+            status=OperationStatus.QUEUED.value,
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "env", "idempotency_key"])
+        .returning(Operation)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        return Submission(inserted, created=True)
+    existing = session.execute(
+        select(Operation).where(
+            Operation.tenant_id == tenant_id,
+            Operation.env == env,
+            Operation.idempotency_key == idempotency_key,
+        )
+    ).scalar_one()
+    if existing.fingerprint != request_fingerprint:
+        raise DomainError(
+            "IDEMPOTENCY_KEY_REUSED",
+            "This Idempotency-Key was already used with a different request",
+            422,
+        )
+    return Submission(existing, created=False)
+
+
+def get_operation(
+    session: Session, tenant_id: uuid.UUID, env: str, operation_id: uuid.UUID
+) -> Operation | None:
+    return session.execute(
+        select(Operation).where(
+            Operation.id == operation_id, Operation.tenant_id == tenant_id, Operation.env == env
+        )
+    ).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class OperationsRun:
+    finished: list[Operation]
+    # Long operations that took a step and must be published again after the commit.
+    continuing: list[Operation]
+
+
+def execute_operations(session: Session, operation_ids: Sequence[uuid.UUID]) -> OperationsRun:
+    """Execute the unfinished operations among `operation_ids` in the caller's transaction.
+
+    Rows locked by another worker are skipped (it is running them); finished ones are left
+    alone, so a redelivered task is harmless.
+    """
+    if not operation_ids:
+        return OperationsRun([], [])
+    locked = session.execute(
+        select(Operation)
+        .where(Operation.id.in_(operation_ids), Operation.status.in_(UNFINISHED))
+        .with_for_update(skip_locked=True)
+    ).scalars()
+    by_id = {op.id: op for op in locked}
+    return _execute_locked(session, [by_id[i] for i in operation_ids if i in by_id])
+
+
+def drain_partition(session: Session, key: str, limit: int) -> OperationsRun:
+    """Execute up to `limit` queued operations of one partition, oldest first, at once.
+
+    SKIP LOCKED: concurrent drains of one partition take disjoint operations (the kind's
+    own locks, e.g. the reward row, then serialize their writes).
+    """
+    queued = list(
+        session.execute(
+            select(Operation)
+            .where(Operation.partition_key == key, Operation.status == OperationStatus.QUEUED.value)
+            .order_by(Operation.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    return _execute_locked(session, queued)
+
+
+def _finish(
+    operation: Operation, kind: OperationKind, answer: dict[str, Any] | DomainError
+) -> None:
+    if isinstance(answer, DomainError):
+        operation.status = OperationStatus.FAILED.value
+        operation.http_status = answer.status
+        operation.error = answer.as_body()
+    else:
+        operation.status = OperationStatus.SUCCEEDED.value
+        operation.http_status = kind.success_status
+        operation.result = answer
+    operation.finished_at = utcnow()
+
+
+def _execute_locked(session: Session, operations: list[Operation]) -> OperationsRun:
+    """Run operations this transaction has locked: batch kinds together per partition
+    (in order), the others one by one, each in its own savepoint."""
+    run = OperationsRun([], [])
+    batches: dict[tuple[str, str | None], list[Operation]] = {}
+    for operation in operations:
+        operation.attempts += 1
+        kind = get_kind(operation.kind)
+        if kind.batch_handler is not None:
+            batches.setdefault((kind.name, operation.partition_key), []).append(operation)
+            continue
+        assert kind.handler is not None
+        answer: dict[str, Any] | StepTaken | DomainError
+        try:
+            with session.begin_nested():
+                answer = kind.handler(session, operation)
+        except DomainError as error:
+            answer = error
+        if isinstance(answer, StepTaken):
+            operation.status = OperationStatus.PROCESSING.value
+            operation.enqueued_at = utcnow()
+            run.continuing.append(operation)
+            continue
+        _finish(operation, kind, answer)
+        run.finished.append(operation)
+    for (kind_name, _), batch in batches.items():
+        kind = get_kind(kind_name)
+        assert kind.batch_handler is not None
+        for start in range(0, len(batch), kind.max_batch):
+            chunk = batch[start : start + kind.max_batch]
+            answers = kind.batch_handler(session, chunk)
+            for operation in chunk:
+                _finish(operation, kind, answers[operation.id])
+                run.finished.append(operation)
+    session.flush()
+    return run
+
+
+def claim_stalled_operations(
+    session: Session, stalled_after: timedelta, limit: int = 1000
+) -> list[Operation]:
+    """Unfinished operations last published longer ago than `stalled_after`.
+
+    Their publish time is reset, so concurrent sweepers do not republish the same ones;
+    rows a worker holds locked are skipped, they are being run.
+    """
+    now = utcnow()
+    candidates = (
+        select(Operation.id)
+        .where(Operation.status.in_(UNFINISHED), Operation.enqueued_at < now - stalled_after)
+        .order_by(Operation.enqueued_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(
+        session.execute(
+            update(Operation)
+            .where(Operation.id.in_(candidates))
+            .values(enqueued_at=now)
+            .returning(Operation)
+        ).scalars()
+    )
+
+
+def purge_expired_idempotency_records(session: Session, retention: timedelta) -> int:
+    """Delete finished operations past retention, except kinds whose key is kept forever."""
+    forever = [name for name, kind in _KINDS.items() if kind.retain_forever]
+    result = session.execute(
+        delete(Operation).where(
+            Operation.status.in_(FINISHED),
+            Operation.finished_at < utcnow() - retention,
+            Operation.kind.not_in(forever),
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def operation_answer(operation: Operation) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and body a finished operation answers with, for every replay."""
+    if operation.status == OperationStatus.SUCCEEDED.value:
+        return int(operation.http_status or 200), dict(operation.result or {})
+    if operation.status == OperationStatus.FAILED.value:
+        error = dict(operation.error or {})
+        return int(operation.http_status or error.get("status", 400)), error
+    raise ValueError(f"operation {operation.id} has not finished")
+
+
+def operation_view(operation: Operation) -> dict[str, Any]:
+    """The polling representation of an operation."""
+    return {
+        "operation_id": str(operation.id),
+        "kind": operation.kind,
+        "status": operation.status,
+        "result": operation.result if operation.status == OperationStatus.SUCCEEDED else None,
+        "error": operation.error if operation.status == OperationStatus.FAILED else None,
+        "progress": operation.progress,
+        "created_at": operation.created_at,
+        "finished_at": operation.finished_at,
+    }
+
+
+def find_finished_replay(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    env: str,
+    kind: str,
+    payload: dict[str, Any],
+    idempotency_key: str,
+) -> Operation | None:
+    """The finished operation this request would replay, if there is one (no write)."""
+    operation = session.execute(
+        select(Operation).where(
+            Operation.tenant_id == tenant_id,
+            Operation.env == env,
+            Operation.idempotency_key == idempotency_key,
+        )
+    ).scalar_one_or_none()
+    if operation is None or operation.status not in FINISHED:
+        return None
+    if operation.fingerprint != fingerprint(kind, payload):
+        return None
+    return operation

@@ -1,0 +1,1 @@
+"""Points: awards and deductions on the ledger, tiers, batch and bulk awarding."""

@@ -1,0 +1,373 @@
+"""Bulk awards: a CSV or NDJSON file of up to 1,000,000 rows, awarded by the workers.
+
+Upload (web process, one transaction): record the operation under its idempotency key,
+stream the body through the parser into bulk_award_rows with COPY, a row at a time, so
+memory stays flat whatever the file size; commit, then publish. A bad row is staged with
+its error rather than failing the upload.
+
+Processing (worker): each step awards the next BULK_CHUNK_ROWS staged rows set-wise in
+one transaction that also advances the operation's progress cursor, then hands the
+operation back for the next step (app.operations.StepTaken). A crash loses only the step
+in flight, which never committed; whoever runs the operation next (the redelivered task
+or the sweeper's republish) starts at the committed cursor, so no row is awarded twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import hashlib
+import io
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import DomainError
+from app.models import Operation
+from app.models.points import BulkAwardRow
+from app.operations import StepTaken, Submission, submit_operation
+from app.points.awards import award_points
+from app.points.items import (
+    PARTICIPANT_ID_MAX_CHARS,
+    REASON_MAX_CHARS,
+    AwardItem,
+    InvalidItem,
+    check_amount,
+    check_participant_id,
+    check_reason,
+)
+from app.points.pgcopy import COPY_NULL, copy_field, copy_lines
+
+AWARD_BULK_KIND = "points.award_bulk"
+BULK_MAX_ROWS = 1_000_000
+# Rows per worker transaction: large enough that per-step overhead (task, commit, the
+# tier and multiplier reads) is noise, small enough that a step holds its participant
+# locks for well under a second.
+BULK_CHUNK_ROWS = 5_000
+REPORT_PAGE_ROWS = 5_000
+ERROR_REPORT_PATH = "/api/v1/gamify/points/award-bulk/{operation_id}/errors"
+CSV_COLUMNS = ("participant_id", "amount", "reason")
+NDJSON_FIELDS = frozenset(CSV_COLUMNS)
+STAGED_COLUMNS = ("operation_id", "row_number", "participant_id", "amount", "reason", "error")
+_AMOUNT_TEXT = re.compile(r"[+-]?\d{1,15}")
+_HASH_READ_BYTES = 1 << 20
+
+
+class UploadFormat(enum.StrEnum):
+    CSV = "csv"
+    NDJSON = "ndjson"
+
+
+# (row_number, participant_id, amount, reason, error): error is None for a valid row.
+StagedRow = tuple[int, str | None, int | None, str | None, str | None]
+
+
+def _invalid_upload(detail: str) -> DomainError:
+    return DomainError("invalid_upload", detail, 422)
+
+
+@dataclass
+class BulkProgress:
+    """What `operation.progress` holds; `done` is also the cursor (rows 1..done are done)."""
+
+    total: int
+    done: int = 0
+    awarded: int = 0
+    failed: int = 0
+    points_credited: int = 0
+
+    @classmethod
+    def of(cls, operation: Operation) -> BulkProgress:
+        return cls(**(operation.progress or {}))
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _HashingReader(io.RawIOBase):
+    """Passes a binary stream through, hashing every byte read."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        self.sha256 = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._source.read(len(buffer))
+        size = len(chunk)
+        buffer[:size] = chunk
+        self.sha256.update(chunk)
+        return size
+
+
+def _clip(value: object, limit: int) -> str | None:
+    """A bad row's text as the error report shows it: cut to the column, NUL replaced."""
+    return value[:limit].replace("\x00", "\ufffd") if isinstance(value, str) else None
+
+
+def _staged(row_number: int, participant_id: object, amount: object, reason: object) -> StagedRow:
+    try:
+        return (
+            row_number,
+            check_participant_id(participant_id),
+            check_amount(amount),
+            check_reason(reason),
+            None,
+        )
+    except InvalidItem as exc:
+        # Keep what can be kept so the error report shows which row it was.
+        kept_amount = amount if type(amount) is int and abs(amount) < 2**63 else None
+        return (
+            row_number,
+            _clip(participant_id, PARTICIPANT_ID_MAX_CHARS),
+            kept_amount,
+            _clip(reason, REASON_MAX_CHARS),
+            str(exc),
+        )
+
+
+def _amount_from_text(text: str) -> int | str:
+    stripped = text.strip()
+    return int(stripped) if _AMOUNT_TEXT.fullmatch(stripped) else stripped
+
+
+def _csv_rows(text: IO[str]) -> Iterator[StagedRow]:
+    reader = csv.reader(text)
+    columns: dict[str, int] | None = None
+    row_number = 0
+    for fields in reader:
+        if not fields:
+            continue
+        if columns is None and reader.line_num == 1 and fields[0].strip() == "participant_id":
+            names = [name.strip() for name in fields]
+            unknown = sorted(set(names) - set(CSV_COLUMNS))
+            if unknown or "amount" not in names or len(set(names)) != len(names):
+                raise _invalid_upload(
+                    "The CSV header must name participant_id, amount and optionally reason"
+                )
+            columns = {name: index for index, name in enumerate(names)}
+            continue
+        row_number += 1
+        if columns is not None:
+            if len(fields) != len(columns):
+                yield (row_number, None, None, None, f"expected {len(columns)} fields")
+                continue
+            reason_index = columns.get("reason")
+            participant_id = fields[columns["participant_id"]]
+            amount_text = fields[columns["amount"]]
+            reason = fields[reason_index] if reason_index is not None else None
+        else:
+            if len(fields) not in (2, 3):
+                yield (row_number, None, None, None, "expected participant_id,amount[,reason]")
+                continue
+            participant_id, amount_text = fields[0], fields[1]
+            reason = fields[2] if len(fields) == 3 else None
+        yield _staged(row_number, participant_id, _amount_from_text(amount_text), reason or None)
+
+
+def _ndjson_rows(text: IO[str]) -> Iterator[StagedRow]:
+    row_number = 0
+    for line in text:
+        if not line.strip():
+            continue
+        row_number += 1
+        try:
+            document = json.loads(line)
+        except ValueError:
+            yield (row_number, None, None, None, "not valid JSON")
+            continue
+        if not isinstance(document, dict):
+            yield (row_number, None, None, None, "each line must be a JSON object")
+            continue
+        unknown = sorted(set(document) - NDJSON_FIELDS)
+        if unknown:
+            yield (row_number, None, None, None, f"unknown field(s): {', '.join(unknown)}")
+            continue
+        yield _staged(
+            row_number,
+            document.get("participant_id"),
+            document.get("amount"),
+            document.get("reason"),
+        )
+
+
+@dataclass
+class _UploadCounts:
+    rows: int = 0
+    invalid: int = 0
+
+
+def _staging_lines(
+    operation_id: uuid.UUID, rows: Iterator[StagedRow], counts: _UploadCounts
+) -> Iterator[str]:
+    for row_number, participant_id, amount, reason, error in rows:
+        if row_number > BULK_MAX_ROWS:
+            raise DomainError(
+                "too_many_rows", f"A bulk award takes at most {BULK_MAX_ROWS} rows", 413
+            )
+        counts.rows += 1
+        if error is not None:
+            counts.invalid += 1
+        yield (
+            f"{operation_id}\t{row_number}\t{copy_field(participant_id)}"
+            f"\t{COPY_NULL if amount is None else amount}\t{copy_field(reason)}"
+            f"\t{copy_field(error)}\n"
+        )
+
+
+def _parsed(upload_format: UploadFormat, text: IO[str]) -> Iterator[StagedRow]:
+    return _csv_rows(text) if upload_format is UploadFormat.CSV else _ndjson_rows(text)
+
+
+def _sha256_of(body: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    while chunk := body.read(_HASH_READ_BYTES):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stage_bulk_award(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    env: str,
+    idempotency_key: str | None,
+    upload_format: UploadFormat,
+    body: IO[bytes],
+) -> Submission:
+    """Record a bulk award and stage its rows, or find the earlier upload with this key.
+
+    A concurrent upload with the same key waits on the operation's unique key until this
+    transaction ends, then sees the finished upload (or inserts its own if this one failed).
+    """
+    submission = submit_operation(
+        session,
+        tenant_id=tenant_id,
+        env=env,
+        kind=AWARD_BULK_KIND,
+        payload={"format": upload_format.value},
+        idempotency_key=idempotency_key,
+    )
+    operation = submission.operation
+    if not submission.created:
+        # The key fingerprints only the format; the file itself is compared by hash.
+        if _sha256_of(body) != operation.payload.get("content_sha256"):
+            raise DomainError(
+                "IDEMPOTENCY_KEY_REUSED",
+                "This Idempotency-Key was already used with a different request",
+                422,
+            )
+        return submission
+    hashing = _HashingReader(body)
+    text = io.TextIOWrapper(io.BufferedReader(hashing), encoding="utf-8-sig", newline="")
+    counts = _UploadCounts()
+    try:
+        copy_lines(
+            session,
+            BulkAwardRow.__tablename__,
+            STAGED_COLUMNS,
+            _staging_lines(operation.id, _parsed(upload_format, text), counts),
+        )
+    except UnicodeDecodeError:
+        raise _invalid_upload("The upload is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise _invalid_upload(f"The CSV is malformed: {exc}") from None
+    if counts.rows == 0:
+        raise DomainError("empty_upload", "The upload holds no rows", 422)
+    operation.payload = {
+        "format": upload_format.value,
+        "content_sha256": hashing.sha256.hexdigest(),
+        "rows": counts.rows,
+        "invalid_rows": counts.invalid,
+    }
+    operation.progress = BulkProgress(total=counts.rows).as_json()
+    session.flush()
+    return submission
+
+
+def award_bulk_step(session: Session, operation: Operation) -> dict[str, Any] | StepTaken:
+    """Award the next chunk of staged rows; the operation's handler, one step per call."""
+    progress = BulkProgress.of(operation)
+    first = progress.done + 1
+    last = min(progress.done + BULK_CHUNK_ROWS, progress.total)
+    rows = session.execute(
+        select(
+            BulkAwardRow.row_number,
+            BulkAwardRow.participant_id,
+            BulkAwardRow.amount,
+            BulkAwardRow.reason,
+            BulkAwardRow.error,
+        )
+        .where(
+            BulkAwardRow.operation_id == operation.id,
+            BulkAwardRow.row_number.between(first, last),
+        )
+        .order_by(BulkAwardRow.row_number)
+    ).all()
+    items = [
+        AwardItem(participant_id, amount, reason, {"bulk_row": row_number})
+        for row_number, participant_id, amount, reason, error in rows
+        if error is None and participant_id is not None and amount is not None
+    ]
+    credits = award_points(
+        session, operation.tenant_id, operation.env, items, operation_id=operation.id
+    )
+    progress.done = last
+    progress.awarded += len(credits)
+    progress.failed += len(rows) - len(items)
+    progress.points_credited += sum(credit.amount for credit in credits)
+    operation.progress = progress.as_json()
+    if progress.done < progress.total:
+        return StepTaken()
+    return {
+        "total_rows": progress.total,
+        "awarded": progress.awarded,
+        "failed": progress.failed,
+        "points_credited": progress.points_credited,
+        "error_report": ERROR_REPORT_PATH.format(operation_id=operation.id),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRow:
+    row_number: int
+    participant_id: str | None
+    amount: int | None
+    reason: str | None
+    error: str
+
+
+def failed_rows_page(
+    session: Session, operation: Operation, after_row: int, limit: int = REPORT_PAGE_ROWS
+) -> list[FailedRow]:
+    """Failed rows among those processed so far, after `after_row`, in row order."""
+    processed = BulkProgress.of(operation).done
+    rows = session.execute(
+        select(
+            BulkAwardRow.row_number,
+            BulkAwardRow.participant_id,
+            BulkAwardRow.amount,
+            BulkAwardRow.reason,
+            BulkAwardRow.error,
+        )
+        .where(
+            BulkAwardRow.operation_id == operation.id,
+            BulkAwardRow.row_number > after_row,
+            BulkAwardRow.row_number <= processed,
+            BulkAwardRow.error.is_not(None),
+        )
+        .order_by(BulkAwardRow.row_number)
+        .limit(limit)
+    )
+    return [
+        FailedRow(row_number, participant_id, amount, reason, error or "")
+        for row_number, participant_id, amount, reason, error in rows
+    ]

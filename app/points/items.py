@@ -1,0 +1,113 @@
+"""One award request, and the per-item validation batch and bulk awards share.
+
+A batch or bulk upload answers each bad item with its own error instead of rejecting the
+whole request, so items are checked here one by one rather than by the request schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.text import holds_nul
+
+PARTICIPANT_ID_MAX_CHARS = 255
+AWARD_AMOUNT_MIN = 1
+AWARD_AMOUNT_MAX = 1_000_000
+REASON_MAX_CHARS = 500
+AWARD_ITEM_FIELDS = frozenset({"participant_id", "amount", "reason", "metadata"})
+
+
+@dataclass(frozen=True, slots=True)
+class AwardItem:
+    participant_id: str
+    amount: int  # the base amount, before multipliers
+    reason: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class InvalidItem(ValueError):
+    """Why one batch item or bulk row cannot be awarded; the message is shown to the client."""
+
+
+def check_participant_id(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidItem("participant_id must be a non-empty string")
+    if len(value) > PARTICIPANT_ID_MAX_CHARS:
+        raise InvalidItem(f"participant_id must be at most {PARTICIPANT_ID_MAX_CHARS} characters")
+    if holds_nul(value):
+        raise InvalidItem("participant_id must not contain NUL characters")
+    return value
+
+
+def check_amount(value: object) -> int:
+    # bool is an int subclass; True is not an amount.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidItem("amount must be an integer")
+    if not AWARD_AMOUNT_MIN <= value <= AWARD_AMOUNT_MAX:
+        raise InvalidItem(f"amount must be between {AWARD_AMOUNT_MIN} and {AWARD_AMOUNT_MAX}")
+    return value
+
+
+def check_reason(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidItem("reason must be a string")
+    if len(value) > REASON_MAX_CHARS:
+        raise InvalidItem(f"reason must be at most {REASON_MAX_CHARS} characters")
+    if holds_nul(value):
+        raise InvalidItem("reason must not contain NUL characters")
+    return value
+
+
+def parse_award_item(raw: object) -> AwardItem:
+    """A batch item (a JSON object) as an AwardItem, or InvalidItem saying what is wrong."""
+    if not isinstance(raw, dict):
+        raise InvalidItem("each award must be an object")
+    unknown = sorted(set(raw) - AWARD_ITEM_FIELDS)
+    if unknown:
+        raise InvalidItem(f"unknown field(s): {', '.join(map(str, unknown))}")
+    metadata = raw.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidItem("metadata must be an object")
+    if metadata is not None and holds_nul(metadata):
+        raise InvalidItem("metadata must not contain NUL characters")
+    return AwardItem(
+        participant_id=check_participant_id(raw.get("participant_id")),
+        amount=check_amount(raw.get("amount")),
+        reason=check_reason(raw.get("reason")),
+        metadata=metadata,
+    )
+
+
+def batch_entries(raw_items: list[object]) -> list[dict[str, Any]]:
+    """Batch items as the operation's payload carries them: each a valid award's fields, or
+    {"invalid": why, "participant_id": ...}, in request order.
+
+    Checked before the operation is recorded, so a bad item never reaches the payload
+    (some could not even be stored there: jsonb refuses U+0000).
+    """
+    entries: list[dict[str, Any]] = []
+    for raw in raw_items:
+        try:
+            item = parse_award_item(raw)
+        except InvalidItem as problem:
+            named = raw.get("participant_id") if isinstance(raw, dict) else None
+            shown = named if isinstance(named, str) and not holds_nul(named) else None
+            entries.append(
+                {
+                    "invalid": str(problem),
+                    "participant_id": shown[:PARTICIPANT_ID_MAX_CHARS] if shown else shown,
+                }
+            )
+        else:
+            entries.append(
+                {
+                    "participant_id": item.participant_id,
+                    "amount": item.amount,
+                    "reason": item.reason,
+                    "metadata": item.metadata,
+                }
+            )
+    return entries

@@ -1,0 +1,167 @@
+"""Loyalty tiers: the tenant's ladder, where a participant stands on it, and its upkeep.
+
+A participant's tier is the highest level whose points_required its lifetime points
+(total_earned) reach. The participant row stores the tier it was last placed in, so an
+upgrade is reported once, by the award that crosses the threshold, and a tier is kept
+when an admin later raises a threshold (no silent downgrade).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.errors import Conflict, NotFound
+from app.models import Tier
+
+TIER_FIELDS = frozenset(
+    {"name", "level", "points_required", "points_multiplier", "benefits", "color", "is_active"}
+)
+_CONSTRAINT_CONFLICTS = {
+    "uq_tiers_tenant_id_env_code": ("tier_already_exists", "A tier with this code already exists"),
+    "uq_tiers_tenant_id_env_level": ("tier_level_taken", "Another tier already has this level"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TierRung:
+    code: str
+    name: str
+    level: int
+    points_required: int
+    multiplier: Decimal
+
+    def reference(self) -> dict[str, Any]:
+        return {"code": self.code, "name": self.name, "level": self.level}
+
+
+class TierLadder:
+    """The active tiers of one tenant environment, lowest level first."""
+
+    def __init__(self, rungs: list[TierRung]) -> None:
+        self.rungs = sorted(rungs, key=lambda rung: rung.level)
+        self._by_code = {rung.code: rung for rung in self.rungs}
+
+    def __bool__(self) -> bool:
+        return bool(self.rungs)
+
+    def qualifying(self, total_earned: int) -> TierRung | None:
+        """The highest-level tier whose threshold `total_earned` reaches."""
+        for rung in reversed(self.rungs):
+            if rung.points_required <= total_earned:
+                return rung
+        return None
+
+    def current(self, tier_code: str | None, total_earned: int) -> TierRung | None:
+        """The stored tier while it exists; otherwise where the lifetime points place one."""
+        stored = self._by_code.get(tier_code) if tier_code is not None else None
+        return stored if stored is not None else self.qualifying(total_earned)
+
+    def next_above(self, rung: TierRung | None) -> TierRung | None:
+        for candidate in self.rungs:
+            if rung is None or candidate.level > rung.level:
+                return candidate
+        return None
+
+    def upgrade_threshold(self, rung: TierRung | None) -> int | None:
+        """The fewest lifetime points that reach a tier above `rung` (None: nothing above)."""
+        above = [c.points_required for c in self.rungs if rung is None or c.level > rung.level]
+        return min(above) if above else None
+
+
+def load_ladder(session: Session, tenant_id: uuid.UUID, env: str) -> TierLadder:
+    rows = session.execute(
+        select(
+            Tier.code, Tier.name, Tier.level, Tier.points_required, Tier.points_multiplier
+        ).where(Tier.tenant_id == tenant_id, Tier.env == env, Tier.is_active.is_(True))
+    )
+    return TierLadder([TierRung(*row) for row in rows])
+
+
+def _tier_not_found() -> NotFound:
+    return NotFound("tier_not_found", "No tier exists with this code")
+
+
+def _flush_or_conflict(session: Session) -> None:
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        if constraint in _CONSTRAINT_CONFLICTS:
+            raise Conflict(*_CONSTRAINT_CONFLICTS[constraint]) from None
+        raise
+
+
+def list_tiers(session: Session, tenant_id: uuid.UUID, env: str) -> list[Tier]:
+    return list(
+        session.execute(
+            select(Tier).where(Tier.tenant_id == tenant_id, Tier.env == env).order_by(Tier.level)
+        ).scalars()
+    )
+
+
+def get_tier(session: Session, tenant_id: uuid.UUID, env: str, code: str) -> Tier:
+    tier = session.execute(
+        select(Tier).where(Tier.tenant_id == tenant_id, Tier.env == env, Tier.code == code)
+    ).scalar_one_or_none()
+    if tier is None:
+        raise _tier_not_found()
+    return tier
+
+
+def create_tier(
+    session: Session, tenant_id: uuid.UUID, env: str, code: str, fields: dict[str, Any]
+) -> Tier:
+    """Create a tier; `fields` holds TIER_FIELDS values (name, level, points_required required)."""
+    tier = Tier(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        env=env,
+        code=code,
+        name=fields["name"],
+        level=fields["level"],
+        points_required=fields["points_required"],
+        points_multiplier=fields.get("points_multiplier", Decimal(1)),
+        benefits=fields.get("benefits") or [],
+        color=fields.get("color"),
+        is_active=fields.get("is_active", True),
+        created_at=utcnow(),
+    )
+    session.add(tier)
+    _flush_or_conflict(session)
+    return tier
+
+
+def update_tier(
+    session: Session, tenant_id: uuid.UUID, env: str, code: str, changes: dict[str, Any]
+) -> Tier:
+    """Apply the given TIER_FIELDS changes; fields not given keep their values."""
+    unknown = set(changes) - TIER_FIELDS
+    if unknown:
+        raise ValueError(f"not tier fields: {sorted(unknown)}")
+    tier = get_tier(session, tenant_id, env, code)
+    for name, value in changes.items():
+        setattr(tier, name, [] if name == "benefits" and value is None else value)
+    if changes:
+        tier.updated_at = utcnow()
+        _flush_or_conflict(session)
+    return tier
+
+
+def delete_tier(session: Session, tenant_id: uuid.UUID, env: str, code: str) -> None:
+    """Delete a tier. Its members keep their lifetime points and fall to the tier those reach."""
+    deleted = session.execute(
+        delete(Tier)
+        .where(Tier.tenant_id == tenant_id, Tier.env == env, Tier.code == code)
+        .returning(Tier.id)
+    ).first()
+    if deleted is None:
+        raise _tier_not_found()

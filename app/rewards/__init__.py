@@ -1,0 +1,1 @@
+"""Rewards: the catalog (definitions), the code inventory, and claims."""

@@ -1,0 +1,212 @@
+"""Reward definitions: create, read, update, deactivate, and the live inventory figure."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.errors import DomainError, NotFound
+from app.models import Reward
+
+CODELESS_TYPES = frozenset({"points_multiplier"})
+
+
+def reward_not_found() -> NotFound:
+    return NotFound("reward_not_found", "Reward not found")
+
+
+def parse_reward_id(value: str) -> uuid.UUID:
+    """A path's reward id; anything that is not a UUID names no reward."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise reward_not_found() from None
+
+
+def generates_codes_when_exhausted(reward: Reward) -> bool:
+    return bool((reward.config or {}).get("generate_when_exhausted"))
+
+
+def available_codes(reward: Reward) -> int | None:
+    """Units a claim can still take right now; None means unlimited.
+
+    total_inventory caps the number of claims whatever the code source; pre-loaded codes
+    cap it too unless the reward generates codes once they run out.
+    """
+    remaining: int | None = None
+    if reward.total_inventory is not None:
+        remaining = max(reward.total_inventory - reward.claims_count, 0)
+    if reward.codes_loaded > 0 and not generates_codes_when_exhausted(reward):
+        unallocated = reward.codes_loaded - reward.codes_allocated
+        remaining = unallocated if remaining is None else min(remaining, unallocated)
+    return remaining
+
+
+def _check_window(available_from: datetime | None, expires_at: datetime | None) -> None:
+    if available_from is not None and expires_at is not None and expires_at <= available_from:
+        raise DomainError("validation_error", "expires_at must be later than available_from", 422)
+
+
+def _check_config(reward_type: str, config: dict[str, Any] | None) -> None:
+    if reward_type != "points_multiplier":
+        return
+    multiplier = (config or {}).get("multiplier")
+    if not isinstance(multiplier, int | float) or isinstance(multiplier, bool) or multiplier <= 0:
+        raise DomainError(
+            "validation_error",
+            "points_multiplier rewards need config.multiplier, a number greater than 0",
+            422,
+        )
+    days = (config or {}).get("duration_days")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+        raise DomainError(
+            "validation_error", "config.duration_days must be a whole number of days >= 1", 422
+        )
+
+
+def create_reward(
+    session: Session, tenant_id: uuid.UUID, env: str, values: dict[str, Any]
+) -> Reward:
+    _check_window(values.get("available_from"), values.get("expires_at"))
+    _check_config(values["type"], values.get("config"))
+    reward = Reward(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        env=env,
+        # 32 random bits, unique per tenant and environment (the constraint has the last word).
+        lookup_code=f"gamify_{secrets.token_hex(4)}",
+        codes_loaded=0,
+        codes_allocated=0,
+        claims_count=0,
+        created_at=utcnow(),
+        **values,
+    )
+    session.add(reward)
+    session.flush()
+    return reward
+
+
+def get_reward(
+    session: Session, tenant_id: uuid.UUID, env: str, reward_id: uuid.UUID, *, lock: bool = False
+) -> Reward:
+    query = select(Reward).where(
+        Reward.id == reward_id, Reward.tenant_id == tenant_id, Reward.env == env
+    )
+    if lock:
+        query = query.with_for_update()
+    reward = session.execute(query).scalar_one_or_none()
+    if reward is None:
+        raise reward_not_found()
+    return reward
+
+
+def update_reward(
+    session: Session, tenant_id: uuid.UUID, env: str, reward_id: uuid.UUID, changes: dict[str, Any]
+) -> Reward:
+    reward = get_reward(session, tenant_id, env, reward_id, lock=True)
+    if "type" in changes:
+        if changes.pop("type") != reward.type:
+            raise DomainError(
+                "validation_error", "The reward type cannot be changed after creation", 422
+            )
+    _check_window(
+        changes.get("available_from", reward.available_from),
+        changes.get("expires_at", reward.expires_at),
+    )
+    if "config" in changes:
+        _check_config(reward.type, changes["config"])
+    for name, value in changes.items():
+        setattr(reward, name, value)
+    reward.updated_at = utcnow()
+    session.flush()
+    return reward
+
+
+def deactivate_reward(
+    session: Session, tenant_id: uuid.UUID, env: str, reward_id: uuid.UUID
+) -> Reward:
+    return update_reward(session, tenant_id, env, reward_id, {"is_active": False})
+
+
+def list_rewards_admin(
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    *,
+    is_active: bool | None,
+    reward_type: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[Reward], int]:
+    conditions = [Reward.tenant_id == tenant_id, Reward.env == env]
+    if is_active is not None:
+        conditions.append(Reward.is_active.is_(is_active))
+    if reward_type is not None:
+        conditions.append(Reward.type == reward_type)
+    count = select(func.count()).select_from(Reward).where(*conditions)
+    total = session.execute(count).scalar_one()
+    rewards = session.execute(
+        select(Reward)
+        .where(*conditions)
+        .order_by(Reward.created_at.desc(), Reward.id)
+        .offset(offset)
+        .limit(limit)
+    ).scalars()
+    return list(rewards), int(total)
+
+
+def list_claimable_rewards(
+    session: Session, tenant_id: uuid.UUID, env: str, reward_type: str | None
+) -> list[Reward]:
+    """Active rewards that have not expired, in catalog order (newest first)."""
+    now = utcnow()
+    query = select(Reward).where(
+        Reward.tenant_id == tenant_id,
+        Reward.env == env,
+        Reward.is_active.is_(True),
+        (Reward.expires_at.is_(None)) | (Reward.expires_at > now),
+    )
+    if reward_type is not None:
+        query = query.where(Reward.type == reward_type)
+    return list(session.execute(query.order_by(Reward.created_at.desc(), Reward.id)).scalars())
+
+
+def admin_view(reward: Reward) -> dict[str, Any]:
+    return {
+        "id": str(reward.id),
+        "lookup_code": reward.lookup_code,
+        "name": reward.name,
+        "type": reward.type,
+        "description": reward.description,
+        "points_cost": reward.points_cost,
+        "max_claims_per_user": reward.max_claims_per_user,
+        "total_inventory": reward.total_inventory,
+        "available_codes": available_codes(reward),
+        "config": reward.config,
+        "is_active": reward.is_active,
+        "available_from": reward.available_from,
+        "expires_at": reward.expires_at,
+        "code_expiry_days": reward.code_expiry_days,
+        "created_at": reward.created_at,
+        "updated_at": reward.updated_at,
+    }
+
+
+def catalog_view(reward: Reward) -> dict[str, Any]:
+    return {
+        "id": str(reward.id),
+        "name": reward.name,
+        "type": reward.type,
+        "description": reward.description,
+        "points_cost": reward.points_cost,
+        "available_codes": available_codes(reward),
+        "max_claims_per_user": reward.max_claims_per_user,
+        "available_from": reward.available_from,
+        "expires_at": reward.expires_at,
+    }

@@ -1,0 +1,18 @@
+"""Text rules every stored string obeys, whichever door it came in by."""
+
+from __future__ import annotations
+
+
+def holds_nul(document: object) -> bool:
+    """Whether a string, or any key or string anywhere in a JSON document, holds U+0000.
+
+    PostgreSQL text and jsonb cannot store U+0000, so such input is refused up front
+    rather than failing half-way through a write.
+    """
+    if isinstance(document, str):
+        return "\x00" in document
+    if isinstance(document, dict):
+        return any(holds_nul(key) or holds_nul(value) for key, value in document.items())
+    if isinstance(document, list | tuple):
+        return any(holds_nul(value) for value in document)
+    return False

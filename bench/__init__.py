@@ -1,0 +1,1 @@
+"""rewards-engine's own benchmark harness: `python -m bench --help`."""

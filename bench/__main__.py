@@ -1,0 +1,143 @@
+"""`python -m bench`: baselines and scenarios in one run, printed as a table and JSON.
+
+Starts its own API (gunicorn) and Celery workers against a fresh database on the local
+PostgreSQL and the local Redis, and generates load from separate processes over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import baselines, scenarios
+from bench.services import Database, Services
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument(
+        "--scenarios",
+        default="hot,async,batch,bulk,webhooks",
+        help="comma list of: hot, async, batch, bulk, webhooks",
+    )
+    parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument("--api-threads", type=int, default=32)
+    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=64, help="load clients")
+    parser.add_argument("--participants", type=int, default=20_000)
+    parser.add_argument("--codes", type=int, default=5_000)
+    parser.add_argument("--awards", type=int, default=1_000_000, help="batch and bulk scenarios")
+    parser.add_argument("--events", type=int, default=10_000, help="webhook scenario")
+    parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+
+    wanted = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    logs = Path(tempfile.mkdtemp(prefix="rewards-bench-"))
+    database = Database.create()
+    report: dict[str, object] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "settings": vars(args) | {"out": str(args.out)},
+        "baselines": {},
+        "scenarios": [],
+    }
+    try:
+        database.migrate()
+        env = Services.environment(database)
+        # The harness itself publishes baseline tasks: same settings as its children.
+        os.environ.update(
+            {key: env[key] for key in ("DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX")}
+        )
+        if not args.skip_baselines:
+            report["baselines"] = {
+                "pgbench_tps": round(baselines.pgbench_tps(database), 1),
+            }
+            noop = Services(env, logs)
+            try:
+                report["baselines"]["celery_noop_tasks_per_s"] = round(  # type: ignore[index]
+                    baselines.celery_noop_rate(noop, args.worker_concurrency), 1
+                )
+            finally:
+                noop.stop()
+        services = Services(env, logs)
+        try:
+            api_url = services.start_api(args.api_workers, args.api_threads)
+            services.start_workers(args.worker_concurrency)
+            if not args.skip_baselines:
+                report["baselines"]["flask_trivial_req_per_s"] = round(  # type: ignore[index]
+                    baselines.flask_trivial_rate(api_url, args.concurrency), 1
+                )
+            engine = scenarios.make_engine(database.url)
+            results = []
+            drops = {"hot": scenarios.hot_reward_drop, "async": scenarios.async_claims}
+            for name in wanted:
+                if name in drops:
+                    results.append(
+                        drops[name](
+                            engine,
+                            api_url,
+                            participants=args.participants,
+                            codes=args.codes,
+                            concurrency=args.concurrency,
+                        )
+                    )
+                elif name == "batch":
+                    results.append(
+                        scenarios.batch_awarding(
+                            engine,
+                            api_url,
+                            awards=args.awards,
+                            per_request=100,
+                            concurrency=args.concurrency,
+                        )
+                    )
+                elif name == "bulk":
+                    results.append(scenarios.bulk_awarding(engine, api_url, awards=args.awards))
+                elif name == "webhooks":
+                    results.append(scenarios.webhook_fanout(args.events))
+                else:
+                    parser.error(f"unknown scenario {name!r}")
+            engine.dispose()
+            report["scenarios"] = scenarios.as_json(results)
+        finally:
+            services.stop()
+    finally:
+        database.drop()
+
+    _print_table(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{report['date']}.json".replace(":", "")
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\nJSON: {path}\nlogs: {logs}")
+    return 1 if any(s["violations"] for s in report["scenarios"]) else 0  # type: ignore[index, union-attr]
+
+
+def _print_table(report: dict[str, object]) -> None:
+    baselines_ = report["baselines"]
+    print(f"rewards-engine bench {report['date']} commit {report['commit']}")
+    for name, value in baselines_.items():  # type: ignore[attr-defined]
+        print(f"  baseline {name:<28} {value:>10}")
+    pg = baselines_.get("pgbench_tps")  # type: ignore[attr-defined]
+    for scenario in report["scenarios"]:  # type: ignore[attr-defined]
+        print(f"\n  {scenario['name']}")
+        for key, value in scenario["figures"].items():
+            print(f"    {key:<26} {value:>10}")
+        if pg and "requests_per_s" in scenario["figures"]:
+            print(f"    {'x pgbench tps':<26} {scenario['figures']['requests_per_s'] / pg:>10.2f}")
+        print(f"    violations: {scenario['violations'] or 'none'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

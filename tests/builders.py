@@ -1,0 +1,98 @@
+"""Small builders for test data, shared by the test modules."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.ledger import BalanceChange, apply_balance_change, lock_participant
+from app.models import Environment
+
+GAMIFY = "/api/v1/gamify"
+
+
+def create_reward(
+    client: FlaskClient, admin_headers: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    body = {"name": "10% Off Coupon", "type": "coupon", **fields}
+    response = client.post(f"{GAMIFY}/admin/rewards", json=body, headers=admin_headers)
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
+def upload_codes(
+    client: FlaskClient, admin_headers: dict[str, str], reward_id: str, codes: list[str]
+) -> dict[str, Any]:
+    response = client.post(
+        f"{GAMIFY}/admin/rewards/{reward_id}/codes", json={"codes": codes}, headers=admin_headers
+    )
+    assert response.status_code == 200, response.json
+    return dict(response.json)
+
+
+def fund_participant(
+    session_factory: sessionmaker[Session],
+    tenant_id: uuid.UUID,
+    participant_id: str,
+    amount: int,
+    env: Environment = Environment.LIVE,
+) -> None:
+    """Give a participant points straight through the ledger (committed)."""
+    with session_factory.begin() as session:
+        participant = lock_participant(session, tenant_id, env.value, participant_id)
+        apply_balance_change(session, participant, BalanceChange(amount=amount, type="award"))
+
+
+def claim(
+    client: FlaskClient,
+    headers: dict[str, str],
+    reward_id: str,
+    participant_id: str,
+    *,
+    idempotency_key: str | None = None,
+    points_deduction: bool = False,
+    prefer_async: bool = False,
+) -> Any:
+    request_headers = dict(headers)
+    if idempotency_key is not None:
+        request_headers["Idempotency-Key"] = idempotency_key
+    if prefer_async:
+        request_headers["Prefer"] = "respond-async"
+    return client.post(
+        f"{GAMIFY}/rewards/{reward_id}/claim",
+        json={"participant_id": participant_id, "points_deduction": points_deduction},
+        headers=request_headers,
+    )
+
+
+def wait_for_operation(
+    client: FlaskClient, headers: dict[str, str], operation_id: str, timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = client.get(f"{GAMIFY}/operations/{operation_id}", headers=headers).json
+        if view["status"] in ("succeeded", "failed"):
+            return dict(view)
+        time.sleep(0.1)
+    raise AssertionError(f"operation {operation_id} did not finish in {timeout}s")
+
+
+def run_ledger_verify(service_env: dict[str, str], *arguments: str) -> tuple[int, Any]:
+    """`rewards ledger verify` as an operator runs it: exit code and its JSON report."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "app.cli", "ledger", "verify", *arguments],
+        env={**os.environ, **service_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return completed.returncode, json.loads(completed.stdout)

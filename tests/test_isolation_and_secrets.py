@@ -1,0 +1,186 @@
+"""Tenant isolation across every endpoint, and secrets that never leak.
+
+Tenant A builds one of everything; tenant B (and A's own test environment) then calls
+every documented operation with A's ids. The only answers allowed are refusals (401, 403,
+404, 422) or B's own, empty data: never anything of A's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.builders import GAMIFY, claim, create_reward, upload_codes, wait_for_operation
+from tests.conftest import TenantKeys
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def _tenant_a_world(client: FlaskClient, acme: TenantKeys) -> dict[str, str]:
+    """One of everything for tenant A; returns the ids to try from outside."""
+    reward = create_reward(client, acme.admin(), points_cost=0, max_claims_per_user=10)
+    upload_codes(client, acme.admin(), reward["id"], ["SECRET-CODE-A"])
+    award = client.post(
+        f"{GAMIFY}/points/award",
+        json={"participant_id": "alice", "amount": 500, "reason": "A-only"},
+        headers=acme.participant(),
+    )
+    assert award.status_code == 200, award.json
+    claimed = claim(client, acme.participant(), reward["id"], "alice")
+    assert claimed.status_code == 201
+    tier = client.post(
+        f"{GAMIFY}/admin/tiers",
+        json={"code": "gold-a", "name": "Gold A", "level": 1, "points_required": 100},
+        headers=acme.admin(),
+    )
+    assert tier.status_code == 201, tier.json
+    webhook = client.post(
+        f"{GAMIFY}/admin/webhooks",
+        json={"url": "http://127.0.0.1:9/a-hook", "events": ["reward.reward_claimed"]},
+        headers=acme.admin(),
+    )
+    assert webhook.status_code == 201, webhook.json
+    test_delivery = client.post(
+        f"{GAMIFY}/admin/webhooks/{webhook.json['id']}/test", headers=acme.admin()
+    )
+    operation = claim(client, acme.participant(), reward["id"], "alice", prefer_async=True)
+    wait_for_operation(client, acme.participant(), operation.json["operation_id"])
+    bulk = client.post(
+        f"{GAMIFY}/points/award-bulk",
+        data="participant_id,amount\nalice,1\n",
+        content_type="text/csv",
+        headers=acme.admin(),
+    )
+    assert bulk.status_code == 202, bulk.json
+    return {
+        "reward_id": reward["id"],
+        "code": "gold-a",
+        "webhook_id": webhook.json["id"],
+        "delivery_id": test_delivery.json.get("id", test_delivery.json.get("delivery_id", "x")),
+        "operation_id": bulk.json["operation_id"],
+        "participant_id": "alice",
+    }
+
+
+def _documented_operations(client: FlaskClient) -> list[tuple[str, str]]:
+    spec = client.get("/openapi.json").json
+    return [
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if path.startswith(GAMIFY)
+    ]
+
+
+def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoint(
+    flask_app: Flask, make_tenant: Any
+) -> None:
+    client = flask_app.test_client()
+    acme, other = make_tenant("Acme"), make_tenant("Other")
+    ids = _tenant_a_world(client, acme)
+    a_markers = [ids["reward_id"], ids["webhook_id"], "SECRET-CODE-A", "A-only", "Gold A"]
+    outsiders = {
+        "other tenant admin": other.admin(),
+        "other tenant participant": other.participant(),
+        "own test environment": {"X-API-Key": acme.test_admin_key},
+    }
+    bodies = {
+        "/api/v1/gamify/rewards/{reward_id}/claim": {"participant_id": "alice"},
+        "/api/v1/gamify/admin/tiers/{code}": {"name": "stolen"},
+        "/api/v1/gamify/admin/rewards/{reward_id}": {"name": "stolen"},
+        "/api/v1/gamify/admin/rewards/{reward_id}/codes": {"codes": ["X"]},
+        "/api/v1/gamify/admin/webhooks/{webhook_id}": {"enabled": True},
+        "/api/v1/gamify/admin/webhooks/{webhook_id}/redeliver": {"since": "2000-01-01T00:00:00Z"},
+    }
+    tried = 0
+    for method, path in _documented_operations(client):
+        if "{" not in path:
+            continue  # collection endpoints answer with the caller's own data
+        url = re.sub(r"\{(\w+)\}", lambda match: ids[match.group(1)], path)
+        for who, headers in outsiders.items():
+            response = client.open(url, method=method, json=bodies.get(path), headers=headers)
+            tried += 1
+            leaked = [marker for marker in a_markers if marker in response.get_data(as_text=True)]
+            assert not leaked, f"{who} {method} {path} -> {response.status_code} leaked {leaked}"
+            if "{participant_id}" in path:
+                # Participant ids are each tenant's own namespace: B's "alice" has nothing.
+                assert response.status_code in (200, 403), (who, method, path)
+                if response.status_code == 200:
+                    body = response.json
+                    assert body.get("total", 0) == 0 and body.get("balance", 0) == 0, (
+                        who,
+                        path,
+                        body,
+                    )
+            else:
+                assert response.status_code in (403, 404), (who, method, path, response.json)
+    assert tried >= 40
+
+    # And tenant A still sees its own things, untouched.
+    reward = client.get(f"{GAMIFY}/admin/rewards/{ids['reward_id']}", headers=acme.admin())
+    assert reward.status_code == 200 and reward.json["name"] == "10% Off Coupon"
+
+
+def test_secrets_never_appear_in_the_openapi_document_errors_or_logs(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    caplog: pytest.LogCaptureFixture,
+    session_factory: sessionmaker[Session],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    webhook = client.post(
+        f"{GAMIFY}/admin/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["reward.reward_claimed"]},
+        headers=tenant.admin(),
+    )
+    secret = webhook.json["secret"]
+    assert secret.startswith("whsec_")
+    near_miss = tenant.admin_key[:-1] + ("A" if tenant.admin_key[-1] != "A" else "B")
+    refused = client.get(f"{GAMIFY}/admin/rewards", headers={"X-API-Key": near_miss})
+    listed = client.get(f"{GAMIFY}/admin/webhooks", headers=tenant.admin())
+    fetched = client.get(f"{GAMIFY}/admin/webhooks/{webhook.json['id']}", headers=tenant.admin())
+    spec = client.get("/openapi.json").get_data(as_text=True)
+
+    for text_seen in (
+        refused.get_data(as_text=True),
+        listed.get_data(as_text=True),
+        fetched.get_data(as_text=True),
+        spec,
+        caplog.text,
+    ):
+        assert secret not in text_seen
+        assert tenant.admin_key not in text_seen
+        assert near_miss not in text_seen
+    with session_factory() as session:
+        stored = session.execute(
+            text("SELECT count(*) FROM api_keys WHERE key_hash = :k OR key_hint = :k"),
+            {"k": tenant.admin_key},
+        ).scalar_one()
+    assert stored == 0  # keys are stored as a hash (and a short hint), never whole
+
+
+def test_injection_attempts_are_inert(client: FlaskClient, tenant: TenantKeys) -> None:
+    reward = create_reward(client, tenant.admin(), name="'; DROP TABLE rewards; --")
+    hostile = "x' OR '1'='1"
+    response = claim(client, tenant.participant(), reward["id"], hostile)
+    assert response.status_code == 201
+    assert response.json["participant_id"] == hostile
+    listing = client.get(
+        f"{GAMIFY}/participants/{hostile}/rewards", headers=tenant.participant()
+    ).json
+    assert listing["total"] == 1
+    nested = client.post(
+        f"{GAMIFY}/admin/rewards",
+        json={"name": "json", "type": "coupon", "config": {"$where": "1", "__proto__": {"a": 1}}},
+        headers=tenant.admin(),
+    )
+    assert nested.status_code == 201
+    assert nested.json["config"] == {"$where": "1", "__proto__": {"a": 1}}
+    assert client.get(f"{GAMIFY}/admin/rewards", headers=tenant.admin()).json["total"] == 2

@@ -1,0 +1,61 @@
+"""Award-batch requests of one tenant drained together: one set-wise pass, and every
+request still gets its own answer and ledger lines tagged with its own operation."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import LedgerEntry, Participant
+from app.operations import drain_partition, submit_operation
+from app.outbox import events_recorded
+from app.points.items import batch_entries
+from app.points.kinds import AWARD_BATCH_KIND
+from app.tenancy import create_tenant
+
+
+def test_three_batch_requests_drained_at_once_answer_separately(db_session: Session) -> None:
+    tenant_id = create_tenant(db_session, "batches").id
+    requests = [
+        [{"participant_id": "ann", "amount": 10}, {"participant_id": "bob", "amount": 5}],
+        [{"participant_id": "ann", "amount": 1}, {"participant_id": "", "amount": 3}],
+        [{"participant_id": "cy", "amount": 0}, {"participant_id": "bob", "amount": 7}],
+    ]
+    operations = [
+        submit_operation(
+            db_session,
+            tenant_id=tenant_id,
+            env="live",
+            kind=AWARD_BATCH_KIND,
+            payload={"awards": batch_entries(items)},
+            idempotency_key=None,
+        ).operation
+        for items in requests
+    ]
+    assert len({operation.partition_key for operation in operations}) == 1
+
+    run = drain_partition(db_session, operations[0].partition_key, limit=50)
+
+    assert {operation.id for operation in run.finished} == {op.id for op in operations}
+    assert events_recorded(db_session)  # the COPY-written events wake the dispatcher too
+    first, second, third = (operation.result for operation in operations)
+    assert (first["processed"], first["failed"]) == (2, 0)
+    assert [r["new_balance"] for r in first["results"]] == [10, 5]
+    assert (second["processed"], second["failed"]) == (1, 1)
+    assert second["results"][0]["new_balance"] == 11  # after the first request's 10
+    assert second["results"][1]["error"]["code"] == "invalid_award"
+    assert (third["processed"], third["failed"]) == (1, 1)
+    assert third["results"][1]["new_balance"] == 12
+    lines = db_session.execute(
+        select(Participant.external_id, LedgerEntry.amount, LedgerEntry.operation_id)
+        .join(Participant, Participant.id == LedgerEntry.participant_pk)
+        .where(Participant.tenant_id == tenant_id)
+    ).all()
+    assert sorted((p, a, o) for p, a, o in lines) == sorted(
+        [
+            ("ann", 10, operations[0].id),
+            ("bob", 5, operations[0].id),
+            ("ann", 1, operations[1].id),
+            ("bob", 7, operations[2].id),
+        ]
+    )

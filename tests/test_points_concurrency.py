@@ -1,0 +1,152 @@
+"""Concurrent awards and deductions through several worker processes: no lost update,
+no negative balance, one tier upgrade per crossing; the ledger verifies afterwards."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models import LedgerEntry, OutboxEvent, Participant
+from tests.builders import run_ledger_verify
+from tests.conftest import TenantKeys
+
+BASE = "/api/v1/gamify"
+
+
+def post_and_settle(
+    flask_app: Flask, tenant: TenantKeys, path: str, body: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """The write's final answer, polling the operation if the sync wait ran out."""
+    client = flask_app.test_client()
+    response = client.post(f"{BASE}{path}", json=body, headers=tenant.participant())
+    if response.status_code != 202:
+        return response.status_code, response.json
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        view = client.get(response.headers["Location"], headers=tenant.participant()).json
+        if view["status"] == "succeeded":
+            return 200, view["result"]
+        if view["status"] == "failed":
+            return view["error"]["status"], view["error"]
+        time.sleep(0.05)
+    raise AssertionError(f"{path} {body} did not finish")
+
+
+def test_1000_concurrent_awards_and_deductions_never_lose_an_update_or_go_below_zero(
+    flask_app: Flask,
+    tenant: TenantKeys,
+    start_worker: Any,
+    session_factory: sessionmaker[Session],
+    service_env: dict[str, str],
+) -> None:
+    start_worker(concurrency=4)
+    chooser = random.Random(20261123)
+    participants = [f"racer_{n}" for n in range(20)]
+    writes = [
+        (
+            "/points/award" if chooser.random() < 0.6 else "/points/deduct",
+            {"participant_id": chooser.choice(participants), "amount": chooser.randint(1, 12)},
+        )
+        for _ in range(1000)
+    ]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda write: post_and_settle(flask_app, tenant, *write), writes))
+
+    earned: Counter[str] = Counter()
+    spent: Counter[str] = Counter()
+    applied = 0
+    for (path, body), (status, answer) in zip(writes, answers, strict=True):
+        if status == 200:
+            applied += 1
+            assert answer["new_balance"] >= 0
+            (earned if path == "/points/award" else spent)[body["participant_id"]] += body["amount"]
+        else:
+            assert (path, status, answer["code"]) == ("/points/deduct", 400, "insufficient_points")
+    assert sum(spent.values()) > 0, "no deduction succeeded: the test proves nothing"
+    assert applied < 1000, "no deduction was refused: the test proves nothing"
+
+    with session_factory() as session:
+        rows = session.execute(
+            select(
+                Participant.external_id,
+                Participant.balance,
+                Participant.total_earned,
+                Participant.total_spent,
+            ).where(Participant.tenant_id == tenant.tenant_id)
+        ).all()
+        entries = session.execute(
+            select(func.count()).where(LedgerEntry.tenant_id == tenant.tenant_id)
+        ).scalar_one()
+    assert entries == applied
+    for external_id, balance, total_earned, total_spent in rows:
+        assert (balance, total_earned, total_spent) == (
+            earned[external_id] - spent[external_id],
+            earned[external_id],
+            spent[external_id],
+        ), external_id
+    code, report = run_ledger_verify(service_env)
+    assert (code, report["violations"]) == (0, [])
+
+
+def test_two_concurrent_awards_crossing_a_tier_threshold_report_the_upgrade_once(
+    flask_app: Flask,
+    tenant: TenantKeys,
+    start_worker: Any,
+    session_factory: sessionmaker[Session],
+    service_env: dict[str, str],
+) -> None:
+    start_worker(concurrency=4)
+    client = flask_app.test_client()
+    created = client.post(
+        f"{BASE}/admin/tiers",
+        json={"code": "silver", "name": "Silver", "level": 1, "points_required": 100},
+        headers=tenant.admin(),
+    )
+    assert created.status_code == 201
+    climbers = [f"climber_{n}" for n in range(10)]
+    start = client.post(
+        f"{BASE}/points/award-batch",
+        json={"awards": [{"participant_id": name, "amount": 90} for name in climbers]},
+        headers=tenant.participant(),
+    )
+    assert start.json["processed"] == 10
+    crossings = [{"participant_id": name, "amount": 20} for name in climbers for _ in range(2)]
+    ready = threading.Barrier(len(crossings))
+
+    def cross(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        ready.wait()
+        return post_and_settle(flask_app, tenant, "/points/award", body)
+
+    with ThreadPoolExecutor(max_workers=len(crossings)) as pool:
+        answers = list(pool.map(cross, crossings))
+
+    upgrades: Counter[str] = Counter()
+    for body, (status, answer) in zip(crossings, answers, strict=True):
+        assert status == 200, answer
+        if answer["tier_upgrade"] is not None:
+            assert answer["tier_upgrade"]["code"] == "silver"
+            upgrades[body["participant_id"]] += 1
+    assert upgrades == dict.fromkeys(climbers, 1)
+    with session_factory() as session:
+        events = session.execute(
+            select(OutboxEvent.payload["participant_id"].as_string()).where(
+                OutboxEvent.tenant_id == tenant.tenant_id, OutboxEvent.type == "tier.upgraded"
+            )
+        ).scalars()
+        assert sorted(events) == sorted(climbers)
+        tiers = session.execute(
+            select(Participant.tier_code, func.count())
+            .where(Participant.tenant_id == tenant.tenant_id)
+            .group_by(Participant.tier_code)
+        ).all()
+    assert [tuple(row) for row in tiers] == [("silver", 10)]
+    code, report = run_ledger_verify(service_env)
+    assert (code, report["violations"]) == (0, [])

@@ -1,0 +1,65 @@
+"""The one place the Celery app is built, from the one settings object."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.config import Settings
+
+QUEUE_OPERATIONS = "operations"
+QUEUE_MAINTENANCE = "maintenance"
+QUEUE_WEBHOOKS = "webhooks"
+ALL_QUEUES = (QUEUE_OPERATIONS, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS)
+
+TASK_EXECUTE_OPERATION = "rewards.execute_operation"
+TASK_SWEEP_OPERATIONS = "rewards.sweep_operations"
+TASK_DRAIN_PARTITION = "rewards.drain_partition"
+TASK_DISPATCH_WEBHOOKS = "rewards.dispatch_webhooks"
+
+
+def create_celery(settings: Settings) -> Celery:
+    celery = Celery("rewards", set_as_current=True)
+    celery.conf.update(
+        broker_url=settings.require_broker_url(),
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # Tasks here take milliseconds; an unacked task comes back after this long only
+            # if its worker vanished without the parent noticing. The sweeper republishes
+            # stalled operations much sooner, so this is a backstop, kept above any
+            # countdown a task uses (Redis would redeliver a longer countdown early).
+            "visibility_timeout": 3600,
+            "global_keyprefix": f"{settings.redis_key_prefix}celery:",
+            "socket_connect_timeout": 2,
+        },
+        task_default_queue=QUEUE_OPERATIONS,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # Late ack and reject-on-worker-lost: a task whose worker dies is redelivered; the
+        # tasks are idempotent on the operation id, so running twice is harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        beat_scheduler="celery.beat:Scheduler",  # in memory: nothing to write in the cwd
+        beat_schedule={
+            "sweep-operations": {
+                "task": TASK_SWEEP_OPERATIONS,
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.sweep_interval_seconds},
+            },
+            # Retries come due from the database and a wake-up can be lost: this run picks
+            # up whatever is due, every interval.
+            "dispatch-webhooks": {
+                "task": TASK_DISPATCH_WEBHOOKS,
+                "schedule": settings.webhook_dispatch_interval_seconds,
+                "options": {
+                    "queue": QUEUE_WEBHOOKS,
+                    "expires": settings.webhook_dispatch_interval_seconds,
+                },
+            },
+        },
+    )
+    celery.conf.rewards_settings = settings
+    celery.conf.include = ["workers.tasks", "workers.webhook_tasks"]
+    return celery

@@ -1,0 +1,30 @@
+"""`rewards worker`: a Celery worker for every queue, with the periodic scheduler."""
+
+from __future__ import annotations
+
+import os
+
+from app.config import Settings
+from workers.celery_app import ALL_QUEUES, create_celery
+
+
+def run_worker(
+    settings: Settings, concurrency: int | None, beat: bool, node_name: str | None = None
+) -> None:
+    celery = create_celery(settings)
+    argv = [
+        "worker",
+        # Unique per process, so several workers on one host can be told apart (and pinged).
+        f"--hostname={node_name or f'rewards-{os.getpid()}@%h'}",
+        f"--loglevel={settings.log_level}",
+        f"--queues={','.join(ALL_QUEUES)}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    if beat:
+        # Embedded beat: the periodic sweeper. Several workers each running it is harmless
+        # (the sweep is idempotent and skips locked rows), so any worker may carry it.
+        argv.append("--beat")
+    celery.worker_main(argv)

@@ -1,0 +1,138 @@
+"""Celery tasks. Each receives ids, opens its own transaction, calls the core, commits."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import NoReturn
+
+from celery import Task, current_app, shared_task
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+import app.kinds  # noqa: F401  (registers every operation kind)
+from app.completion import FinishedAnswer, signal_finished
+from app.operations import (
+    OperationsRun,
+    claim_stalled_operations,
+    drain_partition,
+    execute_operations,
+    get_kind,
+    operation_answer,
+    purge_expired_idempotency_records,
+)
+from app.outbox import events_recorded
+from workers.celery_app import (
+    TASK_DRAIN_PARTITION,
+    TASK_EXECUTE_OPERATION,
+    TASK_SWEEP_OPERATIONS,
+)
+from workers.publish import drain_key, publish_accepted, publish_drain, publish_operation
+from workers.runtime import runtime
+from workers.webhook_publish import wake_webhook_dispatcher
+
+log = logging.getLogger(__name__)
+
+# Lock timeouts, deadlocks, serialization failures and lost connections are worth a quick
+# retry; anything longer is the sweeper's job (see visibility_timeout in celery_app).
+RETRY_COUNTDOWN_CAP_SECONDS = 10
+# How long one drain task keeps taking batches of a busy partition before handing over.
+DRAIN_TIME_BUDGET_SECONDS = 2.0
+
+
+def _after_commit(run: OperationsRun, wrote_events: bool) -> None:
+    """Tell waiters, queue the next step of long jobs, wake the webhook dispatcher."""
+    rt = runtime()
+    if run.finished:
+        signal_finished(
+            rt.redis,
+            rt.settings.redis_key_prefix,
+            [(op.id, FinishedAnswer(*operation_answer(op))) for op in run.finished],
+        )
+    for operation in run.continuing:
+        publish_operation(current_app, operation)
+    if wrote_events:
+        wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
+
+
+def _retry_transient(task: Task, subject: str, exc: Exception) -> NoReturn:
+    countdown = min(2**task.request.retries * 0.2, RETRY_COUNTDOWN_CAP_SECONDS)
+    log.warning("%s: transient database error, retrying: %s", subject, exc)
+    raise task.retry(exc=exc, countdown=countdown) from exc
+
+
+@shared_task(
+    name=TASK_EXECUTE_OPERATION,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=8,
+    ignore_result=True,
+)
+def execute_operation(self, operation_id: str) -> None:  # type: ignore[no-untyped-def]
+    rt = runtime()
+    try:
+        with rt.session_factory.begin() as session:
+            run = execute_operations(session, [uuid.UUID(operation_id)])
+            wrote_events = events_recorded(session)
+    except (OperationalError, InterfaceError) as exc:
+        _retry_transient(self, f"operation {operation_id}", exc)
+    _after_commit(run, wrote_events)
+
+
+@shared_task(
+    name=TASK_DRAIN_PARTITION,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=8,
+    ignore_result=True,
+)
+def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-untyped-def]
+    """Execute every queued operation of one partition, a batch per transaction.
+
+    The coalescing key is deleted before the first read (see workers/publish.py). After a
+    time budget the task hands the rest to a fresh task, so one hot partition cannot hold
+    a worker process forever while others wait.
+    """
+    rt = runtime()
+    rt.redis.delete(drain_key(rt.settings.redis_key_prefix, partition_key))
+    kind = get_kind(partition_key.split(":", 1)[0])
+    deadline = time.monotonic() + DRAIN_TIME_BUDGET_SECONDS
+    while True:
+        try:
+            with rt.session_factory.begin() as session:
+                run = drain_partition(session, partition_key, kind.max_batch)
+                wrote_events = events_recorded(session)
+        except (OperationalError, InterfaceError) as exc:
+            _retry_transient(self, f"partition {partition_key}", exc)
+        _after_commit(run, wrote_events)
+        if len(run.finished) + len(run.continuing) < kind.max_batch:
+            return
+        if time.monotonic() > deadline:
+            publish_drain(current_app, partition_key)
+            return
+
+
+@shared_task(
+    name=TASK_SWEEP_OPERATIONS,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def sweep_operations() -> int:
+    """Republish operations stalled in queued/processing; purge expired idempotency keys."""
+    rt = runtime()
+    with rt.session_factory.begin() as session:
+        stalled = claim_stalled_operations(
+            session, timedelta(seconds=rt.settings.operation_stall_seconds)
+        )
+        purge_expired_idempotency_records(
+            session, timedelta(hours=rt.settings.idempotency_retention_hours)
+        )
+    for operation in stalled:
+        publish_accepted(current_app, rt.redis, rt.settings.redis_key_prefix, operation)
+    if stalled:
+        log.warning("republished %d stalled operation(s)", len(stalled))
+    return len(stalled)
