@@ -87,6 +87,9 @@ def _error_statuses(doc: EndpointDoc, *, has_path_params: bool) -> dict[int, lis
         add(403, "forbidden")
         add(429, "RATE_LIMIT_KEY_EXCEEDED")
     add(503, "service_unavailable")
+    # Refused by the HTTP server before the app sees the request (see api/server.py).
+    add(414, "uri_too_long")
+    add(431, "request_header_fields_too_large")
     return statuses
 
 

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import gunicorn.util
 from gunicorn.app.base import BaseApplication
 
 from app.config import Settings
+
+
+def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None:
+    """gunicorn's answer to a request it cannot parse (request line over 4 KiB, too many
+    or too large headers, a malformed line), in the API's JSON error body, not HTML."""
+    code = reason.lower().replace(" ", "_")
+    body = json.dumps({"code": code, "type": code, "detail": reason, "status": status}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
@@ -22,10 +36,17 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from api import create_app
 
+        # gunicorn looks this up at call time; only processes serving the API run this.
+        gunicorn.util.write_error = _write_json_error
+
         return create_app(self.settings)
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+    if "db_pool_size" not in settings.model_fields_set:
+        # One pooled connection per thread: with fewer, busy moments open and close
+        # overflow connections per request, which costs more than the request's own work.
+        settings = settings.model_copy(update={"db_pool_size": threads})
     GunicornServer(
         settings,
         {

@@ -172,9 +172,10 @@ def _record_and_answer(
     quota: ParticipantQuota | None,
 ) -> Response:
     rt = runtime()
-    with rt.session_factory.begin() as session:
+    # One statement, committed by itself (autocommit): no BEGIN and COMMIT round trips.
+    with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         submission = submit_operation(
-            session,
+            connection,
             tenant_id=principal.tenant_id,
             env=principal.env,
             kind=kind,

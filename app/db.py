@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, create_engine, func
+import psycopg
+from sqlalchemy import DateTime, MetaData, create_engine, event, func
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.types import Uuid
 
@@ -44,12 +48,17 @@ def created_at_column() -> Mapped[datetime]:
     return mapped_column(server_default=func.now())
 
 
+# A pooled connection idle longer than this is pinged before use (see _ping_if_idle).
+PING_IF_IDLE_SECONDS = 1.0
+
+
 def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
-    return create_engine(
+    engine = create_engine(
         settings.require_database_url(),
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=pool_size or settings.db_pool_size,
-        pool_pre_ping=True,
+        # Most recently used first: at low load a few warm connections serve everything.
+        pool_use_lifo=True,
         pool_timeout=settings.db_connect_timeout_seconds,
         connect_args={
             "connect_timeout": settings.db_connect_timeout_seconds,
@@ -59,6 +68,29 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
             "application_name": f"rewards-engine pid={os.getpid()}",
         },
     )
+    event.listen(engine, "checkin", _stamp_checkin)
+    event.listen(engine, "checkout", functools.partial(_ping_if_idle, engine.dialect))
+    return engine
+
+
+def _stamp_checkin(dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Dialect, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """pool_pre_ping, but only for a connection that sat idle: a ping per checkout was a
+    round trip per request, and a connection used a moment ago is known to be alive. A
+    dead one is replaced here (the pool retries on DisconnectionError); one that dies
+    within the idle window fails its statement once, and SQLAlchemy then recycles every
+    connection of the pool opened before that failure."""
+    if time.monotonic() - record.info.get("checked_in_at", 0.0) <= PING_IF_IDLE_SECONDS:
+        return
+    try:
+        dialect.do_ping(dbapi_connection)
+    except psycopg.Error as exc:
+        if dialect.is_disconnect(exc, dbapi_connection, None):  # type: ignore[arg-type]
+            raise DisconnectionError() from exc
+        raise
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

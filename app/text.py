@@ -16,3 +16,9 @@ def holds_nul(document: object) -> bool:
     if isinstance(document, list | tuple):
         return any(holds_nul(value) for value in document)
     return False
+
+
+def unknown_fields_message(names: set[object]) -> str:
+    """'unknown field(s): a, b' for a client's stray keys, storable even when a key holds NUL."""
+    shown = sorted(str(name).replace("\x00", "\ufffd") for name in names)
+    return f"unknown field(s): {', '.join(shown)}"

@@ -29,6 +29,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+import app.kinds  # noqa: F401  (every operation kind registered, as in the service)
 from app.config import Settings, load_settings
 from app.migrate import upgrade_database
 from app.models import Environment
@@ -150,8 +151,8 @@ def make_app(settings: Settings) -> Iterator[Any]:
         return app
 
     yield build
-    for app in built:
-        app.extensions[EXTENSION_KEY].close()
+    for built_app in built:
+        built_app.extensions[EXTENSION_KEY].close()
 
 
 @dataclass

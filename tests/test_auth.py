@@ -53,7 +53,7 @@ def committed_operation(session_factory: sessionmaker[Session]) -> Iterator[Call
     def build(tenant_id: uuid.UUID, env: str) -> uuid.UUID:
         with session_factory.begin() as session:
             operation = submit_operation(
-                session,
+                session.connection(),
                 tenant_id=tenant_id,
                 env=env,
                 kind=NOOP.name,

@@ -66,14 +66,17 @@ def submit(
     tenant_id: uuid.UUID | None = None,
     env: str = "live",
 ) -> Submission:
-    return submit_operation(
-        session,
+    """Submit, then load the row into `session` so a test can change and refresh it."""
+    submission = submit_operation(
+        session.connection(),
         tenant_id=tenant_id or TENANT_ID,
         env=env,
         kind=kind.name,
         payload={"n": 1} if payload is None else payload,
         idempotency_key=key,
     )
+    persistent = session.get_one(Operation, submission.operation.id)
+    return Submission(persistent, submission.created)
 
 
 @pytest.fixture

@@ -324,6 +324,7 @@ def test_award_batch_reports_each_bad_award_and_applies_the_rest(
         {"participant_id": "user_4", "amount": 1_000_000},
         {"participant_id": "user_\u0000", "amount": 1},
         {"participant_id": "user_5", "amount": 1, "metadata": {"k": "\u0000"}},
+        {"participant_id": "user_5", "amount": 1, "b\u0000nus": 1},
     ]
     response = client.post(
         f"{BASE}/points/award-batch",
@@ -332,10 +333,10 @@ def test_award_batch_reports_each_bad_award_and_applies_the_rest(
     )
     assert response.status_code == 200, response.json
     body = response.json
-    assert (body["processed"], body["failed"]) == (3, 9)
+    assert (body["processed"], body["failed"]) == (3, 10)
     results = body["results"]
     assert [result["error"] is None for result in results] == [
-        True, False, False, True, False, False, False, False, False, True, False, False,
+        True, False, False, True, False, False, False, False, False, True, False, False, False,
     ]  # fmt: skip
     assert results[0]["new_balance"] == 100
     assert results[3]["new_balance"] == 150
@@ -349,6 +350,8 @@ def test_award_batch_reports_each_bad_award_and_applies_the_rest(
     assert "reason" in results[8]["error"]["detail"]
     assert "NUL" in results[10]["error"]["detail"]
     assert "NUL" in results[11]["error"]["detail"]
+    # A stray key is named in the error even when it holds NUL, which PostgreSQL cannot store.
+    assert results[12]["error"]["detail"] == "unknown field(s): b\ufffdnus"
     assert balance_of(client, tenant, "user_1")["balance"] == 150
     assert balance_of(client, tenant, "user_2")["balance"] == 0
     assert balance_of(client, tenant, "user_3")["balance"] == 0

@@ -23,7 +23,7 @@ def test_three_batch_requests_drained_at_once_answer_separately(db_session: Sess
     ]
     operations = [
         submit_operation(
-            db_session,
+            db_session.connection(),
             tenant_id=tenant_id,
             env="live",
             kind=AWARD_BATCH_KIND,
@@ -38,7 +38,8 @@ def test_three_batch_requests_drained_at_once_answer_separately(db_session: Sess
 
     assert {operation.id for operation in run.finished} == {op.id for op in operations}
     assert events_recorded(db_session)  # the COPY-written events wake the dispatcher too
-    first, second, third = (operation.result for operation in operations)
+    results = {operation.id: operation.result for operation in run.finished}
+    first, second, third = (results[operation.id] for operation in operations)
     assert (first["processed"], first["failed"]) == (2, 0)
     assert [r["new_balance"] for r in first["results"]] == [10, 5]
     assert (second["processed"], second["failed"]) == (1, 1)

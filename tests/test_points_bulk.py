@@ -7,15 +7,20 @@ import io
 import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models import LedgerEntry, Participant
+from app.clock import utcnow
+from app.models import LedgerEntry, Operation, Participant
+from app.models.points import BulkAwardRow
+from app.operations import purge_expired_idempotency_records
+from app.points.bulk import UploadFormat, stage_bulk_award
 from tests.builders import run_ledger_verify
 from tests.conftest import TenantKeys, WorkerProcess
 
@@ -151,11 +156,12 @@ def test_bulk_award_from_ndjson_checks_each_line(
         '{"participant_id": "n3", "amount": 3, "metadata": {}}',
         '{"participant_id": "n1", "amount": 1}',
         '{"participant_id": "n\\u0000", "amount": 1}',
+        '{"participant_id": "n4", "amount": 1, "b\\u0000nus": 1}',
     ]
     response = upload(client, tenant, "\n".join(lines), content_type="application/x-ndjson")
     assert response.status_code == 202, response.json
     view = wait_for_operation(client, tenant, response.json["operation_id"])
-    assert (view["result"]["awarded"], view["result"]["failed"]) == (2, 5)
+    assert (view["result"]["awarded"], view["result"]["failed"]) == (2, 6)
     assert balances(session_factory, tenant) == {"n1": 11}
     report = client.get(view["result"]["error_report"], headers=tenant.admin()).text
     errors = {row[0]: row[4] for row in list(csv.reader(io.StringIO(report)))[1:]}
@@ -165,6 +171,7 @@ def test_bulk_award_from_ndjson_checks_each_line(
         "4": "each line must be a JSON object",
         "5": "unknown field(s): metadata",
         "7": "participant_id must not contain NUL characters",
+        "8": "unknown field(s): b\ufffdnus",
     }
 
 
@@ -315,3 +322,33 @@ def test_bulk_award_of_100_000_rows_survives_a_worker_killed_halfway_and_awards_
     assert balances(session_factory, tenant) == dict(expected)
     code, report = run_ledger_verify(service_env)
     assert (code, report["violations"]) == (0, [])
+
+
+def test_purging_a_finished_bulk_operation_deletes_its_staged_rows_and_no_others(
+    db_session: Session, make_tenant: Any
+) -> None:
+    tenant_id = make_tenant().tenant_id
+    staged = [
+        stage_bulk_award(
+            db_session,
+            tenant_id=tenant_id,
+            env="live",
+            idempotency_key=f"purge-{index}",
+            upload_format=UploadFormat.CSV,
+            body=io.BytesIO(b"participant_id,amount\nann,1\nbob,x\n"),
+        ).operation.id
+        for index in range(2)
+    ]
+    purged, kept = staged
+    db_session.execute(
+        update(Operation)
+        .where(Operation.id == purged)
+        .values(status="succeeded", finished_at=utcnow() - timedelta(days=2))
+    )
+
+    assert purge_expired_idempotency_records(db_session, timedelta(hours=24)) == 1
+
+    left = db_session.execute(
+        select(BulkAwardRow.operation_id, func.count()).group_by(BulkAwardRow.operation_id)
+    ).all()
+    assert dict(left) == {kept: 2}

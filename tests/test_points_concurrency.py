@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import LedgerEntry, OutboxEvent, Participant
+from app.points.tiers import delete_tier
 from tests.builders import run_ledger_verify
 from tests.conftest import TenantKeys
 
@@ -150,3 +151,29 @@ def test_two_concurrent_awards_crossing_a_tier_threshold_report_the_upgrade_once
     assert [tuple(row) for row in tiers] == [("silver", 10)]
     code, report = run_ledger_verify(service_env)
     assert (code, report["violations"]) == (0, [])
+
+
+def test_a_tier_change_racing_its_deletion_answers_tier_not_found(
+    flask_app: Flask, tenant: TenantKeys, session_factory: sessionmaker[Session]
+) -> None:
+    client = flask_app.test_client()
+    created = client.post(
+        f"{BASE}/admin/tiers",
+        json={"code": "gold", "name": "Gold", "level": 2, "points_required": 500},
+        headers=tenant.admin(),
+    )
+    assert created.status_code == 201
+    with session_factory() as deleting:
+        # The delete holds the row; the PATCH starts meanwhile and must wait for it.
+        delete_tier(deleting, tenant.tenant_id, "live", "gold")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            patch = pool.submit(
+                client.patch, f"{BASE}/admin/tiers/gold", json={"color": "#FFD700"},
+                headers=tenant.admin(),
+            )  # fmt: skip
+            time.sleep(0.5)
+            assert not patch.done()
+            deleting.commit()
+            response = patch.result(timeout=30)
+    assert response.status_code == 404
+    assert response.json["code"] == "tier_not_found"

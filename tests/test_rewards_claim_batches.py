@@ -28,7 +28,7 @@ def _claims(
 ) -> list[Operation]:
     return [
         submit_operation(
-            session,
+            session.connection(),
             tenant_id=tenant_id,
             env="live",
             kind=CLAIM_KIND,

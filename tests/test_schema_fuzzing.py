@@ -6,10 +6,12 @@ called with generated inputs and must answer without a 5xx and as the schema say
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,3 +123,19 @@ def test_every_operation_answers_as_documented_and_never_5xx(
     report = tmp_path / "schemathesis.txt"
     report.write_text(run.stdout + run.stderr)
     assert run.returncode == 0, f"see {report}\n" + run.stdout[-12000:]
+
+
+def test_requests_the_http_server_refuses_still_get_a_json_error_body(live_api: str) -> None:
+    """gunicorn refuses a request line over 4 KiB itself, before the app; it answers 414
+    in the same error body as every other error (documented on every operation)."""
+    request = urllib.request.Request(f"{live_api}/api/v1/gamify/rewards?x={'a' * 5000}")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 414
+    assert refused.value.headers["Content-Type"] == "application/json"
+    assert json.loads(refused.value.read()) == {
+        "code": "uri_too_long",
+        "type": "uri_too_long",
+        "detail": "URI Too Long",
+        "status": 414,
+    }

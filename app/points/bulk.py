@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
@@ -43,6 +43,7 @@ from app.points.items import (
     check_reason,
 )
 from app.points.pgcopy import COPY_NULL, copy_field, copy_lines
+from app.text import unknown_fields_message
 
 AWARD_BULK_KIND = "points.award_bulk"
 BULK_MAX_ROWS = 1_000_000
@@ -187,9 +188,9 @@ def _ndjson_rows(text: IO[str]) -> Iterator[StagedRow]:
         if not isinstance(document, dict):
             yield (row_number, None, None, None, "each line must be a JSON object")
             continue
-        unknown = sorted(set(document) - NDJSON_FIELDS)
+        unknown = set(document) - NDJSON_FIELDS
         if unknown:
-            yield (row_number, None, None, None, f"unknown field(s): {', '.join(unknown)}")
+            yield (row_number, None, None, None, unknown_fields_message(unknown))
             continue
         yield _staged(
             row_number,
@@ -249,7 +250,7 @@ def stage_bulk_award(
     transaction ends, then sees the finished upload (or inserts its own if this one failed).
     """
     submission = submit_operation(
-        session,
+        session.connection(),
         tenant_id=tenant_id,
         env=env,
         kind=AWARD_BULK_KIND,
@@ -289,7 +290,11 @@ def stage_bulk_award(
         "invalid_rows": counts.invalid,
     }
     operation.progress = BulkProgress(total=counts.rows).as_json()
-    session.flush()
+    session.execute(
+        update(Operation)
+        .where(Operation.id == operation.id)
+        .values(payload=operation.payload, progress=operation.progress)
+    )
     return submission
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.text import holds_nul
+from app.text import holds_nul, unknown_fields_message
 
 PARTICIPANT_ID_MAX_CHARS = 255
 AWARD_AMOUNT_MIN = 1
@@ -65,9 +65,9 @@ def parse_award_item(raw: object) -> AwardItem:
     """A batch item (a JSON object) as an AwardItem, or InvalidItem saying what is wrong."""
     if not isinstance(raw, dict):
         raise InvalidItem("each award must be an object")
-    unknown = sorted(set(raw) - AWARD_ITEM_FIELDS)
+    unknown = set(raw) - AWARD_ITEM_FIELDS
     if unknown:
-        raise InvalidItem(f"unknown field(s): {', '.join(map(str, unknown))}")
+        raise InvalidItem(unknown_fields_message(unknown))
     metadata = raw.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidItem("metadata must be an object")

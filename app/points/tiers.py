@@ -108,10 +108,14 @@ def list_tiers(session: Session, tenant_id: uuid.UUID, env: str) -> list[Tier]:
     )
 
 
-def get_tier(session: Session, tenant_id: uuid.UUID, env: str, code: str) -> Tier:
-    tier = session.execute(
-        select(Tier).where(Tier.tenant_id == tenant_id, Tier.env == env, Tier.code == code)
-    ).scalar_one_or_none()
+def get_tier(
+    session: Session, tenant_id: uuid.UUID, env: str, code: str, *, lock: bool = False
+) -> Tier:
+    query = select(Tier).where(Tier.tenant_id == tenant_id, Tier.env == env, Tier.code == code)
+    if lock:
+        # A concurrent delete then either waits for this change or makes this a 404.
+        query = query.with_for_update()
+    tier = session.execute(query).scalar_one_or_none()
     if tier is None:
         raise _tier_not_found()
     return tier
@@ -147,7 +151,7 @@ def update_tier(
     unknown = set(changes) - TIER_FIELDS
     if unknown:
         raise ValueError(f"not tier fields: {sorted(unknown)}")
-    tier = get_tier(session, tenant_id, env, code)
+    tier = get_tier(session, tenant_id, env, code, lock=True)
     for name, value in changes.items():
         setattr(tier, name, [] if name == "benefits" and value is None else value)
     if changes:
