@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+import app.points.kinds  # noqa: F401  (registers the bulk kind stage_bulk_award records)
 from app.clock import utcnow
 from app.models import LedgerEntry, Operation, Participant
 from app.models.points import BulkAwardRow
@@ -346,9 +347,16 @@ def test_purging_a_finished_bulk_operation_deletes_its_staged_rows_and_no_others
         .values(status="succeeded", finished_at=utcnow() - timedelta(days=2))
     )
 
+    def staged_rows() -> dict[uuid.UUID, int]:
+        counts = db_session.execute(
+            select(BulkAwardRow.operation_id, func.count()).group_by(BulkAwardRow.operation_id)
+        ).all()
+        return {operation_id: count for operation_id, count in counts}
+
+    before = staged_rows()  # other tests' finished bulk jobs too: they must stay
+    assert before[purged] == before[kept] == 2
+
     assert purge_expired_idempotency_records(db_session, timedelta(hours=24)) == 1
 
-    left = db_session.execute(
-        select(BulkAwardRow.operation_id, func.count()).group_by(BulkAwardRow.operation_id)
-    ).all()
-    assert dict(left) == {kept: 2}
+    del before[purged]
+    assert staged_rows() == before
