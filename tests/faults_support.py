@@ -324,24 +324,60 @@ class Client:
 
 class Worker(WorkerProcess):
     """conftest's WorkerProcess, optionally without the embedded beat (the sweeper's clock),
-    so that every child of it is a pool process."""
+    so that every child of it is a pool process; and supervised as in production.
+
+    compose runs the worker with `restart: unless-stopped` (as any process manager would):
+    Celery's worker can exit on its own when the broker vanishes mid-restore (kombu's
+    "Unrecoverable error ... 'NoneType' object has no attribute 'hostname'"), and nothing
+    is lost by that, but nothing runs until it is restarted. So this restarts it too,
+    unless the test stopped or killed it.
+    """
 
     def __init__(
         self, env: dict[str, str], log_path: Path, concurrency: int = 2, beat: bool = True
     ) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "app.cli", "worker", f"--concurrency={concurrency}"),
-                *(() if beat else ("--no-beat",)),
-            ],
-            env={**os.environ, **env, "LOG_LEVEL": "INFO"},
+        self._command = [
+            *(sys.executable, "-m", "app.cli", "worker", f"--concurrency={concurrency}"),
+            *(() if beat else ("--no-beat",)),
+        ]
+        self._env = {**os.environ, **env, "LOG_LEVEL": "INFO"}
+        self._lifecycle = threading.Lock()
+        self._ended_by_test = False
+        self.restarts = 0
+        self.process = self._spawn()
+        self.wait_ready()
+        threading.Thread(target=self._restart_when_it_exits, daemon=True).start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self._command,
+            env=self._env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.wait_ready()
+
+    def _restart_when_it_exits(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with self._lifecycle:
+                if self._ended_by_test:
+                    return
+                if self.process.poll() is not None:
+                    self.restarts += 1
+                    self.process = self._spawn()
+
+    def stop(self) -> None:
+        with self._lifecycle:
+            self._ended_by_test = True
+        super().stop()
+
+    def kill(self) -> None:
+        with self._lifecycle:
+            self._ended_by_test = True
+        super().kill()
 
     def log_text(self) -> str:
         return self.log_path.read_text()

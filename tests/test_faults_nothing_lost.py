@@ -160,6 +160,7 @@ def test_redis_restart_with_tasks_queued_loses_no_accepted_write(tmp_path: Path)
         "redis restart",
         outcome,
         tasks_lost=lost_tasks,
+        worker_restarts=worker.restarts,
         downtime=f"{downtime:.1f}s",
         probes={name: answer.status for name, answer in probes.items()},
         total=f"{time.monotonic() - started:.1f}s",

@@ -364,7 +364,9 @@ def test_award_batch_writes_a_constant_number_of_statements_whatever_its_size(
     statements: list[str] = []
 
     def count(*args: Any) -> None:
-        statements.append(args[2])
+        # Savepoints (the participant lock tries the common case first) are not work.
+        if not args[2].startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
+            statements.append(args[2])
 
     connection = db_session.connection()
     event.listen(connection, "before_cursor_execute", count)

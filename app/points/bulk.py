@@ -32,25 +32,24 @@ from app.errors import DomainError
 from app.models import Operation
 from app.models.points import BulkAwardRow
 from app.operations import StepTaken, Submission, submit_operation
-from app.points.awards import award_points
+from app.points.awards import apply_awards, cyclic_gc_paused
 from app.points.items import (
     PARTICIPANT_ID_MAX_CHARS,
     REASON_MAX_CHARS,
-    AwardItem,
     InvalidItem,
     check_amount,
     check_participant_id,
     check_reason,
 )
-from app.points.pgcopy import COPY_NULL, copy_field, copy_lines
+from app.points.pgcopy import COPY_NULL, copy_field, copy_lines, fetch_tuples
 from app.text import unknown_fields_message
 
 AWARD_BULK_KIND = "points.award_bulk"
 BULK_MAX_ROWS = 1_000_000
-# Rows per worker transaction: large enough that per-step overhead (task, commit, the
-# tier and multiplier reads) is noise, small enough that a step holds its participant
-# locks for well under a second.
-BULK_CHUNK_ROWS = 5_000
+# Rows per worker transaction: large enough that per-step overhead (task round trip,
+# commit, the tier and multiplier reads, about 70 ms here) is noise, small enough that a
+# step holds its participant locks for about a second (a step costs ~50 us a row).
+BULK_CHUNK_ROWS = 20_000
 REPORT_PAGE_ROWS = 5_000
 ERROR_REPORT_PATH = "/api/v1/gamify/points/award-bulk/{operation_id}/errors"
 CSV_COLUMNS = ("participant_id", "amount", "reason")
@@ -136,6 +135,8 @@ def _staged(row_number: int, participant_id: object, amount: object, reason: obj
 
 
 def _amount_from_text(text: str) -> int | str:
+    if len(text) <= 15 and text.isascii() and text.isdigit():  # the usual case, quickly
+        return int(text)
     stripped = text.strip()
     return int(stripped) if _AMOUNT_TEXT.fullmatch(stripped) else stripped
 
@@ -209,6 +210,7 @@ class _UploadCounts:
 def _staging_lines(
     operation_id: uuid.UUID, rows: Iterator[StagedRow], counts: _UploadCounts
 ) -> Iterator[str]:
+    operation_field = str(operation_id)
     for row_number, participant_id, amount, reason, error in rows:
         if row_number > BULK_MAX_ROWS:
             raise DomainError(
@@ -218,9 +220,10 @@ def _staging_lines(
         if error is not None:
             counts.invalid += 1
         yield (
-            f"{operation_id}\t{row_number}\t{copy_field(participant_id)}"
-            f"\t{COPY_NULL if amount is None else amount}\t{copy_field(reason)}"
-            f"\t{copy_field(error)}\n"
+            f"{operation_field}\t{row_number}\t{copy_field(participant_id)}"
+            f"\t{COPY_NULL if amount is None else amount}"
+            f"\t{COPY_NULL if reason is None else copy_field(reason)}"
+            f"\t{COPY_NULL if error is None else copy_field(error)}\n"
         )
 
 
@@ -298,37 +301,41 @@ def stage_bulk_award(
     return submission
 
 
+# Plain rows, not ORM objects: a step reads BULK_CHUNK_ROWS of them. Rows
+# that failed validation are left for the error report.
+_CHUNK = """
+    SELECT row_number, participant_id, amount, reason FROM bulk_award_rows
+    WHERE operation_id = %(operation_id)s AND row_number BETWEEN %(first)s AND %(last)s
+      AND error IS NULL AND participant_id IS NOT NULL AND amount IS NOT NULL
+    ORDER BY row_number
+"""
+
+
 def award_bulk_step(session: Session, operation: Operation) -> dict[str, Any] | StepTaken:
     """Award the next chunk of staged rows; the operation's handler, one step per call."""
     progress = BulkProgress.of(operation)
     first = progress.done + 1
     last = min(progress.done + BULK_CHUNK_ROWS, progress.total)
-    rows = session.execute(
-        select(
-            BulkAwardRow.row_number,
-            BulkAwardRow.participant_id,
-            BulkAwardRow.amount,
-            BulkAwardRow.reason,
-            BulkAwardRow.error,
+    with cyclic_gc_paused():
+        rows = fetch_tuples(
+            session, _CHUNK, {"operation_id": operation.id, "first": first, "last": last}
         )
-        .where(
-            BulkAwardRow.operation_id == operation.id,
-            BulkAwardRow.row_number.between(first, last),
+        # Each ledger line and event names its row: {"bulk_row": n}.
+        awards = [
+            (participant_id, amount, reason, f'{{"bulk_row": {row_number}}}')
+            for row_number, participant_id, amount, reason in rows
+        ]
+        totals = apply_awards(
+            session,
+            operation.tenant_id,
+            operation.env,
+            awards,
+            operation_fields=[str(operation.id)] * len(awards),
         )
-        .order_by(BulkAwardRow.row_number)
-    ).all()
-    items = [
-        AwardItem(participant_id, amount, reason, {"bulk_row": row_number})
-        for row_number, participant_id, amount, reason, error in rows
-        if error is None and participant_id is not None and amount is not None
-    ]
-    credits = award_points(
-        session, operation.tenant_id, operation.env, items, operation_id=operation.id
-    )
     progress.done = last
-    progress.awarded += len(credits)
-    progress.failed += len(rows) - len(items)
-    progress.points_credited += sum(credit.amount for credit in credits)
+    progress.awarded += totals.awarded
+    progress.failed += last - first + 1 - len(awards)
+    progress.points_credited += totals.points_credited
     operation.progress = progress.as_json()
     if progress.done < progress.total:
         return StepTaken()

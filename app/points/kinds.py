@@ -6,6 +6,7 @@ the runner's savepoint and never commit.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.errors import DomainError
 from app.models import Operation
 from app.operations import OperationKind, register_kind
-from app.points.awards import award_points
+from app.points.awards import AwardRow, Credit, apply_awards, award_points
 from app.points.bulk import AWARD_BULK_KIND, award_bulk_step
 from app.points.deductions import deduct_points
 from app.points.items import AwardItem
@@ -71,40 +72,54 @@ def _failed_result(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _credited_result(credit: Credit) -> dict[str, Any]:
+    upgrade = credit.tier_upgrade
+    return {
+        "transaction_id": credit.transaction_id,
+        "participant_id": credit.participant_id,
+        "amount": credit.amount,
+        "new_balance": credit.new_balance,
+        "tier_upgrade": upgrade.as_body() if upgrade is not None else None,
+        "error": None,
+    }
+
+
 def run_award_batches(
     session: Session, operations: list[Operation]
 ) -> dict[uuid.UUID, dict[str, Any] | DomainError]:
     """Award-batch requests of one tenant, credited together in one set-wise pass.
 
-    The valid entries of every request go to one `award_points` call (one lock statement,
+    The valid entries of every request go to one `apply_awards` call (one lock statement,
     one COPY of ledger lines, one balance update), each line keeping its own operation id;
     the invalid ones (see batch_entries) answer their own error, in request order.
     """
     first = operations[0]
-    valid: list[AwardItem] = []
-    origins: list[uuid.UUID] = []
+    awards: list[AwardRow] = []
+    origins: list[str] = []
     for operation in operations:
+        origin = str(operation.id)
         for entry in operation.payload["awards"]:
             if "invalid" not in entry:
-                valid.append(AwardItem(**entry))
-                origins.append(operation.id)
-    credits = iter(
-        award_points(
-            session,
-            first.tenant_id,
-            first.env,
-            valid,
-            operation_id=None,
-            item_operation_ids=origins,
-        )
+                metadata = entry.get("metadata")
+                awards.append(
+                    (
+                        entry["participant_id"],
+                        entry["amount"],
+                        entry.get("reason"),
+                        json.dumps(metadata) if metadata is not None else None,
+                    )
+                )
+                origins.append(origin)
+    credited: list[Credit] = []
+    apply_awards(
+        session, first.tenant_id, first.env, awards, operation_fields=origins, credits=credited
     )
+    credits = iter(credited)
     answers: dict[uuid.UUID, dict[str, Any] | DomainError] = {}
     for operation in operations:
         entries: list[dict[str, Any]] = operation.payload["awards"]
         results = [
-            _failed_result(entry)
-            if "invalid" in entry
-            else {**next(credits).as_body(), "error": None}
+            _failed_result(entry) if "invalid" in entry else _credited_result(next(credits))
             for entry in entries
         ]
         failed = sum(1 for entry in entries if "invalid" in entry)

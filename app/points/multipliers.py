@@ -10,11 +10,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Uuid, any_, bindparam, or_, select
+from sqlalchemy import String, Uuid, any_, bindparam, cast, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.models import ParticipantMultiplier
+from app.points.pgcopy import plain_array_literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +37,15 @@ class ActiveMultiplier:
 
 
 def active_multipliers(
-    session: Session, participant_pks: Collection[uuid.UUID], now: datetime
+    session: Session, participant_pks: Collection[uuid.UUID | str], now: datetime
 ) -> dict[uuid.UUID, list[ActiveMultiplier]]:
-    """Multipliers in force at `now`, by participant, oldest first; one statement for all."""
+    """Multipliers in force at `now`, by participant, oldest first; one statement for all.
+
+    The keys may be given as UUIDs or their text; thousands travel as one array literal.
+    """
     if not participant_pks:
         return {}
+    pks = plain_array_literal(map(str, participant_pks))
     rows = session.execute(
         select(
             ParticipantMultiplier.participant_pk,
@@ -52,7 +57,7 @@ def active_multipliers(
         )
         .where(
             ParticipantMultiplier.participant_pk
-            == any_(bindparam("participant_pks", list(participant_pks), type_=ARRAY(Uuid()))),
+            == any_(cast(bindparam("participant_pks", pks, type_=String()), ARRAY(Uuid()))),
             ParticipantMultiplier.starts_at <= now,
             or_(ParticipantMultiplier.expires_at.is_(None), ParticipantMultiplier.expires_at > now),
         )
