@@ -113,6 +113,24 @@ def endpoint(
 
 
 def parse_query(model: type[M]) -> M:
+    """The query string validated against `model`. Every declared parameter takes one
+    value: a repeated one (`?a=1&a=2`) is refused rather than silently cut to its first."""
+    declared = {info.alias or name for name, info in model.model_fields.items()}
+    repeated = [
+        name for name in request.args if name in declared and len(request.args.getlist(name)) > 1
+    ]
+    if repeated:
+        raise DomainError(
+            "validation_error",
+            "Request validation failed",
+            422,
+            extra={
+                "errors": [
+                    {"loc": ["query", name], "msg": "must be given once", "type": "repeated"}
+                    for name in repeated
+                ]
+            },
+        )
     try:
         return model.model_validate(request.args.to_dict())
     except ValidationError as exc:

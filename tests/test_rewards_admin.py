@@ -292,3 +292,20 @@ def test_nul_characters_anywhere_in_input_answer_validation_error(
 
     response = client.get(f"{GAMIFY}/rewards?reward_type=coupon%00", headers=tenant.admin())
     assert response.status_code == 422
+
+
+def test_a_query_parameter_given_twice_answers_validation_error(
+    client: FlaskClient, tenant: TenantKeys
+) -> None:
+    # Each documented parameter takes one value; the second is not silently dropped.
+    response = client.get(
+        f"{GAMIFY}/rewards?reward_type=coupon&reward_type=digital", headers=tenant.admin()
+    )
+    assert response.status_code == 422
+    assert response.json["errors"] == [
+        {"loc": ["query", "reward_type"], "msg": "must be given once", "type": "repeated"}
+    ]
+    assert (
+        client.get(f"{GAMIFY}/rewards?reward_type=coupon", headers=tenant.admin()).status_code
+        == 200
+    )
