@@ -126,9 +126,9 @@ def test_every_operation_answers_as_documented_and_never_5xx(
 
 
 def test_requests_the_http_server_refuses_still_get_a_json_error_body(live_api: str) -> None:
-    """gunicorn refuses a request line over 4 KiB itself, before the app; it answers 414
+    """gunicorn refuses a request line over 8 KiB itself, before the app; it answers 414
     in the same error body as every other error (documented on every operation)."""
-    request = urllib.request.Request(f"{live_api}/api/v1/gamify/rewards?x={'a' * 5000}")
+    request = urllib.request.Request(f"{live_api}/api/v1/gamify/rewards?x={'a' * 9000}")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 414
