@@ -122,28 +122,14 @@ def lock_balances(
 ) -> dict[str, LockedBalance]:
     """`lock_participants` (same lock order) without ORM objects: thousands per statement.
 
-    The caller writes the new balances itself, in one statement for the whole set; the
-    session's identity map is not told, so a later ORM read must lock again
-    (lock_participants refreshes what it loads).
+    `lock_balance_rows` with the keys as UUIDs. The caller writes the new balances itself,
+    in one statement for the whole set; the session's identity map is not told, so a later
+    ORM read must lock again (lock_participants refreshes what it loads).
     """
-    ordered = sorted(set(external_ids))
-    if not ordered:
-        return {}
-    _create_missing(session, tenant_id, env, ordered)
-    wanted, locked = _locked(tenant_id, env, ordered)
-    rows = session.execute(
-        select(
-            locked.c.id,
-            locked.c.external_id,
-            locked.c.balance,
-            locked.c.total_earned,
-            locked.c.total_spent,
-            locked.c.tier_code,
-        )
-        .select_from(wanted)
-        .join(locked, true())
-    )
-    return {row.external_id: LockedBalance(*row) for row in rows}
+    rows = lock_balance_rows(session, tenant_id, env, external_ids)
+    return {
+        external_id: LockedBalance(uuid.UUID(row.pk), *row[1:]) for external_id, row in rows.items()
+    }
 
 
 class LockedRow(NamedTuple):
@@ -182,11 +168,11 @@ _CREATE_MISSING = """
 def lock_balance_rows(
     session: Session, tenant_id: uuid.UUID, env: str, external_ids: Iterable[str]
 ) -> dict[str, LockedRow]:
-    """`lock_balances` for the hot paths: existing participants cost one statement.
+    """Lock (creating where missing) participants as plain rows: the set-wise writers' lock.
 
     Usually every participant exists, so the lock is tried first, in a savepoint. If some
     are missing, the savepoint is rolled back (releasing the locks it took) and the slow
-    path runs in the one lock order of `lock_balances`: create the missing ones in
+    path runs in the one lock order of `lock_participants`: create the missing ones in
     external-id order (a row this transaction inserts is its own until commit), then lock
     the others in that order. Taking locks and then waiting on another transaction's
     insert of a new participant could deadlock; never holding a lock while creating
