@@ -16,6 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from api.auth import authenticate
+from api.validation import validation_failed
 from app.errors import DomainError
 
 M = TypeVar("M", bound=BaseModel)
@@ -44,15 +45,13 @@ class EndpointDoc:
     body_doc: type[BaseModel] | None = None
 
 
-class RequestInvalid(DomainError):
-    def __init__(self, where: str, exc: ValidationError) -> None:
-        errors = [
+def request_invalid(where: str, exc: ValidationError) -> DomainError:
+    return validation_failed(
+        [
             {"loc": [where, *error["loc"]], "msg": error["msg"], "type": error["type"]}
             for error in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
-        super().__init__(
-            "validation_error", "Request validation failed", 422, extra={"errors": errors}
-        )
+    )
 
 
 ViewResult = Response | tuple[Any, int] | tuple[Any, int, dict[str, str]]
@@ -120,21 +119,16 @@ def parse_query(model: type[M]) -> M:
         name for name in request.args if name in declared and len(request.args.getlist(name)) > 1
     ]
     if repeated:
-        raise DomainError(
-            "validation_error",
-            "Request validation failed",
-            422,
-            extra={
-                "errors": [
-                    {"loc": ["query", name], "msg": "must be given once", "type": "repeated"}
-                    for name in repeated
-                ]
-            },
+        raise validation_failed(
+            [
+                {"loc": ["query", name], "msg": "must be given once", "type": "repeated"}
+                for name in repeated
+            ]
         )
     try:
         return model.model_validate(request.args.to_dict())
     except ValidationError as exc:
-        raise RequestInvalid("query", exc) from None
+        raise request_invalid("query", exc) from None
 
 
 def parse_json_body(model: type[M]) -> M:
@@ -151,7 +145,7 @@ def parse_json_body(model: type[M]) -> M:
     except ValidationError as exc:
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             raise DomainError("invalid_json", "Request body is not valid JSON", 400) from None
-        raise RequestInvalid("body", exc) from None
+        raise request_invalid("body", exc) from None
 
 
 def render(result: ViewResult) -> Response:
