@@ -12,12 +12,14 @@ from flask.json.provider import DefaultJSONProvider
 
 from api.auth_cache import KeyCache
 from api.errors import register_error_handlers
+from api.recording import WriteRecorder
 from api.runtime import EXTENSION_KEY, ApiRuntime
 from app import kinds  # noqa: F401  (registers the operation kinds the web submits)
+from app.completion import CompletionListener
 from app.config import Settings, load_settings
 from app.db import make_engine, make_session_factory
 from app.rate_limit import RateLimiter
-from app.redis_client import SOCKET_TIMEOUT_SECONDS, make_redis
+from app.redis_client import SOCKET_TIMEOUT_SECONDS, RedisOutage, make_redis
 from workers.celery_app import create_celery
 
 JSON_BODY_LIMIT_BYTES = 1024 * 1024
@@ -58,13 +60,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = JSON_BODY_LIMIT_BYTES
     engine = make_engine(settings)
     redis_client = make_redis(settings)
+    celery = _publisher(settings)
+    redis_outage = RedisOutage()
     app.extensions[EXTENSION_KEY] = ApiRuntime(
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine),
         redis=redis_client,
-        rate_limiter=RateLimiter(redis_client, settings.redis_key_prefix),
-        celery=_publisher(settings),
+        rate_limiter=RateLimiter(redis_client, settings.redis_key_prefix, redis_outage),
+        celery=celery,
+        recorder=WriteRecorder(
+            engine, celery, redis_client, settings.redis_key_prefix, redis_outage
+        ),
+        completions=CompletionListener(redis_client, settings.redis_key_prefix, redis_outage),
         key_cache=KeyCache(settings.auth_cache_ttl_seconds),
     )
     register_error_handlers(app)

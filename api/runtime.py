@@ -11,6 +11,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth_cache import KeyCache
+from api.recording import WriteRecorder
+from app.completion import CompletionListener
 from app.config import Settings
 from app.rate_limit import RateLimiter
 
@@ -26,6 +28,8 @@ class ApiRuntime:
     celery: Celery
     key_cache: KeyCache
     rate_limiter: RateLimiter
+    recorder: WriteRecorder
+    completions: CompletionListener
 
     def close(self) -> None:
         """Release pooled connections (for apps built and dropped at run time, e.g. tests)."""

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,21 +17,17 @@ from flask import Response, jsonify, request
 
 from api.auth import current_principal, rate_limit_headers
 from api.runtime import runtime
-from app.completion import wait_finished
 from app.errors import DomainError
 from app.models import Operation
 from app.operations import (
     FINISHED,
+    Write,
     find_finished_replay,
     get_operation,
     operation_answer,
-    submit_operation,
 )
 from app.rate_limit import Decision, Limit
 from app.tenancy import Principal
-from workers.publish import publish_accepted
-
-log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[A-Za-z0-9_\-:.]{1,255}")
 OPERATIONS_PATH = "/api/v1/gamify/operations/"
@@ -172,37 +167,41 @@ def _record_and_answer(
     quota: ParticipantQuota | None,
 ) -> Response:
     rt = runtime()
-    # One statement, committed by itself (autocommit): no BEGIN and COMMIT round trips.
-    with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        submission = submit_operation(
-            connection,
-            tenant_id=principal.tenant_id,
-            env=principal.env,
-            kind=kind,
-            payload=payload,
-            idempotency_key=idempotency_key,
-        )
-    operation = submission.operation
-    if not submission.created and quota is not None:
-        rt.rate_limiter.give_back(quota.subject, quota.limit)  # a replay is not a new write
-    if submission.created:
-        try:
-            publish_accepted(rt.celery, rt.redis, rt.settings.redis_key_prefix, operation)
-        except Exception:
-            log.warning("publish of operation %s failed; the sweeper will retry", operation.id)
-    if operation.status in FINISHED:
-        return _answer(operation)
+    write = Write(principal.tenant_id, principal.env, kind, payload, idempotency_key)
     async_requested = wants_async()
-    if async_requested:
-        return _accepted(operation, async_requested=True)
-    finished = wait_finished(
-        rt.redis, rt.settings.redis_key_prefix, operation.id, rt.settings.sync_wait_timeout_seconds
-    )
+    # A sync request listens before its write can reach a worker, so the answer cannot
+    # arrive before anyone listens for it.
+    waiter = None if async_requested else rt.completions.expect(write.operation_id)
+    try:
+        submission = rt.recorder.record(write)
+        operation = submission.operation
+        if not submission.created and quota is not None:
+            rt.rate_limiter.give_back(quota.subject, quota.limit)  # a replay is not a new write
+        if operation.status in FINISHED:
+            return _answer(operation)
+        if waiter is None:
+            return _accepted(operation, async_requested=True)
+        if not submission.created:
+            # A replay of a write still running: listen for that operation, then read it
+            # again, in case it finished between the lookup and the listening.
+            waiter.cancel()
+            waiter = rt.completions.expect(operation.id)
+            current = _read_operation(principal, operation)
+            if current is not None and current.status in FINISHED:
+                return _answer(current)
+        finished = waiter.wait(rt.settings.sync_wait_timeout_seconds)
+    finally:
+        if waiter is not None:
+            waiter.cancel()
     if finished is not None:
         return _respond(finished.status, finished.body)
-    # No token in time (or it was lost): the database has the last word.
-    with rt.session_factory() as session:
-        current = get_operation(session, principal.tenant_id, principal.env, operation.id)
+    # No answer in time (or it was lost): the database has the last word.
+    current = _read_operation(principal, operation)
     if current is not None and current.status in FINISHED:
         return _answer(current)
     return _accepted(current or operation, async_requested=False)
+
+
+def _read_operation(principal: Principal, operation: Operation) -> Operation | None:
+    with runtime().session_factory() as session:
+        return get_operation(session, principal.tenant_id, principal.env, operation.id)

@@ -1,16 +1,20 @@
 """Wake the requests waiting for an operation to finish.
 
 The database holds the answer; Redis carries a copy of it to the waiters, pushed after the
-commit, so a sync request does not read it back.
-A finished operation leaves a token in a short-lived list. A waiter pops it with BLPOP
-and pushes it back, so any number of waiters (the original request and its concurrent
-replays) each wake, and one that starts waiting late finds the token already there.
-A lost token costs a waiter its timeout (it then reads the database), never a wrong answer.
+commit, so a sync request does not read it back. A worker publishes one message per
+committed batch on one channel; each web process keeps one subscriber thread that hands
+every answer to the requests of that process waiting for it. A request registers before
+its write can reach a worker, so the answer cannot pass it by; a lost message (Redis
+restarting, the subscriber reconnecting) costs a waiter its timeout, after which it reads
+the database: never a wrong answer.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -19,13 +23,20 @@ from typing import Any
 
 import redis
 
-TOKEN_TTL_SECONDS = 120
-WAIT_SLICE_SECONDS = 0.5  # < app.redis_client.SOCKET_TIMEOUT_SECONDS
-MIN_WAIT_SLICE_SECONDS = 0.01
+from app.redis_client import RedisOutage
+
+log = logging.getLogger(__name__)
+
+# The subscriber's read blocks at most this long (< app.redis_client.SOCKET_TIMEOUT_SECONDS),
+# so a stalled Redis is noticed then rather than hanging the thread.
+LISTEN_SLICE_SECONDS = 0.5
+RESUBSCRIBE_PAUSE_SECONDS = 0.5
+# How long the first waiter of a process lets its subscriber take to subscribe.
+SUBSCRIBE_WAIT_SECONDS = 1.0
 
 
-def _key(prefix: str, operation_id: uuid.UUID | str) -> str:
-    return f"{prefix}op-done:{operation_id}"
+def _channel(prefix: str) -> str:
+    return f"{prefix}op-done"
 
 
 @dataclass(frozen=True)
@@ -41,39 +52,111 @@ def signal_finished(
     prefix: str,
     answers: Iterable[tuple[uuid.UUID, FinishedAnswer]],
 ) -> None:
-    """Called after the commit. The token carries the answer, so a waiter need not read it
-    back from the database; the database still has it for every later replay."""
-    pipe = client.pipeline(transaction=False)
-    for operation_id, answer in answers:
-        key = _key(prefix, operation_id)
-        pipe.rpush(key, json.dumps([answer.status, answer.body], default=str))
-        pipe.expire(key, TOKEN_TTL_SECONDS)
-    pipe.execute()
+    """Called after the commit: one message carries the whole batch's answers, so no
+    waiter reads them back from the database; it still has them for every later replay."""
+    message = {str(operation_id): [answer.status, answer.body] for operation_id, answer in answers}
+    if message:
+        client.publish(_channel(prefix), json.dumps(message, default=str))
 
 
-def wait_finished(
-    client: redis.Redis, prefix: str, operation_id: uuid.UUID, timeout: float
-) -> FinishedAnswer | None:
-    """The operation's answer once its finished token is seen, None after `timeout` s."""
-    key = _key(prefix, operation_id)
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        # Redis reads a BLPOP timeout that rounds to 0 ms as "block forever".
-        if remaining < MIN_WAIT_SLICE_SECONDS:
-            return None
-        # One BLPOP blocks at most a slice, well inside the client's socket timeout, so a
-        # stalled Redis is noticed then rather than hanging the request.
-        popped = client.blpop([key], timeout=min(remaining, WAIT_SLICE_SECONDS))
-        if popped is not None:
-            break
-    token = popped[1]
-    pipe = client.pipeline(transaction=False)
-    pipe.rpush(key, token)  # for the next waiter (a concurrent replay)
-    pipe.expire(key, TOKEN_TTL_SECONDS)
-    pipe.execute()
-    try:
-        status, body = json.loads(token)
-        return FinishedAnswer(int(status), dict(body))
-    except (ValueError, TypeError):
-        return None  # not a token this version wrote: the caller reads the database
+class Waiter:
+    """One request's wait for one operation's answer."""
+
+    def __init__(self, listener: CompletionListener, operation_id: str) -> None:
+        self._listener = listener
+        self.operation_id = operation_id
+        # Released once the answer is in (a held lock: the cheapest one-shot signal).
+        self._answered = threading.Lock()
+        self._answered.acquire()
+        self._answer: FinishedAnswer | None = None
+
+    def deliver(self, answer: FinishedAnswer) -> None:
+        """Called at most once: the listener unregisters a waiter as it answers it."""
+        self._answer = answer
+        self._answered.release()
+
+    def wait(self, timeout: float) -> FinishedAnswer | None:
+        """The answer once it arrives; None after `timeout` seconds (read the database)."""
+        # Without a subscriber (Redis down) no answer can come: do not hold the request.
+        if self._answer is None and timeout > 0 and self._listener.listening:
+            self._answered.acquire(timeout=timeout)
+        return self._answer
+
+    def cancel(self) -> None:
+        self._listener.forget(self)
+
+
+class CompletionListener:
+    """A web process's subscriber to finished answers, and the requests waiting for them."""
+
+    def __init__(self, client: redis.Redis, prefix: str, outage: RedisOutage | None = None) -> None:
+        self._client = client
+        self._outage = outage or RedisOutage()
+        self._channel = _channel(prefix)
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[Waiter]] = {}
+        self._subscribed = threading.Event()
+        self._started_in_pid: int | None = None
+
+    def expect(self, operation_id: uuid.UUID) -> Waiter:
+        """Register before the operation can finish (before its workers are woken); cancel
+        the waiter when done with it."""
+        self._ensure_started()
+        waiter = Waiter(self, str(operation_id))
+        with self._lock:
+            self._waiting.setdefault(waiter.operation_id, []).append(waiter)
+        return waiter
+
+    def forget(self, waiter: Waiter) -> None:
+        with self._lock:
+            waiters = self._waiting.get(waiter.operation_id)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiting[waiter.operation_id]
+
+    @property
+    def listening(self) -> bool:
+        return self._subscribed.is_set() and not self._outage.suspected
+
+    def _ensure_started(self) -> None:
+        # Per process: a subscriber thread does not survive a fork (gunicorn forks workers).
+        if self._started_in_pid == os.getpid():
+            return
+        with self._lock:
+            if self._started_in_pid != os.getpid():
+                self._subscribed.clear()
+                threading.Thread(
+                    target=self._listen, name="completion-listener", daemon=True
+                ).start()
+                self._started_in_pid = os.getpid()
+        self._subscribed.wait(SUBSCRIBE_WAIT_SECONDS)
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                with self._client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    pubsub.subscribe(self._channel)
+                    self._subscribed.set()
+                    while True:
+                        message = pubsub.get_message(timeout=LISTEN_SLICE_SECONDS)
+                        if message is not None:
+                            self._deliver(message["data"])
+            except Exception as exc:  # the thread must outlive any failure
+                self._subscribed.clear()
+                log.warning("completion subscriber lost Redis, resubscribing: %s", exc)
+                time.sleep(RESUBSCRIBE_PAUSE_SECONDS)
+
+    def _deliver(self, data: str | bytes) -> None:
+        try:
+            answers = json.loads(data)
+        except ValueError:
+            return  # not a message this version wrote: its waiters read the database
+        with self._lock:
+            woken = [
+                (waiter, answer)
+                for operation_id, answer in answers.items()
+                for waiter in self._waiting.pop(operation_id, ())
+            ]
+        for waiter, (status, body) in woken:
+            waiter.deliver(FinishedAnswer(int(status), dict(body)))

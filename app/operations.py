@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -104,24 +104,124 @@ class Submission:
     created: bool  # False: the idempotency key was seen before and this is a replay
 
 
+@dataclass(frozen=True)
+class Write:
+    """One write to record: what a worker will execute, and the key its retries carry."""
+
+    tenant_id: uuid.UUID
+    env: str
+    kind: str
+    payload: dict[str, Any]
+    idempotency_key: str | None
+    # Chosen before recording, so a waiter can listen for the answer first; a replay's
+    # operation keeps the id of the write that created it.
+    operation_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
 _OPERATIONS = cast(Table, Operation.__table__)
-_SUBMITTED_COLUMNS = (
-    "id", "tenant_id", "env", "kind", "idempotency_key", "fingerprint", "payload",
-    "partition_key", "status", "attempts",
-)  # fmt: skip
-# Built once: the web process records every write with it, and building an INSERT per
-# request (and loading it through an ORM session) cost more CPU than PostgreSQL's work.
-_INSERT_OPERATION = (
-    pg_insert(_OPERATIONS)
-    .values({name: bindparam(name, type_=_OPERATIONS.c[name].type) for name in _SUBMITTED_COLUMNS})
-    .on_conflict_do_nothing(index_elements=["tenant_id", "env", "idempotency_key"])
-    .returning(*_OPERATIONS.c)
-)
+# One statement records any number of writes (the web process groups its concurrent
+# requests' writes, see app/group_commit.py). Its text never varies with their number, so
+# it is prepared once per connection; and it is plain SQL, as building it through the
+# expression layer per request cost more CPU than PostgreSQL's work.
+_INSERT_OPERATIONS = """
+INSERT INTO operations
+    (id, tenant_id, env, kind, idempotency_key, fingerprint, payload, partition_key, status,
+     attempts)
+SELECT id, tenant_id, env, kind, idempotency_key, fingerprint, payload::jsonb, partition_key,
+       %(status)s, 0
+FROM unnest(%(ids)s::uuid[], %(tenant_ids)s::uuid[], %(envs)s::text[], %(kinds)s::text[],
+            %(idempotency_keys)s::text[], %(fingerprints)s::text[], %(payloads)s::text[],
+            %(partition_keys)s::text[])
+    AS w(id, tenant_id, env, kind, idempotency_key, fingerprint, payload, partition_key)
+ON CONFLICT (tenant_id, env, idempotency_key) DO NOTHING
+RETURNING """ + ", ".join(column.name for column in _OPERATIONS.c)
+_COLUMN_NAMES = tuple(column.name for column in _OPERATIONS.c)
 _SELECT_BY_KEY = select(*_OPERATIONS.c).where(
     _OPERATIONS.c.tenant_id == bindparam("tenant_id"),
     _OPERATIONS.c.env == bindparam("env"),
     _OPERATIONS.c.idempotency_key == bindparam("idempotency_key"),
 )
+
+
+def submit_operations(
+    connection: Connection, writes: Sequence[Write]
+) -> list[Submission | Exception]:
+    """Record writes with one INSERT; each answer is its write's new operation, or the
+    earlier one with the same idempotency key (a replay), or the error for its caller alone.
+
+    The unique (tenant, env, key) constraint decides between concurrent first attempts: an
+    INSERT waits for the other to commit, then finds its row. Takes a Core connection (a
+    session's is `session.connection()`), as the web hot path has no session.
+    """
+    for write in writes:
+        get_kind(write.kind)  # unknown kinds are a programming error, not a client one
+    ids = [write.operation_id for write in writes]
+    fingerprints = [fingerprint(write.kind, write.payload) for write in writes]
+    try:
+        inserted = {
+            row.id: row
+            for row in connection.exec_driver_sql(
+                _INSERT_OPERATIONS,
+                {
+                    "status": OperationStatus.QUEUED.value,
+                    "ids": ids,
+                    "tenant_ids": [write.tenant_id for write in writes],
+                    "envs": [write.env for write in writes],
+                    "kinds": [write.kind for write in writes],
+                    "idempotency_keys": [write.idempotency_key for write in writes],
+                    "fingerprints": fingerprints,
+                    "payloads": [json.dumps(write.payload) for write in writes],
+                    "partition_keys": [
+                        partition_key(write.kind, write.tenant_id, write.env, write.payload)
+                        for write in writes
+                    ],
+                },
+            )
+        }
+    except (DataError, IntegrityError):
+        if (
+            len(writes) == 1
+            or connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
+        ):
+            raise
+        # A row the database refuses (validation should have stopped it) must fail only its
+        # own request: record each write alone (autocommit: nothing of the group was kept).
+        return [_submit_alone(connection, write) for write in writes]
+    answers: list[Submission | Exception] = []
+    for write, operation_id, request_fingerprint in zip(writes, ids, fingerprints, strict=True):
+        row = inserted.get(operation_id)
+        if row is not None:
+            # By position: a row's mapping view costs more than the zip.
+            answers.append(
+                Submission(Operation(**dict(zip(_COLUMN_NAMES, row, strict=True))), created=True)
+            )
+            continue
+        existing = connection.execute(
+            _SELECT_BY_KEY,
+            {
+                "tenant_id": write.tenant_id,
+                "env": write.env,
+                "idempotency_key": write.idempotency_key,
+            },
+        ).one()
+        if existing.fingerprint != request_fingerprint:
+            answers.append(
+                DomainError(
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "This Idempotency-Key was already used with a different request",
+                    422,
+                )
+            )
+        else:
+            answers.append(Submission(Operation(**existing._mapping), created=False))
+    return answers
+
+
+def _submit_alone(connection: Connection, write: Write) -> Submission | Exception:
+    try:
+        return submit_operations(connection, [write])[0]
+    except DBAPIError as exc:
+        return exc
 
 
 def submit_operation(
@@ -133,41 +233,13 @@ def submit_operation(
     payload: dict[str, Any],
     idempotency_key: str | None,
 ) -> Submission:
-    """Record a write, or find the earlier one with the same idempotency key.
-
-    The unique (tenant, env, key) constraint decides between concurrent first attempts:
-    a second INSERT waits for the first to commit, then finds its row. Takes a Core
-    connection (a session's is `session.connection()`), as the web hot path has no session.
-    """
-    get_kind(kind)  # unknown kinds are a programming error, not a client one
-    request_fingerprint = fingerprint(kind, payload)
-    inserted = connection.execute(
-        _INSERT_OPERATION,
-        {
-            "id": uuid.uuid4(),
-            "tenant_id": tenant_id,
-            "env": env,
-            "kind": kind,
-            "idempotency_key": idempotency_key,
-            "fingerprint": request_fingerprint,
-            "payload": payload,
-            "partition_key": partition_key(kind, tenant_id, env, payload),
-            "status": OperationStatus.QUEUED.value,
-            "attempts": 0,
-        },
-    ).first()
-    if inserted is not None:
-        return Submission(Operation(**inserted._mapping), created=True)
-    existing = connection.execute(
-        _SELECT_BY_KEY, {"tenant_id": tenant_id, "env": env, "idempotency_key": idempotency_key}
-    ).one()
-    if existing.fingerprint != request_fingerprint:
-        raise DomainError(
-            "IDEMPOTENCY_KEY_REUSED",
-            "This Idempotency-Key was already used with a different request",
-            422,
-        )
-    return Submission(Operation(**existing._mapping), created=False)
+    """Record one write (see submit_operations); raises its error."""
+    [answer] = submit_operations(
+        connection, [Write(tenant_id, env, kind, payload, idempotency_key)]
+    )
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
 
 
 def get_operation(

@@ -1,4 +1,4 @@
-"""Rate limits as GCRA (generic cell rate algorithm), one Lua script call per decision.
+"""Rate limits as GCRA (generic cell rate algorithm), decided in Redis by a Lua script.
 
 Each limited subject (a participant's writes, an API key's requests) keeps one Redis key
 holding its "theoretical arrival time". The script reads Redis's own clock, decides and
@@ -14,33 +14,50 @@ from dataclasses import dataclass
 
 import redis
 
+from app.group_commit import GroupCommit
+from app.redis_client import RedisOutage
+
 log = logging.getLogger(__name__)
 
-# KEYS[1]: the subject's key. ARGV: rate per second, burst, cost (1 to take, -1 to give
-# one back, e.g. for a request that turned out to be a replay).
-# Returns {allowed (0/1), remaining, retry_after_ms, reset_ms} as integers.
+# One call decides for many subjects (the concurrent requests of one web process, see
+# app/group_commit.py), in order, each exactly as if alone. KEYS[i]: subject i's key.
+# ARGV[3i-2..3i]: its rate per second, burst, cost (1 to take, -1 to give one back, e.g.
+# for a request that turned out to be a replay). Returns, per subject, {allowed (0/1),
+# remaining, retry_after_ms, reset_ms} as integers, flattened.
 _GCRA = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local interval = 1000 / rate
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-if cost < 0 then
-  local back = math.max(now, tat - interval)
-  redis.call('SET', KEYS[1], back, 'PX', math.ceil(back - now) + 1000)
-  return {1, 0, 0, 0}
+local decisions = {}
+local function decide(key, rate, burst, cost)
+  local interval = 1000 / rate
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  if cost < 0 then
+    local back = math.max(now, tat - interval)
+    redis.call('SET', key, back, 'PX', math.ceil(back - now) + 1000)
+    return 1, 0, 0, 0
+  end
+  local new_tat = tat + interval
+  local allowed_at = new_tat - burst * interval
+  if allowed_at > now then
+    return 0, 0, math.ceil(allowed_at - now), math.ceil(tat - now)
+  end
+  redis.call('SET', key, new_tat, 'PX', math.ceil(new_tat - now) + 1000)
+  return 1, math.floor((now - allowed_at) / interval), 0, math.ceil(new_tat - now)
 end
-local new_tat = tat + interval
-local allowed_at = new_tat - burst * interval
-if allowed_at > now then
-  return {0, 0, math.ceil(allowed_at - now), math.ceil(tat - now)}
+for i, key in ipairs(KEYS) do
+  local allowed, remaining, retry_ms, reset_ms = decide(
+    key, tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]))
+  table.insert(decisions, allowed)
+  table.insert(decisions, remaining)
+  table.insert(decisions, retry_ms)
+  table.insert(decisions, reset_ms)
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now) + 1000)
-return {1, math.floor((now - allowed_at) / interval), 0, math.ceil(new_tat - now)}
+return decisions
 """
+
+# Concurrent decisions of one process share a script call, up to this many.
+MAX_DECISIONS_PER_CALL = 64
 
 
 @dataclass(frozen=True)
@@ -63,25 +80,54 @@ class Decision:
         return max(1, math.ceil(self.retry_after_ms / 1000))
 
 
+@dataclass(frozen=True)
+class _Request:
+    subject: str
+    limit: Limit
+    cost: int  # 1 takes a unit, -1 gives one back
+
+
 class RateLimiter:
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, outage: RedisOutage | None = None) -> None:
         self._prefix = prefix
+        self._outage = outage or RedisOutage()
         self._script = client.register_script(_GCRA)
+        self._decisions: GroupCommit[_Request, Decision | None] = GroupCommit(
+            self._decide, MAX_DECISIONS_PER_CALL
+        )
 
     def take(self, subject: str, limit: Limit) -> Decision | None:
-        """Take one unit for `subject`; None when Redis is unreachable (fail open)."""
+        """Take one unit for `subject`; None when Redis is unreachable (fail open), or was
+        a moment ago (see RedisOutage)."""
+        return self._decisions.submit(_Request(subject, limit, 1))
+
+    def give_back(self, subject: str, limit: Limit) -> None:
+        self._decisions.submit(_Request(subject, limit, -1))
+
+    def _decide(self, requests: list[_Request]) -> list[Decision | None]:
+        if self._outage.suspected:
+            return [None] * len(requests)
         try:
-            allowed, remaining, retry_ms, reset_ms = self._script(
-                keys=[f"{self._prefix}rl:{subject}"], args=[limit.rate, limit.burst, 1]
+            flat = self._script(
+                keys=[f"{self._prefix}rl:{request.subject}" for request in requests],
+                args=[
+                    value
+                    for request in requests
+                    for value in (request.limit.rate, request.limit.burst, request.cost)
+                ],
             )
         except redis.RedisError as exc:
             # Availability over strictness: a Redis outage must not take the API down.
-            log.warning("rate limiter unavailable, admitting %s: %s", subject, exc)
-            return None
-        return Decision(bool(allowed), limit, int(remaining), int(retry_ms), int(reset_ms))
-
-    def give_back(self, subject: str, limit: Limit) -> None:
-        try:
-            self._script(keys=[f"{self._prefix}rl:{subject}"], args=[limit.rate, limit.burst, -1])
-        except redis.RedisError as exc:
-            log.warning("rate limiter unavailable, could not refund %s: %s", subject, exc)
+            self._outage.failed()
+            log.warning("rate limiter unavailable, admitting %d request(s): %s", len(requests), exc)
+            return [None] * len(requests)
+        return [
+            Decision(
+                bool(flat[at]),
+                request.limit,
+                int(flat[at + 1]),
+                int(flat[at + 2]),
+                int(flat[at + 3]),
+            )
+            for request, at in zip(requests, range(0, len(flat), 4), strict=True)
+        ]

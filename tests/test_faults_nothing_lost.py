@@ -143,8 +143,8 @@ def test_redis_restart_with_tasks_queued_loses_no_accepted_write(tmp_path: Path)
             load.wait_answered(load.answered() + 100, timeout=40)
         _assert_sync_claim_completes(stack, catalog)
         outcome = assert_nothing_lost(stack, catalog, load.intents)
-    # Without Redis, reads and async writes may still be served from PostgreSQL (the
-    # rate limiter fails open); a sync write cannot wait for its answer and says 503.
+    # Without Redis, reads and writes may still be served from PostgreSQL (the rate
+    # limiter fails open); a sync write is recorded but cannot hear its answer: 202, to poll.
     assert_outage_answers(
         probes,
         allowed={
@@ -152,6 +152,7 @@ def test_redis_restart_with_tasks_queued_loses_no_accepted_write(tmp_path: Path)
             "balance": {200},
             "admin list": {200},
             "operation": {200},
+            "sync claim": {202},
             "async award": {202},
             "async award batch": {202},
         },
@@ -270,6 +271,7 @@ def test_frozen_redis_gets_bounded_answers_and_loses_no_accepted_write(tmp_path:
             "balance": {200},
             "admin list": {200},
             "operation": {200},
+            "sync claim": {202},
             "async award": {202},
             "async award batch": {202},
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.rate_limit import Limit, RateLimiter
+from app.redis_client import RedisOutage
 from app.tenancy import set_tenant_limits
 from tests.builders import claim, create_reward
 from tests.conftest import TenantKeys
@@ -71,6 +73,23 @@ def test_an_unreachable_redis_admits_and_logs_a_warning(caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING):
         assert dead.take("p", Limit(rate=1, burst=1)) is None
     assert "rate limiter unavailable" in caplog.text
+
+
+def test_after_a_stalled_redis_times_out_decisions_fail_open_at_once_for_a_pause() -> None:
+    """A Redis that accepts connections and never answers (a frozen host): the first
+    decision waits out the socket timeout, the next ones do not wait at all."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        stalled = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.3)
+        limiter = RateLimiter(stalled, "x:", RedisOutage(pause_seconds=30))
+        started = time.monotonic()
+        assert limiter.take("p", Limit(rate=1, burst=1)) is None
+        first = time.monotonic() - started
+        started = time.monotonic()
+        assert [limiter.take("p", Limit(rate=1, burst=1)) for _ in range(20)] == [None] * 20
+        after = time.monotonic() - started
+    assert first >= 0.3
+    assert after < 0.05
 
 
 @pytest.mark.usefixtures("worker")

@@ -11,6 +11,7 @@ the sweeper republishes operations that stay queued.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from contextlib import suppress
 
 import redis
@@ -46,20 +47,48 @@ def publish_drain(celery: Celery, partition_key: str) -> None:
 
 
 def publish_accepted(
-    celery: Celery, redis_client: redis.Redis, prefix: str, operation: Operation
+    celery: Celery, redis_client: redis.Redis, prefix: str, operations: Sequence[Operation]
 ) -> None:
-    """Get an accepted operation executed: its partition drained, or it alone."""
-    if operation.partition_key is None or operation.status != OperationStatus.QUEUED.value:
-        publish_operation(celery, operation)
-        return
-    key = drain_key(prefix, operation.partition_key)
-    if redis_client.set(key, "1", nx=True, px=DRAIN_KEY_TTL_MS):
+    """Get accepted operations executed: each partition drained (one wake for all of its
+    operations here), the others queued alone. Every publish is tried; the first failure is
+    raised after, and what it lost is the sweeper's to republish."""
+    failures: list[Exception] = []
+    partitions: dict[str, None] = {}  # insertion-ordered set
+    for operation in operations:
+        if operation.partition_key is None or operation.status != OperationStatus.QUEUED.value:
+            try:
+                publish_operation(celery, operation)
+            except Exception as exc:
+                failures.append(exc)
+        else:
+            partitions[operation.partition_key] = None
+    if partitions:
         try:
-            publish_drain(celery, operation.partition_key)
-        except Exception:
+            _wake_drains(celery, redis_client, prefix, list(partitions))
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
+def _wake_drains(
+    celery: Celery, redis_client: redis.Redis, prefix: str, partition_keys: list[str]
+) -> None:
+    pipe = redis_client.pipeline(transaction=False)
+    for partition_key in partition_keys:
+        pipe.set(drain_key(prefix, partition_key), "1", nx=True, px=DRAIN_KEY_TTL_MS)
+    failures: list[Exception] = []
+    for partition_key, taken in zip(partition_keys, pipe.execute(), strict=True):
+        if not taken:
+            continue  # a drain is already queued and has not read the queue yet
+        try:
+            publish_drain(celery, partition_key)
+        except Exception as exc:
             # No drain was queued: free the key, or every publish of the partition (the
             # sweeper's included) is skipped until it expires, and a web process whose
             # broker is down takes it again on its next write.
             with suppress(redis.RedisError):
-                redis_client.delete(key)
-            raise
+                redis_client.delete(drain_key(prefix, partition_key))
+            failures.append(exc)
+    if failures:
+        raise failures[0]

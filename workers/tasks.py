@@ -131,8 +131,7 @@ def sweep_operations() -> int:
         purge_expired_idempotency_records(
             session, timedelta(hours=rt.settings.idempotency_retention_hours)
         )
-    for operation in stalled:
-        publish_accepted(current_app, rt.redis, rt.settings.redis_key_prefix, operation)
+    publish_accepted(current_app, rt.redis, rt.settings.redis_key_prefix, stalled)
     if stalled:
         log.warning("republished %d stalled operation(s)", len(stalled))
     return len(stalled)
