@@ -54,7 +54,12 @@ def signal_finished(
 ) -> None:
     """Called after the commit: one message carries the whole batch's answers, so no
     waiter reads them back from the database; it still has them for every later replay."""
-    message = {str(operation_id): [answer.status, answer.body] for operation_id, answer in answers}
+    # Each answer is its own JSON text inside the message: every web process reads every
+    # message, and only the answers someone there waits for are parsed further.
+    message = {
+        str(operation_id): json.dumps([answer.status, answer.body], default=str)
+        for operation_id, answer in answers
+    }
     if message:
         client.publish(_channel(prefix), json.dumps(message, default=str))
 
@@ -158,5 +163,9 @@ class CompletionListener:
                 for operation_id, answer in answers.items()
                 for waiter in self._waiting.pop(operation_id, ())
             ]
-        for waiter, (status, body) in woken:
+        for waiter, answer in woken:
+            try:
+                status, body = json.loads(answer)
+            except (TypeError, ValueError):
+                continue  # not an answer this version wrote: its waiter reads the database
             waiter.deliver(FinishedAnswer(int(status), dict(body)))
