@@ -213,6 +213,27 @@ def lock_balance_rows(
     return locked
 
 
+def lock_existing_balances(
+    session: Session, tenant_id: uuid.UUID, env: str, external_ids: Iterable[str]
+) -> dict[str, LockedBalance]:
+    """`lock_balances` for writers that only debit: locks the participants that exist, in
+    the one lock order, and creates none (missing ones are absent from the answer).
+
+    A participant with no row has nothing to spend, so a debit from it is refused and must
+    write nothing. One statement and no savepoint: with nothing inserted, the lock never
+    waits on another transaction's new participant, so there is no slow path to fall back to.
+    """
+    ordered = sorted(set(external_ids))
+    if not ordered:
+        return {}
+    rows = fetch_tuples(
+        session,
+        _LOCK_EXISTING,
+        {"tenant_id": tenant_id, "env": env, "external_ids": array_literal(ordered)},
+    )
+    return {row[1]: LockedBalance(uuid.UUID(row[0]), *row[1:]) for row in rows}
+
+
 def lock_participant(
     session: Session, tenant_id: uuid.UUID, env: str, external_id: str
 ) -> Participant:

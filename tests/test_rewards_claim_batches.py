@@ -10,13 +10,14 @@ from sqlalchemy.orm import Session
 
 from app.errors import DomainError
 from app.ledger import BalanceChange, apply_balance_change, lock_participant
-from app.models import Claim, LedgerEntry, Operation, OutboxEvent, Participant
-from app.operations import submit_operation
-from app.outbox import events_recorded
+from app.models import Claim, LedgerEntry, Operation, OutboxEvent, Participant, WebhookEndpoint
+from app.operations import drain_partition, operation_answer, submit_operation
+from app.outbox import POINTS_AWARDED, REWARD_CLAIMED, events_recorded, events_to_dispatch
 from app.rewards.catalog import create_reward
 from app.rewards.claims import CLAIM_KIND, claim_payload, execute_claims
 from app.rewards.inventory import upload_codes
 from app.tenancy import create_tenant
+from app.webhooks.signing import generate_secret
 
 
 def _tenant(session: Session) -> uuid.UUID:
@@ -146,3 +147,132 @@ def test_a_batch_for_a_deactivated_reward_refuses_every_claim(db_session: Sessio
     answers = execute_claims(db_session, operations)
 
     assert {answer.code for answer in answers.values()} == {"reward_not_found"}  # type: ignore[union-attr]
+
+
+def _stored(session: Session, operation_id: uuid.UUID) -> Operation:
+    session.expire_all()
+    return session.execute(select(Operation).where(Operation.id == operation_id)).scalar_one()
+
+
+def test_a_drained_batch_stores_each_answer_exactly_as_it_was_given(db_session: Session) -> None:
+    tenant_id = _tenant(db_session)
+    _fund(db_session, tenant_id, "rich", 100)
+    reward = create_reward(
+        db_session,
+        tenant_id,
+        "live",
+        {"name": "drop", "type": "coupon", "points_cost": 30, "max_claims_per_user": 5},
+    )
+    upload_codes(db_session, tenant_id, "live", reward.id, ["A", "B"])
+    operations = _claims(db_session, tenant_id, reward.id, [("rich", True)] * 3)
+
+    run = drain_partition(db_session, str(operations[0].partition_key), limit=50)
+
+    assert [operation.id for operation in run.finished] == [op.id for op in operations]
+    for given in run.finished:
+        stored = _stored(db_session, given.id)
+        assert operation_answer(stored) == operation_answer(given)
+        assert (stored.attempts, stored.finished_at) == (1, given.finished_at)
+    answers = [operation_answer(operation) for operation in run.finished]
+    assert [status for status, _ in answers] == [201, 201, 400]
+    assert answers[2][1]["code"] == "reward_out_of_stock"
+    assert drain_partition(db_session, str(operations[0].partition_key), limit=50).finished == []
+
+
+def test_a_batch_writes_ledger_lines_in_claim_order(db_session: Session) -> None:
+    tenant_id = _tenant(db_session)
+    _fund(db_session, tenant_id, "spender", 30)
+    reward = create_reward(
+        db_session,
+        tenant_id,
+        "live",
+        {"name": "paid", "type": "voucher", "points_cost": 10, "max_claims_per_user": 5},
+    )
+    operations = _claims(db_session, tenant_id, reward.id, [("spender", True)] * 3)
+
+    execute_claims(db_session, operations)
+
+    lines = db_session.execute(
+        select(LedgerEntry.balance_after, LedgerEntry.operation_id)
+        .where(LedgerEntry.type == "claim", LedgerEntry.tenant_id == tenant_id)
+        .order_by(LedgerEntry.seq)
+    ).all()
+    assert [tuple(line) for line in lines] == [
+        (20, operations[0].id),
+        (10, operations[1].id),
+        (0, operations[2].id),
+    ]
+
+
+def test_a_paid_claim_by_an_unknown_participant_is_refused_and_creates_nobody(
+    db_session: Session,
+) -> None:
+    tenant_id = _tenant(db_session)
+    reward = create_reward(
+        db_session, tenant_id, "live", {"name": "paid", "type": "voucher", "points_cost": 10}
+    )
+    operations = _claims(db_session, tenant_id, reward.id, [("stranger", True)])
+
+    answers = execute_claims(db_session, operations)
+
+    assert answers[operations[0].id].code == "insufficient_points"  # type: ignore[union-attr]
+    participants = db_session.execute(
+        select(func.count()).select_from(Participant).where(Participant.tenant_id == tenant_id)
+    ).scalar_one()
+    assert participants == 0
+
+
+def test_a_sold_out_reward_still_answers_the_per_user_cap_first(db_session: Session) -> None:
+    tenant_id = _tenant(db_session)
+    reward = create_reward(
+        db_session, tenant_id, "live", {"name": "drop", "type": "coupon", "max_claims_per_user": 1}
+    )
+    upload_codes(db_session, tenant_id, "live", reward.id, ["ONLY"])
+    execute_claims(db_session, _claims(db_session, tenant_id, reward.id, [("first", False)]))
+    operations = _claims(db_session, tenant_id, reward.id, [("first", False), ("late", True)])
+
+    answers = execute_claims(db_session, operations)
+
+    assert [answers[op.id].code for op in operations] == [  # type: ignore[union-attr]
+        "max_claims_reached",
+        "reward_out_of_stock",
+    ]
+
+
+def test_claim_events_wake_the_dispatcher_only_when_an_endpoint_subscribes(
+    db_session: Session,
+) -> None:
+    tenant_id = _tenant(db_session)
+    reward = create_reward(db_session, tenant_id, "live", {"name": "free", "type": "voucher"})
+
+    def wakes_after_a_claim(participant_id: str) -> bool:
+        db_session.info.clear()
+        operations = _claims(db_session, tenant_id, reward.id, [(participant_id, False)])
+        assert isinstance(execute_claims(db_session, operations)[operations[0].id], dict)
+        assert events_recorded(db_session)
+        return events_to_dispatch(db_session)
+
+    assert not wakes_after_a_claim("a")  # no endpoint: beat's dispatcher marks them done
+    _endpoint(db_session, tenant_id, "test", [REWARD_CLAIMED])
+    _endpoint(db_session, tenant_id, "live", [POINTS_AWARDED])
+    assert not wakes_after_a_claim("b")  # another environment, another type
+    _endpoint(db_session, tenant_id, "live", [POINTS_AWARDED, REWARD_CLAIMED], enabled=False)
+    assert wakes_after_a_claim("c")  # a disabled endpoint still gets its (failed) deliveries
+
+
+def _endpoint(
+    session: Session, tenant_id: uuid.UUID, env: str, events: list[str], *, enabled: bool = True
+) -> None:
+    session.add(
+        WebhookEndpoint(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            env=env,
+            url="http://127.0.0.1:9/hooks",
+            events=events,
+            enabled=enabled,
+            disabled_reason=None if enabled else "manual",
+            secret=generate_secret(),
+        )
+    )
+    session.flush()

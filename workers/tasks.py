@@ -22,7 +22,7 @@ from app.operations import (
     operation_answer,
     purge_expired_idempotency_records,
 )
-from app.outbox import events_recorded
+from app.outbox import events_to_dispatch
 from workers.celery_app import (
     TASK_DRAIN_PARTITION,
     TASK_EXECUTE_OPERATION,
@@ -41,7 +41,7 @@ RETRY_COUNTDOWN_CAP_SECONDS = 10
 DRAIN_TIME_BUDGET_SECONDS = 2.0
 
 
-def _after_commit(run: OperationsRun, wrote_events: bool) -> None:
+def _after_commit(run: OperationsRun, wake_dispatcher: bool) -> None:
     """Tell waiters, queue the next step of long jobs, wake the webhook dispatcher."""
     rt = runtime()
     if run.finished:
@@ -52,7 +52,7 @@ def _after_commit(run: OperationsRun, wrote_events: bool) -> None:
         )
     for operation in run.continuing:
         publish_operation(current_app, operation)
-    if wrote_events:
+    if wake_dispatcher:
         wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
 
 
@@ -75,10 +75,10 @@ def execute_operation(self, operation_id: str) -> None:  # type: ignore[no-untyp
     try:
         with rt.session_factory.begin() as session:
             run = execute_operations(session, [uuid.UUID(operation_id)])
-            wrote_events = events_recorded(session)
+            wake_dispatcher = events_to_dispatch(session)
     except (OperationalError, InterfaceError) as exc:
         _retry_transient(self, f"operation {operation_id}", exc)
-    _after_commit(run, wrote_events)
+    _after_commit(run, wake_dispatcher)
 
 
 @shared_task(
@@ -104,10 +104,10 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
         try:
             with rt.session_factory.begin() as session:
                 run = drain_partition(session, partition_key, kind.max_batch)
-                wrote_events = events_recorded(session)
+                wake_dispatcher = events_to_dispatch(session)
         except (OperationalError, InterfaceError) as exc:
             _retry_transient(self, f"partition {partition_key}", exc)
-        _after_commit(run, wrote_events)
+        _after_commit(run, wake_dispatcher)
         if len(run.finished) + len(run.continuing) < kind.max_batch:
             return
         if time.monotonic() > deadline:

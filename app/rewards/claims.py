@@ -12,6 +12,7 @@ any number of workers; batching is what makes that lock cheap to hold.
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -20,16 +21,22 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, func, insert, select, text, update
+from sqlalchemy import String, any_, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.errors import DomainError
-from app.ledger import LockedBalance, insufficient_points, lock_balances
-from app.models import Claim, LedgerEntry, Operation, Participant, ParticipantMultiplier, Reward
+from app.ledger import (
+    LockedBalance,
+    insufficient_points,
+    lock_balances,
+    lock_existing_balances,
+)
+from app.models import Claim, Operation, Participant, ParticipantMultiplier, Reward
 from app.operations import OperationKind, register_kind
 from app.outbox import REWARD_CLAIMED, record_events
+from app.points.pgcopy import array_literal, fetch_tuples, plain_array_literal
 from app.rewards.catalog import (
     CODELESS_TYPES,
     available_codes,
@@ -96,18 +103,31 @@ def claim_blocker(
     return None
 
 
+# One index probe per participant (the LATERAL form of app.ledger's lock): `participant_id
+# = ANY(...)` was planned as a filter over every claim of the reward, which a hot drop
+# makes thousands long.
+_CLAIMS_SO_FAR = """
+    SELECT wanted.participant_id, counted.claims
+    FROM unnest(CAST(%(participant_ids)s AS text[])) AS wanted(participant_id)
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS claims FROM claims
+        WHERE reward_id = %(reward_id)s AND participant_id = wanted.participant_id
+    ) AS counted
+    WHERE counted.claims > 0
+"""
+
+
 def _claims_so_far(
     session: Session, reward_id: uuid.UUID, participant_ids: Iterable[str]
 ) -> dict[str, int]:
-    rows = session.execute(
-        select(Claim.participant_id, func.count())
-        .where(
-            Claim.reward_id == reward_id,
-            Claim.participant_id
-            == any_(bindparam("pids", sorted(set(participant_ids)), type_=ARRAY(String))),
-        )
-        .group_by(Claim.participant_id)
-    ).all()
+    rows = fetch_tuples(
+        session,
+        _CLAIMS_SO_FAR,
+        {
+            "reward_id": reward_id,
+            "participant_ids": array_literal(sorted(set(participant_ids))),
+        },
+    )
     return {participant_id: int(count) for participant_id, count in rows}
 
 
@@ -167,6 +187,19 @@ class _Accepted:
     code_value: str | None = None
 
 
+# The reward row lock: it serializes the claims of one reward (see the module docstring).
+_LOCK_REWARD = (
+    select(Reward)
+    .where(
+        Reward.id == bindparam("reward_id"),
+        Reward.tenant_id == bindparam("tenant_id"),
+        Reward.env == bindparam("env"),
+    )
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 def execute_claims(
     session: Session, operations: list[Operation]
 ) -> dict[uuid.UUID, dict[str, Any] | DomainError]:
@@ -177,18 +210,18 @@ def execute_claims(
     ones are a few multi-row statements. Answers are keyed by operation id.
     """
     first = operations[0]
-    reward_id = uuid.UUID(first.payload["reward_id"])
     now = utcnow()
     reward = session.execute(
-        select(Reward)
-        .where(Reward.id == reward_id, Reward.tenant_id == first.tenant_id, Reward.env == first.env)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        _LOCK_REWARD,
+        {
+            "reward_id": uuid.UUID(first.payload["reward_id"]),
+            "tenant_id": first.tenant_id,
+            "env": first.env,
+        },
     ).scalar_one_or_none()
     if reward is None or not reward.is_active:
         return {operation.id: reward_not_found() for operation in operations}
 
-    cost = reward.points_cost or 0
     requested = [
         (
             operation,
@@ -197,17 +230,9 @@ def execute_claims(
         )
         for operation in operations
     ]
-    must_lock = {
-        participant_id
-        for _, participant_id, deduct in requested
-        if (deduct and cost > 0) or reward.type == "points_multiplier"
-    }
-    # Lock order: the reward (above), then participants in external-id order.
-    locked = lock_balances(session, reward.tenant_id, reward.env, must_lock)
-    balances = {participant_id: row.balance for participant_id, row in locked.items()}
-    free_deductions = {p for _, p, deduct in requested if deduct and cost == 0} - set(balances)
-    balances.update(_unlocked_balances(session, reward.tenant_id, reward.env, free_deductions))
+    locked, balances = _lock_payers(session, reward, requested, now)
     claims_so_far = _claims_so_far(session, reward.id, (p for _, p, _ in requested))
+    cost = reward.points_cost or 0
 
     answers: dict[uuid.UUID, dict[str, Any] | DomainError] = {}
     accepted: list[_Accepted] = []
@@ -251,26 +276,7 @@ def execute_claims(
     if reward.type == "points_multiplier":
         _activate_multipliers(session, reward, locked, accepted, now)
     expires_at = _claim_expiry(reward, now)
-    session.execute(
-        insert(Claim),
-        [
-            {
-                "id": claim.claim_id,
-                "tenant_id": reward.tenant_id,
-                "env": reward.env,
-                "reward_id": reward.id,
-                "participant_id": claim.participant_id,
-                "code_value": claim.code_value,
-                "claimed_at": now,
-                "expires_at": expires_at,
-                "points_deducted": claim.points_deducted,
-                "new_balance": claim.new_balance,
-                "operation_id": claim.operation.id,
-                "idempotency_key": claim.operation.idempotency_key,
-            }
-            for claim in accepted
-        ],
-    )
+    _insert_claims(session, reward, accepted, now, expires_at)
     events = []
     for claim in accepted:
         body = {
@@ -297,6 +303,123 @@ def execute_claims(
     return answers
 
 
+def _lock_payers(
+    session: Session,
+    reward: Reward,
+    requested: list[tuple[Operation, str, bool]],
+    now: datetime,
+) -> tuple[dict[str, LockedBalance], dict[str, int]]:
+    """Lock the participants the batch may write to; the balances its decisions read.
+
+    Lock order: the reward (taken by the caller), then participants in external-id order.
+    """
+    if (
+        claim_blocker(
+            reward, now=now, claims_by_participant=0, points_deduction=False, balance=None
+        )
+        is not None
+    ):
+        # The reward refuses every claim (a drained drop, a closed window): nothing will be
+        # written, and a balance is only consulted after those checks, so no participant
+        # is locked or read.
+        return {}, {}
+    cost = reward.points_cost or 0
+    if reward.type == "points_multiplier":
+        # Every claimant gets a multiplier row, so every claimant needs a participant row.
+        locked = lock_balances(session, reward.tenant_id, reward.env, (p for _, p, _ in requested))
+    else:
+        # Only payers are written to, and one with no row has nothing to pay with: none is
+        # created for it (its refused claim writes nothing).
+        payers = {p for _, p, deduct in requested if deduct and cost > 0}
+        locked = lock_existing_balances(session, reward.tenant_id, reward.env, payers)
+    balances = {participant_id: row.balance for participant_id, row in locked.items()}
+    free_deductions = {p for _, p, deduct in requested if deduct and cost == 0} - set(balances)
+    if free_deductions:
+        balances.update(_unlocked_balances(session, reward.tenant_id, reward.env, free_deductions))
+    return locked, balances
+
+
+# The claim rows of a batch, from one JSON document (one parameter whatever the size).
+_INSERT_CLAIMS = """
+    INSERT INTO claims (
+        id, tenant_id, env, reward_id, participant_id, code_value, claimed_at, expires_at,
+        points_deducted, new_balance, operation_id, idempotency_key
+    )
+    SELECT c.id, %(tenant_id)s, %(env)s, %(reward_id)s, c.participant_id, c.code_value,
+           %(claimed_at)s, %(expires_at)s, c.points_deducted, c.new_balance, c.operation_id,
+           c.idempotency_key
+    FROM jsonb_to_recordset(CAST(%(claims)s AS jsonb)) AS c(
+        id uuid, participant_id text, code_value text, points_deducted integer,
+        new_balance bigint, operation_id uuid, idempotency_key text
+    )
+"""
+
+
+def _insert_claims(
+    session: Session,
+    reward: Reward,
+    accepted: list[_Accepted],
+    now: datetime,
+    expires_at: datetime | None,
+) -> None:
+    claims = [
+        {
+            "id": str(claim.claim_id),
+            "participant_id": claim.participant_id,
+            "code_value": claim.code_value,
+            "points_deducted": claim.points_deducted,
+            "new_balance": claim.new_balance,
+            "operation_id": str(claim.operation.id),
+            "idempotency_key": claim.operation.idempotency_key,
+        }
+        for claim in accepted
+    ]
+    session.connection().exec_driver_sql(
+        _INSERT_CLAIMS,
+        {
+            "tenant_id": reward.tenant_id,
+            "env": reward.env,
+            "reward_id": reward.id,
+            "claimed_at": now,
+            "expires_at": expires_at,
+            "claims": json.dumps(claims),
+        },
+    )
+
+
+# One ledger line per paid claim, in claim order (the ledger's seq is its insert order,
+# so a participant's lines follow its balance down), then each payer's balance, debited
+# once by its total: one statement. The payers are locked by this transaction; their ids
+# also come as an array, so that they are found by primary key (see _STORE_ANSWERS in
+# app.operations).
+_DEBIT_CLAIMS = """
+    WITH lines AS (
+        SELECT * FROM ROWS FROM (
+            jsonb_to_recordset(CAST(%(lines)s AS jsonb))
+                AS (participant_pk uuid, balance_after bigint, operation_id uuid, claim_id uuid)
+        ) WITH ORDINALITY AS line(participant_pk, balance_after, operation_id, claim_id, position)
+    ),
+    ledger AS (
+        INSERT INTO ledger_entries (
+            id, tenant_id, env, participant_pk, type, amount, base_amount, reason,
+            balance_after, operation_id, claim_id, created_at
+        )
+        SELECT gen_random_uuid(), %(tenant_id)s, %(env)s, participant_pk, 'claim', -%(cost)s,
+               -%(cost)s, %(reason)s, balance_after, operation_id, claim_id, %(now)s
+        FROM lines
+        ORDER BY position
+    )
+    UPDATE participants AS p
+    SET balance = p.balance - spent.amount,
+        total_spent = p.total_spent + spent.amount,
+        updated_at = %(now)s
+    FROM (
+        SELECT participant_pk, count(*) * %(cost)s AS amount FROM lines GROUP BY participant_pk
+    ) AS spent
+    WHERE p.id = ANY(CAST(%(payers)s AS uuid[])) AND p.id = spent.participant_pk
+"""
+
+
 def _write_points(
     session: Session,
     reward: Reward,
@@ -309,40 +432,27 @@ def _write_points(
     paid = [claim for claim in accepted if claim.points_deducted]
     if not paid:
         return
-    session.execute(
-        insert(LedgerEntry),
-        [
-            {
-                "id": uuid.uuid4(),
-                "tenant_id": reward.tenant_id,
-                "env": reward.env,
-                "participant_pk": locked[claim.participant_id].id,
-                "type": "claim",
-                "amount": -cost,
-                "base_amount": -cost,
-                "reason": f"Claimed reward: {reward.name}",
-                "balance_after": claim.new_balance,
-                "operation_id": claim.operation.id,
-                "claim_id": claim.claim_id,
-                "created_at": now,
-            }
-            for claim in paid
-        ],
-    )
-    spent: dict[str, int] = {}
-    for claim in paid:
-        spent[claim.participant_id] = spent.get(claim.participant_id, 0) + cost
-    session.execute(
-        update(Participant),
-        [
-            {
-                "id": locked[participant_id].id,
-                "balance": locked[participant_id].balance - amount,
-                "total_spent": locked[participant_id].total_spent + amount,
-                "updated_at": now,
-            }
-            for participant_id, amount in spent.items()
-        ],
+    payers = {claim.participant_id: str(locked[claim.participant_id].id) for claim in paid}
+    lines = [
+        {
+            "participant_pk": payers[claim.participant_id],
+            "balance_after": claim.new_balance,
+            "operation_id": str(claim.operation.id),
+            "claim_id": str(claim.claim_id),
+        }
+        for claim in paid
+    ]
+    session.connection().exec_driver_sql(
+        _DEBIT_CLAIMS,
+        {
+            "tenant_id": reward.tenant_id,
+            "env": reward.env,
+            "cost": cost,
+            "reason": f"Claimed reward: {reward.name}",
+            "now": now,
+            "lines": json.dumps(lines),
+            "payers": plain_array_literal(payers.values()),
+        },
     )
 
 
