@@ -23,7 +23,7 @@ class OutboxEvent(Base):
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    tenant_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    tenant_id: Mapped[uuid.UUID]
     env: Mapped[str] = mapped_column(String(8))
     type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]]
