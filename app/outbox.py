@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -59,12 +60,22 @@ def events_to_dispatch(session: Session) -> bool:
     return bool(session.info.get(_TO_DISPATCH))
 
 
+# Whether any endpoint of the tenant and environment, enabled or not (fan-out records a
+# disabled one's deliveries as failed), subscribes to one of the types: the dispatcher's
+# join, asked ahead of it.
+_ANY_SUBSCRIBED = """
+    EXISTS (
+        SELECT FROM webhook_endpoints
+        WHERE tenant_id = %(tenant_id)s AND env = %(env)s
+          AND events ?| CAST(%(types)s AS text[])
+    )
+"""
 # The events of a batch from one JSON array (one parameter whatever the batch size), in
 # array order; ids are random UUIDs like the ORM's, created_at is the column default (a
 # data-modifying WITH runs to completion whether or not it is read). The same statement
-# answers whether any endpoint, enabled or not (fan-out records a disabled one's
-# deliveries as failed), subscribes to the type: the dispatcher's join, for one type.
-_INSERT_EVENTS = """
+# answers whether an endpoint subscribes to the type.
+_INSERT_EVENTS = (
+    """
     WITH inserted AS (
         INSERT INTO outbox_events (id, tenant_id, env, type, payload)
         SELECT gen_random_uuid(), %(tenant_id)s, %(env)s, %(type)s, event.payload
@@ -72,12 +83,24 @@ _INSERT_EVENTS = """
             AS event(payload, position)
         ORDER BY event.position
     )
-    SELECT EXISTS (
-        SELECT FROM webhook_endpoints
-        WHERE tenant_id = %(tenant_id)s AND env = %(env)s
-          AND events @> jsonb_build_array(CAST(%(type)s AS text))
+    SELECT """  # noqa: S608 (constant fragments, no input)
+    + _ANY_SUBSCRIBED
+)
+
+
+def endpoint_subscribes(
+    session: Session, tenant_id: uuid.UUID, env: str, event_types: Sequence[str]
+) -> bool:
+    """For writers that record events themselves (COPY): pass the answer, asked in the
+    writing transaction, to mark_events_recorded."""
+    return bool(
+        session.connection()
+        .exec_driver_sql(
+            "SELECT " + _ANY_SUBSCRIBED,
+            {"tenant_id": tenant_id, "env": env, "types": list(event_types)},
+        )
+        .scalar_one()
     )
-"""
 
 
 def record_events(
@@ -97,6 +120,7 @@ def record_events(
                     "tenant_id": tenant_id,
                     "env": env,
                     "type": event_type,
+                    "types": [event_type],
                     "payloads": json.dumps(payloads),
                 },
             )

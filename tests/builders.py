@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.ledger import BalanceChange, apply_balance_change, lock_participant
-from app.models import Environment
+from app.models import Environment, WebhookEndpoint
+from app.webhooks.signing import generate_secret
 
 GAMIFY = "/api/v1/gamify"
 
@@ -96,3 +97,22 @@ def run_ledger_verify(service_env: dict[str, str], *arguments: str) -> tuple[int
         check=False,
     )
     return completed.returncode, json.loads(completed.stdout)
+
+
+def add_webhook_endpoint(
+    session: Session, tenant_id: uuid.UUID, env: str, events: list[str], *, enabled: bool = True
+) -> None:
+    """An endpoint row as the admin API would store it, for tests of who gets woken."""
+    session.add(
+        WebhookEndpoint(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            env=env,
+            url="http://127.0.0.1:9/hooks",
+            events=events,
+            enabled=enabled,
+            disabled_reason=None if enabled else "manual",
+            secret=generate_secret(),
+        )
+    )
+    session.flush()

@@ -8,10 +8,18 @@ from sqlalchemy.orm import Session
 
 from app.models import LedgerEntry, Participant
 from app.operations import drain_partition, submit_operation
-from app.outbox import events_recorded
-from app.points.items import batch_entries
+from app.outbox import (
+    POINTS_AWARDED,
+    REWARD_CLAIMED,
+    TIER_UPGRADED,
+    events_recorded,
+    events_to_dispatch,
+)
+from app.points.awards import award_points
+from app.points.items import AwardItem, batch_entries
 from app.points.kinds import AWARD_BATCH_KIND
 from app.tenancy import create_tenant
+from tests.builders import add_webhook_endpoint
 
 
 def test_three_batch_requests_drained_at_once_answer_separately(db_session: Session) -> None:
@@ -60,3 +68,28 @@ def test_three_batch_requests_drained_at_once_answer_separately(db_session: Sess
             ("bob", 7, operations[2].id),
         ]
     )
+
+
+def test_award_events_wake_the_dispatcher_only_when_an_endpoint_subscribes(
+    db_session: Session,
+) -> None:
+    tenant_id = create_tenant(db_session, "award-wakes").id
+
+    def wakes_after_an_award(participant_id: str) -> bool:
+        db_session.info.clear()
+        award_points(
+            db_session,
+            tenant_id,
+            "live",
+            [AwardItem(participant_id=participant_id, amount=5)],
+            operation_id=None,
+        )
+        assert events_recorded(db_session)  # recorded either way, in the transaction
+        return events_to_dispatch(db_session)
+
+    assert not wakes_after_an_award("a")  # no endpoint: beat's dispatcher marks them done
+    add_webhook_endpoint(db_session, tenant_id, "test", [POINTS_AWARDED])
+    add_webhook_endpoint(db_session, tenant_id, "live", [REWARD_CLAIMED])
+    assert not wakes_after_an_award("b")  # another environment, another type
+    add_webhook_endpoint(db_session, tenant_id, "live", [TIER_UPGRADED])
+    assert wakes_after_an_award("c")  # an award can upgrade a tier

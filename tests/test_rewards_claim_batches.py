@@ -10,14 +10,14 @@ from sqlalchemy.orm import Session
 
 from app.errors import DomainError
 from app.ledger import BalanceChange, apply_balance_change, lock_participant
-from app.models import Claim, LedgerEntry, Operation, OutboxEvent, Participant, WebhookEndpoint
+from app.models import Claim, LedgerEntry, Operation, OutboxEvent, Participant
 from app.operations import drain_partition, operation_answer, submit_operation
 from app.outbox import POINTS_AWARDED, REWARD_CLAIMED, events_recorded, events_to_dispatch
 from app.rewards.catalog import create_reward
 from app.rewards.claims import CLAIM_KIND, claim_payload, execute_claims
 from app.rewards.inventory import upload_codes
 from app.tenancy import create_tenant
-from app.webhooks.signing import generate_secret
+from tests.builders import add_webhook_endpoint
 
 
 def _tenant(session: Session) -> uuid.UUID:
@@ -253,26 +253,10 @@ def test_claim_events_wake_the_dispatcher_only_when_an_endpoint_subscribes(
         return events_to_dispatch(db_session)
 
     assert not wakes_after_a_claim("a")  # no endpoint: beat's dispatcher marks them done
-    _endpoint(db_session, tenant_id, "test", [REWARD_CLAIMED])
-    _endpoint(db_session, tenant_id, "live", [POINTS_AWARDED])
+    add_webhook_endpoint(db_session, tenant_id, "test", [REWARD_CLAIMED])
+    add_webhook_endpoint(db_session, tenant_id, "live", [POINTS_AWARDED])
     assert not wakes_after_a_claim("b")  # another environment, another type
-    _endpoint(db_session, tenant_id, "live", [POINTS_AWARDED, REWARD_CLAIMED], enabled=False)
-    assert wakes_after_a_claim("c")  # a disabled endpoint still gets its (failed) deliveries
-
-
-def _endpoint(
-    session: Session, tenant_id: uuid.UUID, env: str, events: list[str], *, enabled: bool = True
-) -> None:
-    session.add(
-        WebhookEndpoint(
-            id=uuid.uuid4(),
-            tenant_id=tenant_id,
-            env=env,
-            url="http://127.0.0.1:9/hooks",
-            events=events,
-            enabled=enabled,
-            disabled_reason=None if enabled else "manual",
-            secret=generate_secret(),
-        )
+    add_webhook_endpoint(
+        db_session, tenant_id, "live", [POINTS_AWARDED, REWARD_CLAIMED], enabled=False
     )
-    session.flush()
+    assert wakes_after_a_claim("c")  # a disabled endpoint still gets its (failed) deliveries

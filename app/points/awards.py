@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.ledger import LockedRow, lock_balance_rows
 from app.models import LedgerEntry, OutboxEvent
-from app.outbox import POINTS_AWARDED, TIER_UPGRADED, mark_events_recorded
+from app.outbox import POINTS_AWARDED, TIER_UPGRADED, endpoint_subscribes, mark_events_recorded
 from app.points.items import AwardItem
 from app.points.multipliers import ActiveMultiplier, active_multipliers
 from app.points.pgcopy import (
@@ -338,7 +338,8 @@ def _apply_awards(
     )
     _write_balances(session, tenant_id, env, standings.values(), now)
     copy_lines(session, OutboxEvent.__tablename__, OUTBOX_COLUMNS, award_pass.event_lines)
-    mark_events_recorded(session)
+    subscribed = endpoint_subscribes(session, tenant_id, env, (POINTS_AWARDED, TIER_UPGRADED))
+    mark_events_recorded(session, subscribed=subscribed)
     return award_pass.totals
 
 
