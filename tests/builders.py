@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -100,19 +101,26 @@ def run_ledger_verify(service_env: dict[str, str], *arguments: str) -> tuple[int
 
 
 def add_webhook_endpoint(
-    session: Session, tenant_id: uuid.UUID, env: str, events: list[str], *, enabled: bool = True
-) -> None:
-    """An endpoint row as the admin API would store it, for tests of who gets woken."""
-    session.add(
-        WebhookEndpoint(
-            id=uuid.uuid4(),
-            tenant_id=tenant_id,
-            env=env,
-            url="http://127.0.0.1:9/hooks",
-            events=events,
-            enabled=enabled,
-            disabled_reason=None if enabled else "manual",
-            secret=generate_secret(),
-        )
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    events: list[str],
+    *,
+    enabled: bool = True,
+    failing_since: datetime | None = None,
+) -> WebhookEndpoint:
+    """An endpoint row as the admin API would store it, for tests below the API."""
+    endpoint = WebhookEndpoint(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        env=env,
+        url="http://127.0.0.1:9/hooks",
+        events=events,
+        enabled=enabled,
+        disabled_reason=None if enabled else "manual",
+        secret=generate_secret(),
+        failing_since=failing_since,
     )
+    session.add(endpoint)
     session.flush()
+    return endpoint

@@ -24,8 +24,8 @@ from app.webhooks.dispatch import (
     fan_out_events,
     record_attempts,
 )
-from app.webhooks.signing import generate_secret
 from app.webhooks.transport import SendResult
+from tests.builders import add_webhook_endpoint
 from workers.celery_app import (
     ALL_QUEUES,
     QUEUE_WEBHOOKS,
@@ -54,20 +54,9 @@ def _endpoint(
     enabled: bool = True,
     failing_since: datetime | None = None,
 ) -> WebhookEndpoint:
-    endpoint = WebhookEndpoint(
-        id=uuid.uuid4(),
-        tenant_id=tenant_id,
-        env=env,
-        url="http://127.0.0.1:9/hooks",
-        events=events,
-        enabled=enabled,
-        disabled_reason=None if enabled else "manual",
-        secret=generate_secret(),
-        failing_since=failing_since,
+    return add_webhook_endpoint(
+        session, tenant_id, env, events, enabled=enabled, failing_since=failing_since
     )
-    session.add(endpoint)
-    session.flush()
-    return endpoint
 
 
 def _deliveries(session: Session, endpoint: WebhookEndpoint) -> list[WebhookDelivery]:
