@@ -33,6 +33,7 @@ class ApiRuntime:
 
     def close(self) -> None:
         """Release pooled connections (for apps built and dropped at run time, e.g. tests)."""
+        self.completions.close()
         self.engine.dispose()
         self.redis.close()
 

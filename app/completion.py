@@ -101,6 +101,7 @@ class CompletionListener:
         self._lock = threading.Lock()
         self._waiting: dict[str, list[Waiter]] = {}
         self._subscribed = threading.Event()
+        self._closed = threading.Event()
         self._started_in_pid: int | None = None
 
     def expect(self, operation_id: uuid.UUID) -> Waiter:
@@ -137,18 +138,24 @@ class CompletionListener:
                 self._started_in_pid = os.getpid()
         self._subscribed.wait(SUBSCRIBE_WAIT_SECONDS)
 
+    def close(self) -> None:
+        """Stop the subscriber (within a listen slice); waiters left read the database."""
+        self._closed.set()
+
     def _listen(self) -> None:
-        while True:
+        while not self._closed.is_set():
             try:
                 with self._client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     pubsub.subscribe(self._channel)
                     self._subscribed.set()
-                    while True:
+                    while not self._closed.is_set():
                         message = pubsub.get_message(timeout=LISTEN_SLICE_SECONDS)
                         if message is not None:
                             self._deliver(message["data"])
             except Exception as exc:  # the thread must outlive any failure
                 self._subscribed.clear()
+                if self._closed.is_set():
+                    return
                 log.warning("completion subscriber lost Redis, resubscribing: %s", exc)
                 time.sleep(RESUBSCRIBE_PAUSE_SECONDS)
 

@@ -24,10 +24,16 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def test_a_waiter_registered_before_the_commit_gets_the_answer(
-    client: redis.Redis, prefix: str
-) -> None:
+@pytest.fixture
+def listener(client: redis.Redis, prefix: str) -> Iterator[CompletionListener]:
     listener = CompletionListener(client, prefix)
+    yield listener
+    listener.close()
+
+
+def test_a_waiter_registered_before_the_commit_gets_the_answer(
+    client: redis.Redis, prefix: str, listener: CompletionListener
+) -> None:
     operation_id = uuid.uuid4()
     waiter = listener.expect(operation_id)
     signal_finished(client, prefix, [(operation_id, FinishedAnswer(201, {"code": "C-1"}))])
@@ -35,9 +41,8 @@ def test_a_waiter_registered_before_the_commit_gets_the_answer(
 
 
 def test_every_waiter_of_an_operation_is_answered_and_no_other(
-    client: redis.Redis, prefix: str
+    client: redis.Redis, prefix: str, listener: CompletionListener
 ) -> None:
-    listener = CompletionListener(client, prefix)
     claimed, other = uuid.uuid4(), uuid.uuid4()
     original, replay = listener.expect(claimed), listener.expect(claimed)
     bystander = listener.expect(other)
@@ -50,8 +55,9 @@ def test_every_waiter_of_an_operation_is_answered_and_no_other(
     assert bystander.wait(0.3) is None  # then the request reads the database
 
 
-def test_a_cancelled_waiter_is_forgotten(client: redis.Redis, prefix: str) -> None:
-    listener = CompletionListener(client, prefix)
+def test_a_cancelled_waiter_is_forgotten(
+    client: redis.Redis, prefix: str, listener: CompletionListener
+) -> None:
     operation_id = uuid.uuid4()
     listener.expect(operation_id).cancel()
     signal_finished(client, prefix, [(operation_id, FinishedAnswer(200, {}))])
@@ -64,9 +70,8 @@ def _subscriber_ids(client: redis.Redis) -> set[str]:
 
 
 def test_the_subscriber_comes_back_after_redis_drops_its_connection(
-    client: redis.Redis, prefix: str
+    client: redis.Redis, prefix: str, listener: CompletionListener
 ) -> None:
-    listener = CompletionListener(client, prefix)
     before = _subscriber_ids(client)
     listener.expect(uuid.uuid4()).cancel()  # starts and subscribes the listener
     ours = _subscriber_ids(client) - before
@@ -83,3 +88,16 @@ def test_the_subscriber_comes_back_after_redis_drops_its_connection(
         signal_finished(client, prefix, [(operation_id, FinishedAnswer(201, {"back": True}))])
         answer = waiter.wait(0.2)
     assert answer == FinishedAnswer(201, {"back": True})
+
+
+def test_a_closed_listener_lets_go_of_its_subscription(
+    client: redis.Redis, listener: CompletionListener
+) -> None:
+    before = _subscriber_ids(client)
+    listener.expect(uuid.uuid4()).cancel()
+    assert _subscriber_ids(client) - before
+    listener.close()
+    deadline = time.monotonic() + 5
+    while _subscriber_ids(client) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _subscriber_ids(client) - before
