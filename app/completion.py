@@ -54,14 +54,15 @@ def signal_finished(
 ) -> None:
     """Called after the commit: one message carries the whole batch's answers, so no
     waiter reads them back from the database; it still has them for every later replay."""
-    # Each answer is its own JSON text inside the message: every web process reads every
-    # message, and only the answers someone there waits for are parsed further.
-    message = {
-        str(operation_id): json.dumps([answer.status, answer.body], default=str)
+    # One line per answer, "<operation id>\t<answer JSON>" (JSON text holds no raw newline):
+    # every web process reads every message, and finds the answers someone there waits for
+    # without parsing the rest.
+    message = "\n".join(
+        f"{operation_id}\t{json.dumps([answer.status, answer.body], default=str)}"
         for operation_id, answer in answers
-    }
+    )
     if message:
-        client.publish(_channel(prefix), json.dumps(message, default=str))
+        client.publish(_channel(prefix), message)
 
 
 class Waiter:
@@ -160,14 +161,16 @@ class CompletionListener:
                 time.sleep(RESUBSCRIBE_PAUSE_SECONDS)
 
     def _deliver(self, data: str | bytes) -> None:
-        try:
-            answers = json.loads(data)
-        except ValueError:
-            return  # not a message this version wrote: its waiters read the database
+        # A waiter registers before its write can reach a worker, so one this message
+        # answers is registered by now: with nobody waiting there is nothing to look for.
+        if not self._waiting:
+            return
+        text = data.decode() if isinstance(data, bytes) else data
+        lines = [line.partition("\t") for line in text.split("\n")]
         with self._lock:
             woken = [
                 (waiter, answer)
-                for operation_id, answer in answers.items()
+                for operation_id, _, answer in lines
                 for waiter in self._waiting.pop(operation_id, ())
             ]
         for waiter, answer in woken:

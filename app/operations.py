@@ -93,8 +93,17 @@ def partition_key(kind: str, tenant_id: uuid.UUID, env: str, payload: dict[str, 
     return None if partition is None else f"{kind}:{tenant_id}:{env}:{partition}"
 
 
-def fingerprint(kind: str, payload: dict[str, Any]) -> str:
-    canonical = json.dumps([kind, payload], sort_keys=True, separators=(",", ":"), default=str)
+def canonical_json(payload: dict[str, Any]) -> str:
+    """The payload as the fingerprint reads it: sorted keys, no spaces."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def fingerprint(kind: str, payload: dict[str, Any], payload_json: str | None = None) -> str:
+    """SHA-256 of the canonical JSON of [kind, payload]; `payload_json` is the payload's
+    canonical_json when the caller has it already (it is the same text, spelled in parts)."""
+    if payload_json is None:
+        payload_json = canonical_json(payload)
+    canonical = f"[{json.dumps(kind)},{payload_json}]"
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -160,7 +169,12 @@ def submit_operations(
     for write in writes:
         get_kind(write.kind)  # unknown kinds are a programming error, not a client one
     ids = [write.operation_id for write in writes]
-    fingerprints = [fingerprint(write.kind, write.payload) for write in writes]
+    # One serialization per write serves both the fingerprint and the stored payload.
+    payloads = [canonical_json(write.payload) for write in writes]
+    fingerprints = [
+        fingerprint(write.kind, write.payload, payload_json)
+        for write, payload_json in zip(writes, payloads, strict=True)
+    ]
     try:
         inserted = {
             row.id: row
@@ -174,7 +188,7 @@ def submit_operations(
                     "kinds": [write.kind for write in writes],
                     "idempotency_keys": [write.idempotency_key for write in writes],
                     "fingerprints": fingerprints,
-                    "payloads": [json.dumps(write.payload) for write in writes],
+                    "payloads": payloads,
                     "partition_keys": [
                         partition_key(write.kind, write.tenant_id, write.env, write.payload)
                         for write in writes

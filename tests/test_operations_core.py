@@ -6,6 +6,8 @@ committed operations, so assertions name the rows each test made.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from app.operations import (
     Submission,
     claim_stalled_operations,
     execute_operations,
+    fingerprint,
     operation_answer,
     purge_expired_idempotency_records,
     register_kind,
@@ -246,3 +249,10 @@ def test_purge_deletes_finished_operations_past_retention_except_retain_forever_
     remaining = set(db_session.scalars(select(Operation.id).where(Operation.id.in_(ids))))
     assert remaining == {kept_forever.id, recent.id, unfinished.id}
     assert purged >= 1
+
+
+def test_the_fingerprint_is_the_sha256_of_the_canonical_json_of_kind_and_payload() -> None:
+    """Stored fingerprints decide replays across versions: the formula must not drift."""
+    payload = {"b": [{"z": 'é\n"x', "y": None}], "a": 1.5, "t": True}
+    canonical = json.dumps(["k", payload], sort_keys=True, separators=(",", ":"), default=str)
+    assert fingerprint("k", payload) == hashlib.sha256(canonical.encode()).hexdigest()
