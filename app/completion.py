@@ -102,6 +102,8 @@ class CompletionListener:
         self._lock = threading.Lock()
         self._waiting: dict[str, list[Waiter]] = {}
         self._subscribed = threading.Event()
+        # Set once the subscriber's first attempt is over, subscribed or failed.
+        self._first_attempt_over = threading.Event()
         self._closed = threading.Event()
         self._started_in_pid: int | None = None
 
@@ -128,16 +130,18 @@ class CompletionListener:
 
     def _ensure_started(self) -> None:
         # Per process: a subscriber thread does not survive a fork (gunicorn forks workers).
-        if self._started_in_pid == os.getpid():
-            return
-        with self._lock:
-            if self._started_in_pid != os.getpid():
-                self._subscribed.clear()
-                threading.Thread(
-                    target=self._listen, name="completion-listener", daemon=True
-                ).start()
-                self._started_in_pid = os.getpid()
-        self._subscribed.wait(SUBSCRIBE_WAIT_SECONDS)
+        if self._started_in_pid != os.getpid():
+            with self._lock:
+                if self._started_in_pid != os.getpid():
+                    self._subscribed.clear()
+                    self._first_attempt_over.clear()
+                    threading.Thread(
+                        target=self._listen, name="completion-listener", daemon=True
+                    ).start()
+                    self._started_in_pid = os.getpid()
+        # Every early caller, not just the first: a waiter that finds no subscriber yet
+        # would not wait at all and answer 202 for a write about to finish.
+        self._first_attempt_over.wait(SUBSCRIBE_WAIT_SECONDS)
 
     def close(self) -> None:
         """Stop the subscriber (within a listen slice); waiters left read the database."""
@@ -149,12 +153,14 @@ class CompletionListener:
                 with self._client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     pubsub.subscribe(self._channel)
                     self._subscribed.set()
+                    self._first_attempt_over.set()
                     while not self._closed.is_set():
                         message = pubsub.get_message(timeout=LISTEN_SLICE_SECONDS)
                         if message is not None:
                             self._deliver(message["data"])
             except Exception as exc:  # the thread must outlive any failure
                 self._subscribed.clear()
+                self._first_attempt_over.set()
                 if self._closed.is_set():
                     return
                 log.warning("completion subscriber lost Redis, resubscribing: %s", exc)

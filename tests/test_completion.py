@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
-from app.completion import CompletionListener, FinishedAnswer, signal_finished
+from app.completion import (
+    LISTEN_SLICE_SECONDS,
+    CompletionListener,
+    FinishedAnswer,
+    signal_finished,
+)
 
 
 @pytest.fixture
@@ -101,3 +111,79 @@ def test_a_closed_listener_lets_go_of_its_subscription(
     while _subscriber_ids(client) - before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _subscriber_ids(client) - before
+
+
+class _SlowRedis:
+    """A TCP proxy to Redis that holds each new connection for `delay` s before passing it
+    on: a subscriber that takes that long to subscribe, as on a loaded machine."""
+
+    def __init__(self, redis_url: str, delay: float) -> None:
+        parts = urlsplit(redis_url)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self._delay = delay
+        self._sockets: list[socket.socket] = []
+        self._closed = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        if self._closed.wait(self._delay):
+            return
+        upstream = socket.create_connection(self._upstream)
+        self._sockets.append(upstream)
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._server.close()
+        for sock in self._sockets:
+            sock.close()
+
+
+def test_every_early_waiter_of_a_new_process_finds_the_subscriber_listening(
+    redis_url: str, prefix: str
+) -> None:
+    """Many requests arrive at once when a web process starts: none may find the
+    subscriber not yet subscribed (it would not wait, and answer 202 for a claim about to
+    succeed)."""
+    proxy = _SlowRedis(redis_url, delay=0.3)
+    client = redis.Redis(
+        host="127.0.0.1", port=proxy.port, decode_responses=True, socket_timeout=1.0
+    )
+    listener = CompletionListener(client, prefix)
+    barrier = threading.Barrier(8)
+
+    def first_request() -> bool:
+        barrier.wait()
+        waiter = listener.expect(uuid.uuid4())
+        listening = listener.listening
+        waiter.cancel()
+        return listening
+
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert all(pool.map(lambda _: first_request(), range(8)))
+    finally:
+        listener.close()
+        time.sleep(LISTEN_SLICE_SECONDS + 0.2)  # the subscriber lets go of its connection
+        client.close()
+        proxy.close()
