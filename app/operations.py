@@ -93,6 +93,11 @@ def partition_key(kind: str, tenant_id: uuid.UUID, env: str, payload: dict[str, 
     return None if partition is None else f"{kind}:{tenant_id}:{env}:{partition}"
 
 
+def partition_kind(key: str) -> OperationKind:
+    """The kind whose operations a partition key (see partition_key) groups."""
+    return get_kind(key.split(":", 1)[0])
+
+
 def canonical_json(payload: dict[str, Any]) -> str:
     """The payload as the fingerprint reads it: sorted keys, no spaces."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -302,7 +307,7 @@ def drain_partition(session: Session, key: str, limit: int) -> OperationsRun:
     answers written with one statement per batch (the unit of work's UPDATE per operation,
     twice over with the attempts counter, cost more than the claims themselves).
     """
-    kind = get_kind(key.split(":", 1)[0])  # see partition_key(): the kind comes first
+    kind = partition_kind(key)
     if kind.batch_handler is None:
         queued = list(
             session.execute(

@@ -18,8 +18,8 @@ from app.operations import (
     claim_stalled_operations,
     drain_partition,
     execute_operations,
-    get_kind,
     operation_answer,
+    partition_kind,
     purge_expired_idempotency_records,
 )
 from app.outbox import events_to_dispatch
@@ -98,7 +98,7 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
     """
     rt = runtime()
     rt.redis.delete(drain_key(rt.settings.redis_key_prefix, partition_key))
-    kind = get_kind(partition_key.split(":", 1)[0])
+    kind = partition_kind(partition_key)
     deadline = time.monotonic() + DRAIN_TIME_BUDGET_SECONDS
     while True:
         try:
