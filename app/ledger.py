@@ -10,7 +10,7 @@ constraints (balance >= 0, balance = earned - spent) back the rules up.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -127,9 +127,7 @@ def lock_balances(
     ORM read must lock again (lock_participants refreshes what it loads).
     """
     rows = lock_balance_rows(session, tenant_id, env, external_ids)
-    return {
-        external_id: LockedBalance(uuid.UUID(row.pk), *row[1:]) for external_id, row in rows.items()
-    }
+    return {external_id: _as_balance(row) for external_id, row in rows.items()}
 
 
 class LockedRow(NamedTuple):
@@ -231,7 +229,12 @@ def lock_existing_balances(
         _LOCK_EXISTING,
         {"tenant_id": tenant_id, "env": env, "external_ids": array_literal(ordered)},
     )
-    return {row[1]: LockedBalance(uuid.UUID(row[0]), *row[1:]) for row in rows}
+    return {row[1]: _as_balance(row) for row in rows}
+
+
+def _as_balance(row: Sequence[Any]) -> LockedBalance:
+    """A locked row (LockedRow, or a tuple in its column order) with its key as a UUID."""
+    return LockedBalance(uuid.UUID(row[0]), *row[1:])
 
 
 def lock_participant(
