@@ -64,20 +64,25 @@ def publish_accepted(
             partitions[operation.partition_key] = None
     if partitions:
         try:
-            _wake_drains(celery, redis_client, prefix, list(partitions))
-        except Exception as exc:
+            _wake_drains(celery, redis_client, prefix, list(partitions), failures)
+        except Exception as exc:  # the pipeline itself: no drain was queued
             failures.append(exc)
     if failures:
         raise failures[0]
 
 
 def _wake_drains(
-    celery: Celery, redis_client: redis.Redis, prefix: str, partition_keys: list[str]
+    celery: Celery,
+    redis_client: redis.Redis,
+    prefix: str,
+    partition_keys: list[str],
+    failures: list[Exception],
 ) -> None:
+    """Queue a drain for each partition whose key this call takes; a failed publish goes
+    to `failures`, and the others are still tried."""
     pipe = redis_client.pipeline(transaction=False)
     for partition_key in partition_keys:
         pipe.set(drain_key(prefix, partition_key), "1", nx=True, px=DRAIN_KEY_TTL_MS)
-    failures: list[Exception] = []
     for partition_key, taken in zip(partition_keys, pipe.execute(), strict=True):
         if not taken:
             continue  # a drain is already queued and has not read the queue yet
@@ -90,5 +95,3 @@ def _wake_drains(
             with suppress(redis.RedisError):
                 redis_client.delete(drain_key(prefix, partition_key))
             failures.append(exc)
-    if failures:
-        raise failures[0]
