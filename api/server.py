@@ -1,12 +1,21 @@
-"""Run the API under gunicorn, built by the app factory (no import-time app)."""
+"""Run the API under gunicorn, built by the app factory (no import-time app).
+
+The workers are gunicorn's gevent workers: a request is a greenlet, not a thread. A web
+process spends most of its time waiting (for PostgreSQL, for Redis, for a sync write's
+completion), and a thread per waiting request cost a poller hand-off, a thread-pool
+hand-off and GIL switches on every request: about 0.7 ms of CPU for a request that does
+nothing, against about 0.4 ms as a greenlet, measured on this machine.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import gunicorn.util
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.ggevent import GeventWorker
 
 from app.config import Settings
 
@@ -23,6 +32,22 @@ def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None
     gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+class CooperativeWorker(GeventWorker):  # type: ignore[misc]
+    """gunicorn's gevent worker that refuses to start when the database driver is already
+    imported. psycopg picks its wait function when it is imported: imported before gevent
+    patched the standard library it blocks in C, and every query stalls every request of
+    the process. So nothing the serving command imports before the fork imports psycopg
+    (app/db.py reaches the driver through SQLAlchemy's dialect)."""
+
+    def patch(self) -> None:
+        if "psycopg" in sys.modules:
+            raise RuntimeError(
+                "psycopg was imported before gevent patched the standard library; "
+                "its queries would block the whole web process"
+            )
+        super().patch()
+
+
 class GunicornServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self.settings = settings
@@ -34,7 +59,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from api import create_app
+        from api.factory import create_app
 
         # gunicorn looks this up at call time; only processes serving the API run this.
         gunicorn.util.write_error = _write_json_error
@@ -42,20 +67,24 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return create_app(self.settings)
 
 
-def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+# Pooled PostgreSQL connections per web process when DB_POOL_SIZE is not set. Writes share
+# grouped statements and a sync write waits for its answer without a connection, so
+# few requests hold one at a time; reads each hold one for their query.
+SERVE_DB_POOL_SIZE = 16
+
+
+def serve(settings: Settings, host: str, port: int, workers: int, connections: int) -> None:
     if "db_pool_size" not in settings.model_fields_set:
-        # One pooled connection per thread: with fewer, busy moments open and close
-        # overflow connections per request, which costs more than the request's own work.
-        settings = settings.model_copy(update={"db_pool_size": threads})
+        settings = settings.model_copy(update={"db_pool_size": SERVE_DB_POOL_SIZE})
     GunicornServer(
         settings,
         {
             "bind": f"{host}:{port}",
             "workers": workers,
-            # Threads: a sync request spends most of its time waiting for the worker's
-            # nudge, so one process serves many of them at once.
-            "worker_class": "gthread",
-            "threads": threads,
+            "worker_class": CooperativeWorker,
+            # Open client connections per process (idle keep-alive ones included); a
+            # sync request mostly waits for its answer, so one process holds many.
+            "worker_connections": connections,
             "timeout": 60,
             "graceful_timeout": 10,
             "keepalive": 5,

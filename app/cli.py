@@ -156,7 +156,7 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from api.server import serve
 
-    serve(settings, args.host, args.port, args.workers, args.threads)
+    serve(settings, args.host, args.port, args.workers, args.connections)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
@@ -216,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=2)
-    serve.add_argument("--threads", type=int, default=16)
+    serve.add_argument(
+        "--connections", type=int, default=1000, help="open client connections per process"
+    )
     serve.set_defaults(run=cmd_serve)
 
     worker = commands.add_parser("worker", help="run a Celery worker for all queues")

@@ -9,7 +9,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import DateTime, MetaData, create_engine, event, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Engine
@@ -87,7 +86,7 @@ def _ping_if_idle(dialect: Dialect, dbapi_connection: Any, record: Any, proxy: A
         return
     try:
         dialect.do_ping(dbapi_connection)
-    except psycopg.Error as exc:
+    except dialect.loaded_dbapi.Error as exc:
         if dialect.is_disconnect(exc, dbapi_connection, None):  # type: ignore[arg-type]
             raise DisconnectionError() from exc
         raise

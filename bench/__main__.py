@@ -32,7 +32,7 @@ def main() -> int:
         help="comma list of: hot, async, batch, bulk, webhooks",
     )
     parser.add_argument("--api-workers", type=int, default=2)
-    parser.add_argument("--api-threads", type=int, default=32)
+    parser.add_argument("--api-connections", type=int, default=1000)
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=64, help="load clients")
     parser.add_argument("--participants", type=int, default=20_000)
@@ -73,7 +73,7 @@ def main() -> int:
                 noop.stop()
         services = Services(env, logs)
         try:
-            api_url = services.start_api(args.api_workers, args.api_threads)
+            api_url = services.start_api(args.api_workers, args.api_connections)
             services.start_workers(args.worker_concurrency)
             if not args.skip_baselines:
                 report["baselines"]["flask_trivial_req_per_s"] = round(  # type: ignore[index]

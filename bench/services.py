@@ -94,7 +94,7 @@ class Services:
         self.processes.append(process)
         return process
 
-    def start_api(self, workers: int, threads: int) -> str:
+    def start_api(self, workers: int, connections: int) -> str:
         port = free_port()
         self._spawn(
             "api",
@@ -107,8 +107,8 @@ class Services:
                 str(port),
                 "--workers",
                 str(workers),
-                "--threads",
-                str(threads),
+                "--connections",
+                str(connections),
             ],
         )
         self.api_url = f"http://127.0.0.1:{port}"

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -124,7 +126,7 @@ def db_session(engine: Engine) -> Iterator[Session]:
 
 @pytest.fixture(scope="session")
 def flask_app(settings: Settings) -> Iterator[Flask]:
-    from api import create_app
+    from api.factory import create_app
     from api.runtime import EXTENSION_KEY
 
     app = create_app(settings)
@@ -140,7 +142,7 @@ def client(flask_app: Flask) -> FlaskClient:
 @pytest.fixture
 def make_app(settings: Settings) -> Iterator[Any]:
     """Builds extra apps with changed settings; their connections are closed after the test."""
-    from api import create_app
+    from api.factory import create_app
     from api.runtime import EXTENSION_KEY
 
     built: list[Flask] = []
@@ -279,3 +281,44 @@ def start_worker(service_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     for process in started:
         if process.process.poll() is None:
             process.stop()
+
+
+@pytest.fixture(scope="session")
+def live_api(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`rewards serve` with one process, as deployed, on the test database; its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    log = (tmp_path_factory.mktemp("live-api") / "api.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env={**os.environ, **service_env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"rewards serve did not start; see {log.name}") from None
+            time.sleep(0.2)
+    yield base
+    process.terminate()
+    process.wait(20)
+    log.close()

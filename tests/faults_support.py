@@ -207,7 +207,7 @@ def service_env(database_url: str, redis_url: str, directory: Path) -> dict[str,
 
 
 class ApiServer:
-    """`rewards serve` (gunicorn, one process, 16 threads) as a child process."""
+    """`rewards serve` (gunicorn, one gevent process) as a child process."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
@@ -217,7 +217,7 @@ class ApiServer:
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)),
-                *("--workers", "1", "--threads", "16"),
+                *("--workers", "1"),
             ],
             env={**os.environ, **env},
             stdout=self._log,

@@ -1,0 +1,87 @@
+"""`rewards serve` as deployed: gunicorn's gevent workers, and what the server itself
+answers before the app sees a request."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from tests.builders import GAMIFY
+from tests.conftest import TenantKeys
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
+
+
+def _call(url: str, body: dict[str, Any] | None = None, key: str = "") -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"X-API-Key": key, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_a_request_waiting_on_postgresql_does_not_stall_the_others_of_its_process(
+    live_api: str, tenant: TenantKeys, engine: Engine
+) -> None:
+    """One web process, one write stuck behind a table lock: the process still answers.
+    (With the database driver's blocking wait, imported before gevent patched the
+    standard library, the whole process would wait with the write.)"""
+    answers: list[tuple[int, Any]] = []
+    with engine.connect() as locker:
+        locker.execute(text("LOCK TABLE operations IN ACCESS EXCLUSIVE MODE"))
+        writer = threading.Thread(
+            target=lambda: answers.append(
+                _call(
+                    f"{live_api}{GAMIFY}/points/award",
+                    {"participant_id": "patient", "amount": 5, "reason": "locked out"},
+                    tenant.participant_key,
+                )
+            )
+        )
+        writer.start()
+        deadline = time.monotonic() + 10
+        while not locker.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database() AND application_name LIKE 'rewards-engine%'"
+            )
+        ).scalar_one():
+            assert time.monotonic() < deadline, "the write never reached its INSERT"
+            time.sleep(0.05)
+
+        started = time.monotonic()
+        assert _call(f"{live_api}/readyz")[0] == 200
+        assert time.monotonic() - started < 2
+        assert not answers, "the write finished while its table was locked"
+        locker.rollback()
+    writer.join(30)
+    assert answers and answers[0][0] == 200, answers
+
+
+def test_requests_the_http_server_refuses_still_get_a_json_error_body(live_api: str) -> None:
+    """gunicorn refuses a request line over 8 KiB itself, before the app; it answers 414
+    in the same error body as every other error (documented on every operation)."""
+    request = urllib.request.Request(f"{live_api}/api/v1/gamify/rewards?x={'a' * 9000}")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 414
+    assert refused.value.headers["Content-Type"] == "application/json"
+    assert json.loads(refused.value.read()) == {
+        "code": "uri_too_long",
+        "type": "uri_too_long",
+        "detail": "URI Too Long",
+        "status": 414,
+    }
