@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from datetime import datetime
 from typing import Any
@@ -124,3 +126,20 @@ def add_webhook_endpoint(
     session.add(endpoint)
     session.flush()
     return endpoint
+
+
+def http_json(
+    method: str, url: str, key: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    """One JSON request to a live server: (status, parsed body), errors included."""
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"X-API-Key": key, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

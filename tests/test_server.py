@@ -14,23 +14,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from tests.builders import GAMIFY
+from tests.builders import GAMIFY, http_json
 from tests.conftest import TenantKeys
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
-
-
-def _call(url: str, body: dict[str, Any] | None = None, key: str = "") -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"X-API-Key": key, "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read())
 
 
 def test_a_request_waiting_on_postgresql_does_not_stall_the_others_of_its_process(
@@ -44,10 +31,11 @@ def test_a_request_waiting_on_postgresql_does_not_stall_the_others_of_its_proces
         locker.execute(text("LOCK TABLE operations IN ACCESS EXCLUSIVE MODE"))
         writer = threading.Thread(
             target=lambda: answers.append(
-                _call(
+                http_json(
+                    "POST",
                     f"{live_api}{GAMIFY}/points/award",
-                    {"participant_id": "patient", "amount": 5, "reason": "locked out"},
                     tenant.participant_key,
+                    {"participant_id": "patient", "amount": 5, "reason": "locked out"},
                 )
             )
         )
@@ -63,7 +51,7 @@ def test_a_request_waiting_on_postgresql_does_not_stall_the_others_of_its_proces
             time.sleep(0.05)
 
         started = time.monotonic()
-        assert _call(f"{live_api}/readyz")[0] == 200
+        assert http_json("GET", f"{live_api}/readyz", "")[0] == 200
         assert time.monotonic() - started < 2
         assert not answers, "the write finished while its table was locked"
         locker.rollback()

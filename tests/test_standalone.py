@@ -10,12 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.builders import http_json
 
 pytestmark = pytest.mark.slow
 
@@ -24,22 +24,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _request(
-    method: str, url: str, key: str, body: dict[str, Any] | None = None
-) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"X-API-Key": key, "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 class Standalone:
@@ -85,17 +69,17 @@ def test_standalone_serves_a_write_through_the_worker_and_stops_cleanly(tmp_path
         assert demo["admin_key"].startswith("bq_live_")
         assert demo["participant_key"].startswith("bq_live_")
         assert "curl" in demo["try"] and demo["admin_key"] in demo["try"]
-        status, ready = _request("GET", f"{base}/readyz", demo["admin_key"])
+        status, ready = http_json("GET", f"{base}/readyz", demo["admin_key"])
         assert (status, ready["status"]) == (200, "ok")
 
-        status, reward = _request(
+        status, reward = http_json(
             "POST",
             f"{base}/api/v1/gamify/admin/rewards",
             demo["admin_key"],
             {"name": "Welcome gift", "type": "coupon", "config": {"code_prefix": "HELLO-"}},
         )
         assert status == 201
-        status, claimed = _request(
+        status, claimed = http_json(
             "POST",
             f"{base}/api/v1/gamify/rewards/{reward['id']}/claim",
             demo["participant_key"],
@@ -115,11 +99,11 @@ def test_standalone_serves_a_write_through_the_worker_and_stops_cleanly(tmp_path
     try:
         again = second.banner()
         assert again["tenant_id"] == demo["tenant_id"]  # no duplicate demo tenant
-        status, _ = _request(
+        status, _ = http_json(
             "GET", f"{again['api_url']}/api/v1/gamify/rewards", demo["participant_key"]
         )
         assert status == 401  # the first run's keys were revoked; the new ones work
-        status, catalog = _request(
+        status, catalog = http_json(
             "GET", f"{again['api_url']}/api/v1/gamify/rewards", again["participant_key"]
         )
         assert status == 200
