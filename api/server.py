@@ -3,8 +3,8 @@
 The workers are gunicorn's gevent workers: a request is a greenlet, not a thread. A web
 process spends most of its time waiting (for PostgreSQL, for Redis, for a sync write's
 completion), and a thread per waiting request cost a poller hand-off, a thread-pool
-hand-off and GIL switches on every request: about 0.7 ms of CPU for a request that does
-nothing, against about 0.4 ms as a greenlet, measured on this machine.
+hand-off and GIL switches on every request: about 0.6 ms of CPU for a request that does
+nothing, against about 0.3 ms as a greenlet, measured on this machine (bench/README.md).
 """
 
 from __future__ import annotations

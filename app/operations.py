@@ -1,9 +1,10 @@
 """Accepted writes: recorded with their idempotency key, executed by a worker, replayed.
 
-The web process calls `submit_operation` (one INSERT) and commits before telling anyone
-the write is accepted; a worker calls `execute_operations` (given ids) or `drain_partition`
-(every queued operation of one partition), which run the kinds' handlers in the caller's
-transaction and store the exact response, so every replay of the key answers the same.
+The web process records writes with `submit_operations` (one INSERT for a group of them,
+see api/recording.py) and commits before telling anyone a write is accepted; a worker
+calls `execute_operations` (given ids) or `drain_partition` (every queued operation of one
+partition), which run the kinds' handlers in the caller's transaction and store the exact
+response, so every replay of the key answers the same.
 """
 
 from __future__ import annotations
