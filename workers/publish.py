@@ -1,11 +1,15 @@
 """Publishing accepted operations to the broker (after their row is committed).
 
 Operations of a partitioned kind (claims of one reward) are not published one by one: a
-single "drain this partition" task is queued, coalesced with a short Redis SET NX, and the
-worker that runs it executes every queued operation of the partition in batches. The
-drain task deletes the key before it reads the queue, so an operation committed after that
-read always finds the key free and queues a fresh drain. A lost drain only costs latency:
-the sweeper republishes operations that stay queued.
+single "drain this partition" task is queued, coalesced with a short Redis SET NX on the
+partition's drain key, and the worker that runs it executes every queued operation of the
+partition in batches. The drain holds the key for as long as its reads find operations,
+so a busy partition costs one task, not one per batch, and the writes that arrive
+meanwhile publish nothing. It frees the key only after a read that found nothing, then
+reads once more: an operation committed before the release found the key taken, and that
+last read finds it; one committed after finds the key free and queues a fresh drain. A
+lost drain only costs latency: the key expires and the sweeper republishes operations
+that stay queued.
 """
 
 from __future__ import annotations
@@ -28,6 +32,25 @@ DRAIN_KEY_TTL_MS = 10_000
 
 def drain_key(prefix: str, partition_key: str) -> str:
     return f"{prefix}drain:{partition_key}"
+
+
+class DrainKey:
+    """A drain's hold on its partition's drain key (see the module docstring)."""
+
+    def __init__(self, redis_client: redis.Redis, prefix: str, partition_key: str) -> None:
+        self._redis = redis_client
+        self._key = drain_key(prefix, partition_key)
+
+    def hold(self) -> None:
+        """Hold the key afresh, whoever took it: the running drain is the one it stands for."""
+        self._redis.set(self._key, "1", px=DRAIN_KEY_TTL_MS)
+
+    def take(self) -> bool:
+        """Take the key back after a release; False when a write took it and queued a drain."""
+        return bool(self._redis.set(self._key, "1", nx=True, px=DRAIN_KEY_TTL_MS))
+
+    def release(self) -> None:
+        self._redis.delete(self._key)
 
 
 def publish_operation(celery: Celery, operation: Operation) -> None:

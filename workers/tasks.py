@@ -28,7 +28,7 @@ from workers.celery_app import (
     TASK_EXECUTE_OPERATION,
     TASK_SWEEP_OPERATIONS,
 )
-from workers.publish import drain_key, publish_accepted, publish_drain, publish_operation
+from workers.publish import DrainKey, publish_accepted, publish_drain, publish_operation
 from workers.runtime import runtime
 from workers.webhook_publish import wake_webhook_dispatcher
 
@@ -92,13 +92,16 @@ def execute_operation(self, operation_id: str) -> None:  # type: ignore[no-untyp
 def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-untyped-def]
     """Execute every queued operation of one partition, a batch per transaction.
 
-    The coalescing key is deleted before the first read (see workers/publish.py). After a
+    The drain holds the partition's drain key while its reads find operations, frees it
+    after a read that found none and reads once more (see workers/publish.py). After a
     time budget the task hands the rest to a fresh task, so one hot partition cannot hold
     a worker process forever while others wait.
     """
     rt = runtime()
-    rt.redis.delete(drain_key(rt.settings.redis_key_prefix, partition_key))
     kind = partition_kind(partition_key)
+    key = DrainKey(rt.redis, rt.settings.redis_key_prefix, partition_key)
+    key.hold()
+    holding = True
     deadline = time.monotonic() + DRAIN_TIME_BUDGET_SECONDS
     while True:
         try:
@@ -108,10 +111,22 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
         except (OperationalError, InterfaceError) as exc:
             _retry_transient(self, f"partition {partition_key}", exc)
         _after_commit(run, wake_dispatcher)
-        if len(run.finished) + len(run.continuing) < kind.max_batch:
-            return
+        if not (run.finished or run.continuing):
+            if not holding:
+                return
+            key.release()
+            holding = False
+            continue  # the last read: what was committed before the release
+        if not holding and not key.take():
+            return  # a write took the freed key: its drain runs the rest
+        holding = True
         if time.monotonic() > deadline:
-            publish_drain(current_app, partition_key)
+            key.hold()
+            try:
+                publish_drain(current_app, partition_key)
+            except Exception:
+                key.release()  # no drain was queued: the next write's wake queues one
+                raise
             return
 
 

@@ -1,0 +1,211 @@
+"""One drain task per busy partition: it keeps the partition's drain key while its reads
+find operations, so writes recorded meanwhile queue nothing and are run by that drain; once
+it has found the queue empty, the next write queues a fresh drain.
+
+The drain task runs in this process, against the real PostgreSQL and Redis, on a Celery
+app with a prefix of its own that no worker consumes: its queue shows what was published.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from celery import Celery, current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+import workers.runtime
+import workers.tasks
+from app.config import Settings
+from app.models import Operation, OperationStatus
+from app.operations import OperationsRun, submit_operation
+from app.points.items import batch_entries
+from app.points.kinds import AWARD_BATCH_KIND
+from app.tenancy import create_tenant
+from workers.celery_app import QUEUE_OPERATIONS, TASK_DRAIN_PARTITION, create_celery
+from workers.publish import drain_key, publish_accepted
+
+
+class Partition:
+    """A tenant's award-batch partition, and the broker queue its drains land in."""
+
+    def __init__(
+        self, session_factory: sessionmaker[Session], celery: Celery, client: redis.Redis
+    ) -> None:
+        self._session_factory = session_factory
+        self._celery = celery
+        self._redis = client
+        self._prefix: str = celery.conf.rewards_settings.redis_key_prefix
+        with session_factory.begin() as session:
+            self._tenant_id = create_tenant(session, "drains").id
+        self.key = ""
+
+    def record_write(self) -> Operation:
+        """What the web does for one award-batch request: commit the row, then wake."""
+        with self._session_factory.begin() as session:
+            operation = submit_operation(
+                session.connection(),
+                tenant_id=self._tenant_id,
+                env="live",
+                kind=AWARD_BATCH_KIND,
+                payload={"awards": batch_entries([{"participant_id": "ann", "amount": 1}])},
+                idempotency_key=None,
+            ).operation
+        self.key = str(operation.partition_key)
+        publish_accepted(self._celery, self._redis, self._prefix, [operation])
+        return operation
+
+    def queued_drains(self) -> int:
+        return int(self._redis.llen(f"{self._prefix}celery:{QUEUE_OPERATIONS}"))
+
+    def run_queued_drain(self) -> None:
+        """Take the drain task off the queue and run it here, as a worker would."""
+        assert self._redis.rpop(f"{self._prefix}celery:{QUEUE_OPERATIONS}") is not None
+        self._celery.tasks[TASK_DRAIN_PARTITION].apply(args=[self.key]).get()
+
+    def key_taken(self) -> bool:
+        return bool(self._redis.exists(drain_key(self._prefix, self.key)))
+
+    def statuses(self, operations: list[Operation]) -> list[str]:
+        with self._session_factory() as session:
+            found = dict(
+                session.execute(
+                    select(Operation.id, Operation.status).where(
+                        Operation.id.in_([operation.id for operation in operations])
+                    )
+                ).all()
+            )
+        return [found[operation.id] for operation in operations]
+
+
+@pytest.fixture
+def partition(
+    settings: Settings, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Partition]:
+    prefix = f"rewards-test-drains-{uuid.uuid4().hex[:8]}:"
+    celery = create_celery(settings.model_copy(update={"redis_key_prefix": prefix}))
+    client = redis.Redis.from_url(settings.require_redis_url())
+    previous_app = current_app._get_current_object()
+    celery.set_current()  # the task reads its settings from the current app
+    monkeypatch.setattr(workers.runtime, "_runtime", None)  # built from this app's settings
+    yield Partition(session_factory, celery, client)
+    previous_app.set_current()
+    built = workers.runtime._runtime
+    if built is not None:
+        built.engine.dispose()
+        built.redis.close()
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    celery.close()
+
+
+def during_each_batch(monkeypatch: pytest.MonkeyPatch, action: Callable[[int], None]) -> list[int]:
+    """Call `action(batch number)` inside each of the drain's batch transactions; returns
+    how many operations each batch ran."""
+    sizes: list[int] = []
+    real_drain = workers.tasks.drain_partition
+
+    def drain(session: Session, key: str, limit: int) -> OperationsRun:
+        run = real_drain(session, key, limit)
+        sizes.append(len(run.finished))
+        action(len(sizes))
+        return run
+
+    monkeypatch.setattr(workers.tasks, "drain_partition", drain)
+    return sizes
+
+
+def test_writes_recorded_while_a_drain_runs_queue_nothing_and_that_drain_runs_them(
+    partition: Partition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = partition.record_write()
+    assert partition.queued_drains() == 1 and partition.key_taken()
+    arriving: list[Operation] = []
+
+    def write_during_the_first_two_batches(batch: int) -> None:
+        if batch <= 2:
+            arriving.append(partition.record_write())
+            assert partition.queued_drains() == 0  # the running drain holds the key
+
+    sizes = during_each_batch(monkeypatch, write_during_the_first_two_batches)
+    partition.run_queued_drain()
+
+    # Each batch ran what was queued when it read; then one empty read, the release, and
+    # the last read after it.
+    assert sizes == [1, 1, 1, 0, 0]
+    assert partition.statuses([first, *arriving]) == [OperationStatus.SUCCEEDED.value] * 3
+    assert partition.queued_drains() == 0
+    assert not partition.key_taken()
+
+
+def test_a_write_committed_just_before_the_release_is_run_by_the_releasing_drain(
+    partition: Partition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = partition.record_write()
+    late: list[Operation] = []
+
+    def write_during_the_empty_read(batch: int) -> None:
+        if batch == 2:  # the read that finds nothing: the key is still held
+            late.append(partition.record_write())
+            assert partition.queued_drains() == 0
+
+    sizes = during_each_batch(monkeypatch, write_during_the_empty_read)
+    partition.run_queued_drain()
+
+    assert sizes == [1, 0, 1, 0, 0]  # found by the read after the release, key taken back
+    assert partition.statuses([first, *late]) == [OperationStatus.SUCCEEDED.value] * 2
+    assert partition.queued_drains() == 0
+    assert not partition.key_taken()
+
+
+def test_a_write_after_the_drain_ended_queues_a_fresh_drain(partition: Partition) -> None:
+    partition.record_write()
+    partition.run_queued_drain()
+    assert not partition.key_taken()
+
+    later = partition.record_write()
+
+    assert partition.queued_drains() == 1 and partition.key_taken()
+    partition.run_queued_drain()
+    assert partition.statuses([later]) == [OperationStatus.SUCCEEDED.value]
+
+
+def test_a_write_that_takes_the_freed_key_leaves_the_rest_to_its_own_drain(
+    partition: Partition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partition.record_write()
+    late: list[Operation] = []
+
+    def write_after_the_release(batch: int) -> None:
+        if batch == 3:  # the read after the release: the key is free
+            late.append(partition.record_write())
+
+    sizes = during_each_batch(monkeypatch, write_after_the_release)
+    partition.run_queued_drain()
+
+    # That write found the key free and queued a drain; the releasing drain stops there.
+    assert sizes == [1, 0, 0]
+    assert partition.queued_drains() == 1 and partition.key_taken()
+    partition.run_queued_drain()
+    assert partition.statuses(late) == [OperationStatus.SUCCEEDED.value]
+    assert not partition.key_taken()
+
+
+def test_a_drain_past_its_time_budget_hands_the_rest_to_one_fresh_drain_and_keeps_the_key(
+    partition: Partition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers.tasks, "DRAIN_TIME_BUDGET_SECONDS", 0.0)
+    partition.record_write()
+    arriving: list[Operation] = []
+    sizes = during_each_batch(monkeypatch, lambda batch: arriving.append(partition.record_write()))
+
+    partition.run_queued_drain()
+
+    assert sizes == [1]
+    assert partition.queued_drains() == 1 and partition.key_taken()
+    assert partition.statuses(arriving) == [OperationStatus.QUEUED.value]
