@@ -272,8 +272,10 @@ def start_worker(service_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     """Starts extra workers for one test (concurrency and crash tests); stops them after."""
     started: list[WorkerProcess] = []
 
-    def start(concurrency: int = 2) -> WorkerProcess:
-        process = WorkerProcess(service_env, tmp_path / f"worker-{len(started)}.log", concurrency)
+    def start(concurrency: int = 2, **env: str) -> WorkerProcess:
+        process = WorkerProcess(
+            {**service_env, **env}, tmp_path / f"worker-{len(started)}.log", concurrency
+        )
         started.append(process)
         return process
 

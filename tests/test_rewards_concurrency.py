@@ -9,15 +9,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models import Claim, Operation, RewardCode
+from app.models import Claim, Operation, Reward, RewardCode
 from tests.builders import (
     GAMIFY,
     claim,
@@ -153,41 +154,54 @@ def test_100_concurrent_retries_of_one_idempotency_key_make_one_claim(
 
 @pytest.mark.faults
 def test_worker_killed_mid_claims_loses_no_accepted_claim_and_doubles_none(
-    flask_app: Flask,
+    make_app: Any,
     tenant: TenantKeys,
     start_worker: Any,
     session_factory: sessionmaker[Session],
     service_env: dict[str, str],
 ) -> None:
-    doomed = start_worker(concurrency=4)
-    client = flask_app.test_client()
+    # A queue of its own, so the worker killed is the one running the claims.
+    prefix = f"rewards-test-killed-{uuid.uuid4().hex[:8]}:"
+    doomed = start_worker(concurrency=4, REDIS_KEY_PREFIX=prefix)
+    client = make_app(redis_key_prefix=prefix).test_client()
     reward = create_reward(client, tenant.admin(), max_claims_per_user=10_000)
     upload_codes(client, tenant.admin(), reward["id"], [f"K-{index:04d}" for index in range(1000)])
 
-    operation_ids = [
-        claim(client, tenant.participant(), reward["id"], f"p{index % 50}", prefer_async=True).json[
-            "operation_id"
+    def claim_async(count: int) -> list[str]:
+        return [
+            claim(client, tenant.participant(), reward["id"], f"p{i % 50}", prefer_async=True).json[
+                "operation_id"
+            ]
+            for i in range(count)
         ]
-        for index in range(300)
-    ]
-    # Kill the worker (parent and pool children, no goodbye) once work is under way.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def succeeded(operation_ids: list[str]) -> int:
         with session_factory() as session:
-            done = session.execute(
-                select(func.count())
-                .select_from(Operation)
-                .where(
-                    Operation.id.in_([uuid.UUID(op) for op in operation_ids]),
-                    Operation.status == "succeeded",
-                )
-            ).scalar_one()
-        if done >= 20:
-            break
-        time.sleep(0.05)
-    doomed.kill()
-    assert done < 300, "the kill should land while claims are still being processed"
-    start_worker(concurrency=2)
+            return int(
+                session.execute(
+                    select(func.count())
+                    .select_from(Operation)
+                    .where(
+                        Operation.id.in_([uuid.UUID(op) for op in operation_ids]),
+                        Operation.status == "succeeded",
+                    )
+                ).scalar_one()
+            )
+
+    committed_before = claim_async(150)
+    wait_until(lambda: succeeded(committed_before) == 150, "the first claims to finish")
+    # Kill the worker (parent and pool children, no goodbye) inside a claim transaction:
+    # its drain has locked the next claims and waits for the reward row, held here.
+    with session_factory.begin() as blocker:
+        blocker.execute(
+            select(Reward.id).where(Reward.id == uuid.UUID(reward["id"])).with_for_update()
+        )
+        in_flight = claim_async(150)
+        wait_until(lambda: _workers_waiting_on_a_lock(blocker) > 0, "the drain to block")
+        doomed.kill()
+        assert succeeded(in_flight) == 0
+    operation_ids = committed_before + in_flight
+    start_worker(concurrency=2, REDIS_KEY_PREFIX=prefix)
 
     results = [
         wait_for_operation(client, tenant.participant(), op, timeout=120) for op in operation_ids
@@ -206,3 +220,21 @@ def test_worker_killed_mid_claims_loses_no_accepted_claim_and_doubles_none(
     assert {str(operation_id) for operation_id, _ in rows} == set(operation_ids)
     assert len({code for _, code in rows}) == 300
     assert run_ledger_verify(service_env)[0] == 0
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.05)
+
+
+def _workers_waiting_on_a_lock(session: Session) -> int:
+    return int(
+        session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND application_name LIKE 'rewards-engine%'"
+            )
+        ).scalar_one()
+    )

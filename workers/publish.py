@@ -26,8 +26,11 @@ from workers.celery_app import QUEUE_OPERATIONS, TASK_DRAIN_PARTITION, TASK_EXEC
 
 log = logging.getLogger(__name__)
 
-# A drain queued longer than this (a deep backlog) no longer blocks the next one.
-DRAIN_KEY_TTL_MS = 10_000
+# How long a drain key outlives its last taking: a drain queued longer than this (a deep
+# backlog) no longer blocks the next one, and a drain killed mid-run blocks its partition's
+# wakes no longer than this (the sweeper then republishes what it left queued). A running
+# drain takes it afresh at its start and at each handover, DRAIN_TIME_BUDGET_SECONDS apart.
+DRAIN_KEY_TTL_MS = 5_000
 
 
 def drain_key(prefix: str, partition_key: str) -> str:
