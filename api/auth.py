@@ -26,7 +26,10 @@ def _presented_secret() -> str | None:
     return None
 
 
-def authenticate(*, require_admin: bool) -> Principal:
+def authenticate(*, require_admin: bool, take_key_unit: bool = True) -> Principal:
+    """The request's principal. With `take_key_unit=False` the key's request unit is left
+    for the write path to take with the participant's (see api/write_path.py), or for
+    `settle_key_unit` if the request ends before that."""
     secret = _presented_secret()
     if not secret or len(secret) > 200:
         raise _unauthorized()
@@ -47,15 +50,22 @@ def authenticate(*, require_admin: bool) -> Principal:
         raise DomainError("forbidden", "Tenant is disabled", 403)
     if require_admin and not principal.is_admin:
         raise DomainError("forbidden", "API key is missing the admin or gamify:admin scope", 403)
-    _enforce_key_request_cap(principal)
     g.principal = principal
+    g.key_unit_taken = False
+    if take_key_unit:
+        settle_key_unit()
     return principal
 
 
-def _enforce_key_request_cap(principal: Principal) -> None:
+def key_request_unit(principal: Principal) -> tuple[str, Limit]:
+    """The subject and limit of an API key's request cap."""
     settings = runtime().settings
-    limit = Limit(settings.key_request_rate, settings.key_request_burst)
-    decision = runtime().rate_limiter.take(f"key:{principal.key_id}", limit)
+    return f"key:{principal.key_id}", Limit(settings.key_request_rate, settings.key_request_burst)
+
+
+def key_unit_decided(decision: Decision | None) -> None:
+    """Record that this request's key unit was taken; raise its 429 if it was refused."""
+    g.key_unit_taken = True
     if decision is not None and not decision.allowed:
         raise DomainError(
             "RATE_LIMIT_KEY_EXCEEDED",
@@ -63,6 +73,14 @@ def _enforce_key_request_cap(principal: Principal) -> None:
             429,
             headers=rate_limit_headers(decision),
         )
+
+
+def settle_key_unit() -> None:
+    """Take the request's key unit unless it was taken already: a key over its cap is
+    answered 429 whatever else the request would have got."""
+    if g.get("key_unit_taken", True):
+        return
+    key_unit_decided(runtime().rate_limiter.take(*key_request_unit(current_principal())))
 
 
 def rate_limit_headers(decision: Decision) -> dict[str, str]:

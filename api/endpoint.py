@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from api.auth import authenticate
+from api.auth import authenticate, settle_key_unit
 from api.validation import validation_failed
 from app.errors import DomainError
 
@@ -73,8 +73,15 @@ def endpoint(
     raw_body_types: tuple[str, ...] = (),
     headers: tuple[tuple[str, str], ...] = (),
     body_doc: type[BaseModel] | None = None,
+    write: bool = False,
 ) -> Callable[[Callable[..., ViewResult]], Callable[..., ViewResult]]:
-    """Register `view` on `blueprint`; it receives path args plus `body`/`query` models."""
+    """Register `view` on `blueprint`; it receives path args plus `body`/`query` models.
+
+    `write=True` for views that record a write with api/write_path.accept_write: the API
+    key's request unit is then taken there, with the participant's write unit in the same
+    Redis call, instead of before the view. A request that ends before that still takes
+    it, and a key over its cap is answered 429 either way.
+    """
     doc = EndpointDoc(
         method=method,
         rule=rule,
@@ -96,13 +103,19 @@ def endpoint(
             if max_body_bytes is not None:
                 request.max_content_length = max_body_bytes
             if access is not Access.PUBLIC:
-                authenticate(require_admin=access is Access.ADMIN)
-            kwargs: dict[str, Any] = dict(path_args)
-            if query is not None:
-                kwargs["query"] = parse_query(query)
-            if body is not None:
-                kwargs["body"] = parse_json_body(body)
-            return render(view(**kwargs))
+                authenticate(require_admin=access is Access.ADMIN, take_key_unit=not write)
+            try:
+                kwargs: dict[str, Any] = dict(path_args)
+                if query is not None:
+                    kwargs["query"] = parse_query(query)
+                if body is not None:
+                    kwargs["body"] = parse_json_body(body)
+                result = view(**kwargs)
+            except Exception:
+                settle_key_unit()  # refused before the write path: the key's 429 first
+                raise
+            settle_key_unit()
+            return render(result)
 
         handle.endpoint_doc = doc  # type: ignore[attr-defined]
         blueprint.add_url_rule(rule, endpoint=view.__name__, view_func=handle, methods=[method])

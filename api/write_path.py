@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, g, jsonify, request
 
-from api.auth import current_principal, rate_limit_headers
+from api.auth import current_principal, key_request_unit, key_unit_decided, rate_limit_headers
 from api.runtime import runtime
 from app.errors import DomainError
 from app.models import Operation
@@ -106,25 +106,29 @@ class ParticipantQuota:
     decision: Decision
 
 
-def _limit_participant_write(
+def _take_write_units(
     principal: Principal, kind: str, payload: dict[str, Any], idempotency_key: str | None
 ) -> ParticipantQuota | Operation | None:
-    """Take one unit of the participant's write cap.
+    """Take the API key's request unit and, if the write names one participant, a unit of
+    that participant's write cap: one Redis call (the endpoint is declared `write=True`).
 
-    Returns the unit taken; or, for a request over the cap that replays a
-    finished idempotency key, that operation (replays never count); None when the write
-    names no single participant or Redis is unreachable (fail open).
+    Returns the participant's unit taken; or, for a request over the participant's cap
+    that replays a finished idempotency key, that operation (replays never count); None
+    when the write names no single participant or Redis is unreachable (fail open).
     """
+    assert not g.key_unit_taken, "an endpoint that records writes is declared write=True"
+    units = [key_request_unit(principal)]
     participant_id = payload.get("participant_id")
-    if not isinstance(participant_id, str):
+    if isinstance(participant_id, str):
+        subject = f"pw:{principal.tenant_id}:{principal.env}:{participant_id}"
+        units.append((subject, _participant_write_limit(principal)))
+    decisions = runtime().rate_limiter.take_in_order(units)
+    key_unit_decided(decisions[0] if decisions else None)
+    if decisions is None or len(units) == 1:
         return None
-    subject = f"pw:{principal.tenant_id}:{principal.env}:{participant_id}"
-    limit = _participant_write_limit(principal)
-    decision = runtime().rate_limiter.take(subject, limit)
-    if decision is None:
-        return None
+    decision = decisions[1]
     if decision.allowed:
-        return ParticipantQuota(subject, limit, decision)
+        return ParticipantQuota(subject, decision.limit, decision)
     if idempotency_key is not None:
         with runtime().session_factory() as session:
             replay = find_finished_replay(
@@ -150,7 +154,7 @@ def accept_write(kind: str, payload: dict[str, Any], body_idempotency_key: str |
     key comes from the Idempotency-Key header or the body's `idempotency_key`."""
     idempotency_key = resolve_idempotency_key(body_idempotency_key)
     principal = current_principal()
-    limited = _limit_participant_write(principal, kind, payload, idempotency_key)
+    limited = _take_write_units(principal, kind, payload, idempotency_key)
     if isinstance(limited, Operation):
         return _answer(limited)
     response = _record_and_answer(principal, kind, payload, idempotency_key, limited)

@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 
 # One call decides for many subjects (the concurrent requests of one web process, see
 # app/group_commit.py), in order, each exactly as if alone. KEYS[i]: subject i's key.
-# ARGV[3i-2..3i]: its rate per second, burst, cost (1 to take, -1 to give one back, e.g.
-# for a request that turned out to be a replay). Returns, per subject, {allowed (0/1),
-# remaining, retry_after_ms, reset_ms} as integers, flattened.
+# ARGV[4i-3..4i]: its rate per second, burst, cost (1 to take, -1 to give one back, e.g.
+# for a request that turned out to be a replay), and 1 if it is decided only when the
+# subject before it was allowed (a request's later units: an API key refused takes
+# nothing from its participant), else 0. Returns, per subject, {allowed (1, 0, or -1 for
+# not decided), remaining, retry_after_ms, reset_ms} as integers, flattened.
 _GCRA = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -45,9 +47,14 @@ local function decide(key, rate, burst, cost)
   redis.call('SET', key, new_tat, 'PX', math.ceil(new_tat - now) + 1000)
   return 1, math.floor((now - allowed_at) / interval), 0, math.ceil(new_tat - now)
 end
+local previous = 1
 for i, key in ipairs(KEYS) do
-  local allowed, remaining, retry_ms, reset_ms = decide(
-    key, tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]))
+  local allowed, remaining, retry_ms, reset_ms = -1, 0, 0, 0
+  if previous == 1 or ARGV[4 * i] == '0' then
+    allowed, remaining, retry_ms, reset_ms = decide(
+      key, tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 2]), tonumber(ARGV[4 * i - 1]))
+  end
+  previous = allowed
   table.insert(decisions, allowed)
   table.insert(decisions, remaining)
   table.insert(decisions, retry_ms)
@@ -56,7 +63,7 @@ end
 return decisions
 """
 
-# Concurrent decisions of one process share a script call, up to this many.
+# The decisions of this many concurrent requests of one process share a script call.
 MAX_DECISIONS_PER_CALL = 64
 
 
@@ -85,6 +92,7 @@ class _Request:
     subject: str
     limit: Limit
     cost: int  # 1 takes a unit, -1 gives one back
+    after_previous: bool = False  # decided only if the request before it was allowed
 
 
 class RateLimiter:
@@ -92,42 +100,64 @@ class RateLimiter:
         self._prefix = prefix
         self._outage = outage or RedisOutage()
         self._script = client.register_script(_GCRA)
-        self._decisions: GroupCommit[_Request, Decision | None] = GroupCommit(
+        self._decisions: GroupCommit[tuple[_Request, ...], list[Decision] | None] = GroupCommit(
             self._decide, MAX_DECISIONS_PER_CALL
         )
 
     def take(self, subject: str, limit: Limit) -> Decision | None:
         """Take one unit for `subject`; None when Redis is unreachable (fail open), or was
         a moment ago (see RedisOutage)."""
-        return self._decisions.submit(_Request(subject, limit, 1))
+        decisions = self.take_in_order([(subject, limit)])
+        return None if decisions is None else decisions[0]
+
+    def take_in_order(self, units: list[tuple[str, Limit]]) -> list[Decision] | None:
+        """Take one unit of each subject, in order, each only if every one before it was
+        allowed (one request's several caps, decided in one call). The decisions end at
+        the first refusal: the subjects after it were not charged. None when Redis is
+        unreachable, as for `take`."""
+        return self._decisions.submit(
+            tuple(
+                _Request(subject, limit, 1, after_previous=position > 0)
+                for position, (subject, limit) in enumerate(units)
+            )
+        )
 
     def give_back(self, subject: str, limit: Limit) -> None:
-        self._decisions.submit(_Request(subject, limit, -1))
+        self._decisions.submit((_Request(subject, limit, -1),))
 
-    def _decide(self, requests: list[_Request]) -> list[Decision | None]:
+    def _decide(self, calls: list[tuple[_Request, ...]]) -> list[list[Decision] | None]:
         if self._outage.suspected:
-            return [None] * len(requests)
+            return [None] * len(calls)
+        requests = [request for call in calls for request in call]
         try:
             flat = self._script(
                 keys=[f"{self._prefix}rl:{request.subject}" for request in requests],
                 args=[
                     value
                     for request in requests
-                    for value in (request.limit.rate, request.limit.burst, request.cost)
+                    for value in (
+                        request.limit.rate,
+                        request.limit.burst,
+                        request.cost,
+                        int(request.after_previous),
+                    )
                 ],
             )
         except redis.RedisError as exc:
             # Availability over strictness: a Redis outage must not take the API down.
             self._outage.failed()
-            log.warning("rate limiter unavailable, admitting %d request(s): %s", len(requests), exc)
-            return [None] * len(requests)
-        return [
-            Decision(
-                bool(flat[at]),
-                request.limit,
-                int(flat[at + 1]),
-                int(flat[at + 2]),
-                int(flat[at + 3]),
-            )
-            for request, at in zip(requests, range(0, len(flat), 4), strict=True)
-        ]
+            log.warning("rate limiter unavailable, admitting %d request(s): %s", len(calls), exc)
+            return [None] * len(calls)
+        answers: list[list[Decision] | None] = []
+        at = 0
+        for call in calls:
+            decisions = []
+            for request in call:
+                allowed, remaining, retry_ms, reset_ms = (int(v) for v in flat[at : at + 4])
+                at += 4
+                if allowed >= 0:  # -1: not decided, an earlier unit was refused
+                    decisions.append(
+                        Decision(bool(allowed), request.limit, remaining, retry_ms, reset_ms)
+                    )
+            answers.append(decisions)
+        return answers

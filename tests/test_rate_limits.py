@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.rate_limit import Limit, RateLimiter
 from app.redis_client import RedisOutage
 from app.tenancy import set_tenant_limits
-from tests.builders import claim, create_reward
+from tests.builders import GAMIFY, claim, create_reward
 from tests.conftest import TenantKeys
 
 
@@ -174,6 +174,68 @@ def test_per_key_request_cap_answers_429(make_app: Any, tenant: TenantKeys) -> N
     refused = strict.get("/api/v1/gamify/rewards", headers=tenant.participant())
     assert refused.json["code"] == "RATE_LIMIT_KEY_EXCEEDED"
     assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_a_key_over_its_cap_is_answered_429_even_for_a_write_that_would_fail_validation(
+    make_app: Any, tenant: TenantKeys
+) -> None:
+    strict = make_app(key_request_rate=0.01, key_request_burst=1).test_client()
+    reward = create_reward(strict, tenant.admin(), max_claims_per_user=100)  # the admin key's
+
+    invalid = strict.post(
+        f"{GAMIFY}/rewards/{reward['id']}/claim",
+        json={"participant_id": 7},
+        headers=tenant.participant(),
+    )
+    assert invalid.status_code == 422  # within the cap: the body's own error
+    again = strict.post(
+        f"{GAMIFY}/rewards/{reward['id']}/claim",
+        json={"participant_id": 7},
+        headers=tenant.participant(),
+    )
+    assert again.status_code == 429  # the refused write counted; over the cap, 429 first
+    assert again.json["code"] == "RATE_LIMIT_KEY_EXCEEDED"
+    bad_key = claim(strict, tenant.participant(), reward["id"], "p", idempotency_key="a b")
+    assert bad_key.status_code == 429
+
+
+def test_a_write_refused_by_its_key_cap_takes_nothing_from_the_participant_cap(
+    make_app: Any, tenant: TenantKeys, session_factory: sessionmaker[Session]
+) -> None:
+    _limit_tenant(session_factory, tenant, rate=0.01, burst=2)
+    strict = make_app(key_request_rate=0.01, key_request_burst=2).test_client()
+    # Another key of the same environment, on an app without the tight key cap: the same
+    # participant caps, a key bucket of its own.
+    lenient = make_app().test_client()
+    reward = create_reward(lenient, tenant.admin(), max_claims_per_user=100)
+
+    assert (
+        claim(strict, tenant.participant(), reward["id"], "p", prefer_async=True).status_code == 202
+    )
+    assert (
+        claim(strict, tenant.participant(), reward["id"], "q", prefer_async=True).status_code == 202
+    )
+    refused = claim(strict, tenant.participant(), reward["id"], "p", prefer_async=True)
+    assert refused.json["code"] == "RATE_LIMIT_KEY_EXCEEDED"
+
+    second = claim(lenient, tenant.admin(), reward["id"], "p", prefer_async=True)
+    assert second.status_code == 202
+    assert second.headers["RateLimit-Remaining"] == "0"
+    third = claim(lenient, tenant.admin(), reward["id"], "p", prefer_async=True)
+    assert third.json["code"] == "RATE_LIMIT_PARTICIPANT_EXCEEDED"
+
+
+def test_units_taken_in_order_stop_at_the_first_refusal(limiter: RateLimiter) -> None:
+    tight, loose = Limit(rate=0.01, burst=1), Limit(rate=0.01, burst=5)
+    first = limiter.take_in_order([("key", tight), ("participant", loose)])
+    assert first is not None and [d.allowed for d in first] == [True, True]
+    assert first[1].remaining == 4
+
+    refused = limiter.take_in_order([("key", tight), ("participant", loose)])
+
+    assert refused is not None and [d.allowed for d in refused] == [False]
+    after = limiter.take("participant", loose)
+    assert after is not None and after.remaining == 3  # the refused call took nothing
 
 
 def test_tenant_limits_command_sets_and_resets_the_override(

@@ -42,6 +42,7 @@ IDEMPOTENCY_ERRORS: dict[int, tuple[str, ...]] = {
     responses={200: AwardResponse, 202: OperationAccepted},
     errors=IDEMPOTENCY_ERRORS,
     headers=WRITE_HEADERS,
+    write=True,
 )
 def award(body: AwardRequest) -> Response:
     return accept_write(
@@ -63,6 +64,7 @@ def award(body: AwardRequest) -> Response:
         400: (*IDEMPOTENCY_ERRORS[400], "insufficient_points"),
     },
     headers=WRITE_HEADERS,
+    write=True,
 )
 def deduct(body: DeductRequest) -> Response:
     return accept_write(
@@ -81,6 +83,7 @@ def deduct(body: DeductRequest) -> Response:
     responses={200: AwardBatchResponse, 202: OperationAccepted},
     errors=IDEMPOTENCY_ERRORS,
     headers=WRITE_HEADERS,
+    write=True,
 )
 def award_batch(body: AwardBatchRequest) -> Response:
     return accept_write(

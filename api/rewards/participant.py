@@ -120,6 +120,7 @@ def list_claimed_rewards(participant_id: str, query: PageQuery) -> tuple[Partici
     responses={201: ClaimResponse, 202: OperationAccepted},
     errors=CLAIM_ERRORS,
     headers=(IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC),
+    write=True,
 )
 def claim_reward(reward_id: str, body: ClaimRequest) -> Response:
     parsed_id = parse_reward_id(reward_id)
