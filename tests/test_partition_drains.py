@@ -8,6 +8,7 @@ app with a prefix of its own that no worker consumes: its queue shows what was p
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -21,7 +22,7 @@ import workers.runtime
 import workers.tasks
 from app.config import Settings
 from app.models import Operation, OperationStatus
-from app.operations import OperationsRun, submit_operation
+from app.operations import OperationsRun, get_kind, submit_operation
 from app.points.items import batch_entries
 from app.points.kinds import AWARD_BATCH_KIND
 from app.tenancy import create_tenant
@@ -209,3 +210,26 @@ def test_a_drain_past_its_time_budget_hands_the_rest_to_one_fresh_drain_and_keep
     assert sizes == [1]
     assert partition.queued_drains() == 1 and partition.key_taken()
     assert partition.statuses(arriving) == [OperationStatus.QUEUED.value]
+
+
+def test_a_drain_that_reads_a_full_batch_frees_the_key_so_a_second_drain_shares_the_backlog(
+    partition: Partition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one_at_a_time = dataclasses.replace(get_kind(AWARD_BATCH_KIND), max_batch=1)
+    monkeypatch.setattr(workers.tasks, "partition_kind", lambda key: one_at_a_time)
+    backlog = [partition.record_write(), partition.record_write()]
+    assert partition.queued_drains() == 1
+    arriving: list[Operation] = []
+
+    def write_during_the_second_batch(batch: int) -> None:
+        if batch == 2:
+            arriving.append(partition.record_write())
+
+    sizes = during_each_batch(monkeypatch, write_during_the_second_batch)
+    partition.run_queued_drain()
+
+    # The full first batch freed the key: the write during the second queued a second
+    # drain, which would share the backlog with this one on another worker process.
+    assert sizes == [1, 1, 1, 0]
+    assert partition.queued_drains() == 1
+    assert partition.statuses([*backlog, *arriving]) == [OperationStatus.SUCCEEDED.value] * 3

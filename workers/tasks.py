@@ -93,7 +93,8 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
     """Execute every queued operation of one partition, a batch per transaction.
 
     The drain holds the partition's drain key while its reads find operations, frees it
-    after a read that found none and reads once more (see workers/publish.py). After a
+    after a read that found none and reads once more (see workers/publish.py); a read that
+    fills a whole batch frees it too, so that a backlog is shared with a second drain. After a
     time budget the task hands the rest to a fresh task, so one hot partition cannot hold
     a worker process forever while others wait.
     """
@@ -111,15 +112,24 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
         except (OperationalError, InterfaceError) as exc:
             _retry_transient(self, f"partition {partition_key}", exc)
         _after_commit(run, wake_dispatcher)
-        if not (run.finished or run.continuing):
+        ran = len(run.finished) + len(run.continuing)
+        if ran == 0:
             if not holding:
                 return
             key.release()
             holding = False
             continue  # the last read: what was committed before the release
-        if not holding and not key.take():
-            return  # a write took the freed key: its drain runs the rest
-        holding = True
+        if ran >= kind.max_batch:
+            # A backlog: free the key, so the next write wakes a second drain to share it
+            # (award batches of one tenant run side by side; claims of one reward at least
+            # overlap their reads with the other's writes).
+            if holding:
+                key.release()
+                holding = False
+        elif not holding:
+            if not key.take():
+                return  # a write took the freed key: its drain runs the rest
+            holding = True
         if time.monotonic() > deadline:
             key.hold()
             try:
