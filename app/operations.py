@@ -59,7 +59,10 @@ class OperationKind:
       (body or DomainError); it decides before it writes, so a refused operation has
       written nothing, and it needs no savepoints. Up to `max_batch` per call.
     `partition` names what the kind serializes on (e.g. the reward): operations of one
-    partition are drained together by one worker transaction.
+    partition are drained together by one worker transaction, and one drain at a time
+    runs them (workers/publish.py). `drains_side_by_side` is for a partition that only
+    groups work which does not serialize (award batches of one tenant, spread over many
+    participants): each drain then lets the next write wake another to run alongside.
     """
 
     name: str
@@ -69,6 +72,7 @@ class OperationKind:
     retain_forever: bool = False
     partition: Callable[[dict[str, Any]], str | None] = field(default=lambda payload: None)
     max_batch: int = 200
+    drains_side_by_side: bool = False
 
 
 _KINDS: dict[str, OperationKind] = {}

@@ -1,6 +1,7 @@
 """One drain task per busy partition: it keeps the partition's drain key while its reads
 find operations, so writes recorded meanwhile queue nothing and are run by that drain; once
-it has found the queue empty, the next write queues a fresh drain.
+it has found the queue empty, the next write queues a fresh drain. Award batches of one
+tenant drain side by side instead: each drain frees the key as it starts.
 
 The drain task runs in this process, against the real PostgreSQL and Redis, on a Celery
 app with a prefix of its own that no worker consumes: its queue shows what was published.
@@ -8,7 +9,6 @@ app with a prefix of its own that no worker consumes: its queue shows what was p
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -24,14 +24,18 @@ from app.config import Settings
 from app.models import Operation, OperationStatus
 from app.operations import OperationsRun, get_kind, submit_operation
 from app.points.items import batch_entries
-from app.points.kinds import AWARD_BATCH_KIND
+from app.points.kinds import AWARD_BATCH_KIND, AWARD_KIND
 from app.tenancy import create_tenant
 from workers.celery_app import QUEUE_OPERATIONS, TASK_DRAIN_PARTITION, create_celery
 from workers.publish import drain_key, publish_accepted
 
+AWARD = {"participant_id": "ann", "amount": 1, "reason": None, "metadata": None}
+AWARD_BATCH = {"awards": batch_entries([{"participant_id": "ann", "amount": 1}])}
+
 
 class Partition:
-    """A tenant's award-batch partition, and the broker queue its drains land in."""
+    """One partition of a kind (a participant's awards by default), and the broker queue
+    its drains land in."""
 
     def __init__(
         self, session_factory: sessionmaker[Session], celery: Celery, client: redis.Redis
@@ -43,16 +47,17 @@ class Partition:
         with session_factory.begin() as session:
             self._tenant_id = create_tenant(session, "drains").id
         self.key = ""
+        self.kind, self.payload = AWARD_KIND, AWARD
 
     def record_write(self) -> Operation:
-        """What the web does for one award-batch request: commit the row, then wake."""
+        """What the web does for one write: commit its row, then wake a drain."""
         with self._session_factory.begin() as session:
             operation = submit_operation(
                 session.connection(),
                 tenant_id=self._tenant_id,
                 env="live",
-                kind=AWARD_BATCH_KIND,
-                payload={"awards": batch_entries([{"participant_id": "ann", "amount": 1}])},
+                kind=self.kind,
+                payload=self.payload,
                 idempotency_key=None,
             ).operation
         self.key = str(operation.partition_key)
@@ -212,24 +217,28 @@ def test_a_drain_past_its_time_budget_hands_the_rest_to_one_fresh_drain_and_keep
     assert partition.statuses(arriving) == [OperationStatus.QUEUED.value]
 
 
-def test_a_drain_that_reads_a_full_batch_frees_the_key_so_a_second_drain_shares_the_backlog(
+def test_award_batches_drain_side_by_side_each_drain_freeing_the_key_as_it_starts(
     partition: Partition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    one_at_a_time = dataclasses.replace(get_kind(AWARD_BATCH_KIND), max_batch=1)
-    monkeypatch.setattr(workers.tasks, "partition_kind", lambda key: one_at_a_time)
-    backlog = [partition.record_write(), partition.record_write()]
-    assert partition.queued_drains() == 1
+    partition.kind, partition.payload = AWARD_BATCH_KIND, AWARD_BATCH
+    assert get_kind(AWARD_BATCH_KIND).drains_side_by_side
+    first = partition.record_write()
     arriving: list[Operation] = []
 
-    def write_during_the_second_batch(batch: int) -> None:
-        if batch == 2:
+    def write_during_the_first_batch(batch: int) -> None:
+        if batch == 1:
             arriving.append(partition.record_write())
 
-    sizes = during_each_batch(monkeypatch, write_during_the_second_batch)
+    sizes = during_each_batch(monkeypatch, write_during_the_first_batch)
     partition.run_queued_drain()
 
-    # The full first batch freed the key: the write during the second queued a second
-    # drain, which would share the backlog with this one on another worker process.
-    assert sizes == [1, 1, 1, 0]
-    assert partition.queued_drains() == 1
-    assert partition.statuses([*backlog, *arriving]) == [OperationStatus.SUCCEEDED.value] * 3
+    # The write found the key free and queued a drain of its own, to run on another
+    # worker process; this drain stopped at its batch that was not full.
+    assert sizes == [1]
+    assert partition.queued_drains() == 1 and partition.key_taken()
+    assert partition.statuses([first, *arriving]) == [
+        OperationStatus.SUCCEEDED.value,
+        OperationStatus.QUEUED.value,
+    ]
+    partition.run_queued_drain()
+    assert partition.statuses(arriving) == [OperationStatus.SUCCEEDED.value]

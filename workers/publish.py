@@ -5,12 +5,13 @@ single "drain this partition" task is queued, coalesced with a short Redis SET N
 partition's drain key, and the worker that runs it executes every queued operation of the
 partition in batches. The drain holds the key for as long as its reads find operations,
 so a busy partition costs one task, not one per batch, and the writes that arrive
-meanwhile publish nothing; a read that fills a whole batch (a backlog) frees the key, so
-the next write wakes a second drain to share the work. A drain ends only after a read
-that found nothing, with the key freed before that read: an operation committed before
-the release found the key taken, and that last read finds it; one committed after finds
-the key free and queues a fresh drain. A lost drain only costs latency: the key expires
-and the sweeper republishes operations that stay queued.
+meanwhile publish nothing. A drain ends only after a read that found nothing, with the key
+freed before that read: an operation committed before the release found the key taken,
+and that last read finds it; one committed after finds the key free and queues a fresh
+drain. A kind that drains side by side (app/operations.py::OperationKind) frees the key
+as its drain starts and ends at a batch that is not full: the same argument, with the
+first read as the last. A lost drain only costs latency: the key expires and the sweeper
+republishes operations that stay queued.
 """
 
 from __future__ import annotations

@@ -93,16 +93,20 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
     """Execute every queued operation of one partition, a batch per transaction.
 
     The drain holds the partition's drain key while its reads find operations, frees it
-    after a read that found none and reads once more (see workers/publish.py); a read that
-    fills a whole batch frees it too, so that a backlog is shared with a second drain. After a
-    time budget the task hands the rest to a fresh task, so one hot partition cannot hold
-    a worker process forever while others wait.
+    after a read that found none and reads once more (see workers/publish.py). A kind that
+    drains side by side frees the key at the start instead, so the next write wakes
+    another drain, and this one stops at its first batch that is not full. After a time
+    budget the task hands the rest to a fresh task, so one hot partition cannot hold a
+    worker process forever while others wait.
     """
     rt = runtime()
     kind = partition_kind(partition_key)
     key = DrainKey(rt.redis, rt.settings.redis_key_prefix, partition_key)
-    key.hold()
-    holding = True
+    holding = not kind.drains_side_by_side
+    if holding:
+        key.hold()
+    else:
+        key.release()
     deadline = time.monotonic() + DRAIN_TIME_BUDGET_SECONDS
     while True:
         try:
@@ -113,20 +117,13 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
             _retry_transient(self, f"partition {partition_key}", exc)
         _after_commit(run, wake_dispatcher)
         ran = len(run.finished) + len(run.continuing)
-        if ran == 0:
+        if ran == 0 or (kind.drains_side_by_side and ran < kind.max_batch):
             if not holding:
-                return
+                return  # the key was freed before this read: later writes woke a drain
             key.release()
             holding = False
             continue  # the last read: what was committed before the release
-        if ran >= kind.max_batch:
-            # A backlog: free the key, so the next write wakes a second drain to share it
-            # (award batches of one tenant run side by side; claims of one reward at least
-            # overlap their reads with the other's writes).
-            if holding:
-                key.release()
-                holding = False
-        elif not holding:
+        if not holding and not kind.drains_side_by_side:
             if not key.take():
                 return  # a write took the freed key: its drain runs the rest
             holding = True

@@ -144,6 +144,8 @@ register_kind(
         name=AWARD_BATCH_KIND,
         batch_handler=run_award_batches,
         partition=_by_tenant,
+        # Batches of one tenant lock different participants: two workers run them at once.
+        drains_side_by_side=True,
         # Up to 5,000 awards per transaction: the locks are held for one pass only.
         max_batch=50,
     )
