@@ -102,8 +102,7 @@ class ParticipantQuota:
     """One unit taken from a participant's write cap (given back if the write is a replay)."""
 
     subject: str
-    limit: Limit
-    decision: Decision
+    decision: Decision  # its limit is the one to give the unit back under
 
 
 def _take_write_units(
@@ -128,7 +127,7 @@ def _take_write_units(
         return None
     decision = decisions[1]
     if decision.allowed:
-        return ParticipantQuota(subject, decision.limit, decision)
+        return ParticipantQuota(subject, decision)
     if idempotency_key is not None:
         with runtime().session_factory() as session:
             replay = find_finished_replay(
@@ -180,7 +179,8 @@ def _record_and_answer(
         submission = rt.recorder.record(write)
         operation = submission.operation
         if not submission.created and quota is not None:
-            rt.rate_limiter.give_back(quota.subject, quota.limit)  # a replay is not a new write
+            # A replay is not a new write: its unit goes back.
+            rt.rate_limiter.give_back(quota.subject, quota.decision.limit)
         if operation.status in FINISHED:
             return _answer(operation)
         if waiter is None:

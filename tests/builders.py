@@ -10,10 +10,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from flask.testing import FlaskClient
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.ledger import BalanceChange, apply_balance_change, lock_participant
@@ -143,3 +145,23 @@ def http_json(
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.05)
+
+
+def service_connections_waiting_on_a_lock(connection: Connection | Session) -> int:
+    """How many of the service's database connections (web or worker) wait on a lock."""
+    return int(
+        connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database() AND application_name LIKE 'rewards-engine%'"
+            )
+        ).scalar_one()
+    )

@@ -41,7 +41,7 @@ from app.models import Environment
 from app.points.kinds import AWARD_BATCH_KIND, AWARD_KIND
 from app.rewards.claims import CLAIM_KIND
 from app.tenancy import create_api_key, create_tenant
-from tests.builders import GAMIFY
+from tests.builders import GAMIFY, wait_until
 from tests.conftest import TenantKeys, WorkerProcess
 from tests.webhook_receiver import WebhookReceiver, free_port
 
@@ -62,14 +62,6 @@ DOCUMENTED_FAILURES = {
     CLAIM_KIND: {code for codes in CLAIM_ERRORS.values() for code in codes},
     AWARD_KIND: {code for codes in IDEMPOTENCY_ERRORS.values() for code in codes},
 }
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.05)
 
 
 # --- private servers ------------------------------------------------------------------------

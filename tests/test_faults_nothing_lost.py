@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from tests.builders import wait_until
 from tests.faults_support import (
     ANSWER_BOUND_SECONDS,
     KEY_PREFIX,
@@ -32,7 +33,6 @@ from tests.faults_support import (
     probe_during_outage,
     report,
     set_up_catalog,
-    wait_until,
 )
 from tests.webhook_receiver import free_port
 

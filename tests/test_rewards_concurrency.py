@@ -6,16 +6,14 @@ so these hold with any number of workers.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import Claim, Operation, Reward, RewardCode
@@ -25,8 +23,10 @@ from tests.builders import (
     create_reward,
     fund_participant,
     run_ledger_verify,
+    service_connections_waiting_on_a_lock,
     upload_codes,
     wait_for_operation,
+    wait_until,
 )
 from tests.conftest import TenantKeys
 
@@ -189,7 +189,7 @@ def test_worker_killed_mid_claims_loses_no_accepted_claim_and_doubles_none(
             )
 
     committed_before = claim_async(150)
-    wait_until(lambda: succeeded(committed_before) == 150, "the first claims to finish")
+    wait_until(lambda: succeeded(committed_before) == 150, 30, "the first claims to finish")
     # Kill the worker (parent and pool children, no goodbye) inside a claim transaction:
     # its drain has locked the next claims and waits for the reward row, held here.
     with session_factory.begin() as blocker:
@@ -197,7 +197,9 @@ def test_worker_killed_mid_claims_loses_no_accepted_claim_and_doubles_none(
             select(Reward.id).where(Reward.id == uuid.UUID(reward["id"])).with_for_update()
         )
         in_flight = claim_async(150)
-        wait_until(lambda: _workers_waiting_on_a_lock(blocker) > 0, "the drain to block")
+        wait_until(
+            lambda: service_connections_waiting_on_a_lock(blocker) > 0, 30, "the drain to block"
+        )
         doomed.kill()
         assert succeeded(in_flight) == 0
     operation_ids = committed_before + in_flight
@@ -220,21 +222,3 @@ def test_worker_killed_mid_claims_loses_no_accepted_claim_and_doubles_none(
     assert {str(operation_id) for operation_id, _ in rows} == set(operation_ids)
     assert len({code for _, code in rows}) == 300
     assert run_ledger_verify(service_env)[0] == 0
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
-
-
-def _workers_waiting_on_a_lock(session: Session) -> int:
-    return int(
-        session.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND application_name LIKE 'rewards-engine%'"
-            )
-        ).scalar_one()
-    )

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from tests.builders import GAMIFY, http_json
+from tests.builders import GAMIFY, http_json, service_connections_waiting_on_a_lock, wait_until
 from tests.conftest import TenantKeys
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
@@ -40,15 +40,11 @@ def test_a_request_waiting_on_postgresql_does_not_stall_the_others_of_its_proces
             )
         )
         writer.start()
-        deadline = time.monotonic() + 10
-        while not locker.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database() AND application_name LIKE 'rewards-engine%'"
-            )
-        ).scalar_one():
-            assert time.monotonic() < deadline, "the write never reached its INSERT"
-            time.sleep(0.05)
+        wait_until(
+            lambda: service_connections_waiting_on_a_lock(locker) > 0,
+            10,
+            "the write to reach its INSERT",
+        )
 
         started = time.monotonic()
         assert http_json("GET", f"{live_api}/readyz", "")[0] == 200

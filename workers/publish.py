@@ -121,5 +121,5 @@ def _wake_drains(
             # sweeper's included) is skipped until it expires, and a web process whose
             # broker is down takes it again on its next write.
             with suppress(redis.RedisError):
-                redis_client.delete(drain_key(prefix, partition_key))
+                DrainKey(redis_client, prefix, partition_key).release()
             failures.append(exc)
