@@ -1,4 +1,12 @@
-"""Recording events in the outbox, in the transaction of the change they report."""
+"""Recording events in the outbox, in the transaction of the change they report.
+
+Which endpoints get an event: every endpoint of its tenant and environment subscribed to
+its type that the recording transaction sees (one created before the change committed).
+An event that no endpoint subscribes to when it is recorded is stored already dispatched,
+so the dispatcher never rewrites its row; it stays in the outbox as the record of the
+change. One that some endpoint subscribes to is fanned out by the dispatcher to the
+endpoints subscribed when it runs, which may include one created since.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
-
-from app.models import OutboxEvent
 
 REWARD_CLAIMED = "reward.reward_claimed"
 POINTS_AWARDED = "points.awarded"
@@ -25,20 +31,18 @@ _TO_DISPATCH = "outbox_events_to_dispatch"
 
 def record_event(
     session: Session, tenant_id: uuid.UUID, env: str, event_type: str, data: dict[str, Any]
-) -> OutboxEvent:
-    event = OutboxEvent(
-        id=uuid.uuid4(), tenant_id=tenant_id, env=env, type=event_type, payload=data
-    )
-    session.add(event)
-    mark_events_recorded(session)
-    return event
+) -> uuid.UUID:
+    """One event (single-participant writers); returns its id."""
+    [event_id] = record_events(session, tenant_id, env, event_type, [data])
+    return event_id
 
 
 def mark_events_recorded(session: Session, *, subscribed: bool = True) -> None:
     """For writers that insert outbox rows themselves (multi-row INSERT, COPY).
 
     `subscribed=False` only from a writer that saw, in its transaction, that no webhook
-    endpoint of the events' tenant and environment subscribes to their type.
+    endpoint of the events' tenant and environment subscribes to their type, and stored
+    them already dispatched.
     """
     session.info[_RECORDED] = True
     if subscribed:
@@ -50,13 +54,9 @@ def events_recorded(session: Session) -> bool:
 
 
 def events_to_dispatch(session: Session) -> bool:
-    """Whether to wake the webhook dispatcher after this transaction commits.
-
-    False when every event recorded was for types no endpoint subscribed to. Skipping the
-    wake-up then loses nothing: the events are in the outbox either way, and the dispatcher
-    (run by beat every WEBHOOK_DISPATCH_INTERVAL_SECONDS) fans each one out to the
-    endpoints subscribed when it runs, so one created meanwhile still gets it.
-    """
+    """Whether to wake the webhook dispatcher after this transaction commits: False when
+    every event recorded was for types no endpoint subscribed to, which were stored
+    already dispatched."""
     return bool(session.info.get(_TO_DISPATCH))
 
 
@@ -71,28 +71,33 @@ _ANY_SUBSCRIBED = """
     )
 """
 # The events of a batch from one JSON array (one parameter whatever the batch size), in
-# array order; ids are random UUIDs like the ORM's, created_at is the column default (a
-# data-modifying WITH runs to completion whether or not it is read). The same statement
-# answers whether an endpoint subscribes to the type.
+# array order, with their ids; created_at is the column default (a data-modifying WITH
+# runs to completion whether or not it is read). The same statement asks whether an
+# endpoint subscribes to the type, and stores the events already dispatched when none does.
 _INSERT_EVENTS = (
     """
-    WITH inserted AS (
-        INSERT INTO outbox_events (id, tenant_id, env, type, payload)
-        SELECT gen_random_uuid(), %(tenant_id)s, %(env)s, %(type)s, event.payload
-        FROM jsonb_array_elements(CAST(%(payloads)s AS jsonb)) WITH ORDINALITY
-            AS event(payload, position)
+    WITH subscribed AS (SELECT """  # noqa: S608 (constant fragments, no input)
+    + _ANY_SUBSCRIBED
+    + """ AS endpoint),
+    inserted AS (
+        INSERT INTO outbox_events (id, tenant_id, env, type, payload, dispatched_at)
+        SELECT (CAST(%(ids)s AS uuid[]))[event.position], %(tenant_id)s, %(env)s, %(type)s,
+               event.payload, CASE WHEN subscribed.endpoint THEN NULL ELSE now() END
+        FROM subscribed,
+             jsonb_array_elements(CAST(%(payloads)s AS jsonb)) WITH ORDINALITY
+                AS event(payload, position)
         ORDER BY event.position
     )
-    SELECT """  # noqa: S608 (constant fragments, no input)
-    + _ANY_SUBSCRIBED
+    SELECT endpoint FROM subscribed
+    """
 )
 
 
 def endpoint_subscribes(
     session: Session, tenant_id: uuid.UUID, env: str, event_types: Sequence[str]
 ) -> bool:
-    """For writers that record events themselves (COPY): pass the answer, asked in the
-    writing transaction, to mark_events_recorded."""
+    """For writers that record events themselves (COPY): ask before writing them, store
+    them already dispatched when the answer is no, and pass it to mark_events_recorded."""
     return bool(
         session.connection()
         .exec_driver_sql(
@@ -109,21 +114,25 @@ def record_events(
     env: str,
     event_type: str,
     payloads: list[dict[str, Any]],
-) -> None:
-    """Many events of one type in one INSERT (batched writers)."""
-    if payloads:
-        subscribed = (
-            session.connection()
-            .exec_driver_sql(
-                _INSERT_EVENTS,
-                {
-                    "tenant_id": tenant_id,
-                    "env": env,
-                    "type": event_type,
-                    "types": [event_type],
-                    "payloads": json.dumps(payloads),
-                },
-            )
-            .scalar_one()
+) -> list[uuid.UUID]:
+    """Events of one type in one INSERT; returns their ids, in order."""
+    if not payloads:
+        return []
+    event_ids = [uuid.uuid4() for _ in payloads]
+    subscribed = (
+        session.connection()
+        .exec_driver_sql(
+            _INSERT_EVENTS,
+            {
+                "ids": event_ids,
+                "tenant_id": tenant_id,
+                "env": env,
+                "type": event_type,
+                "types": [event_type],
+                "payloads": json.dumps(payloads),
+            },
         )
-        mark_events_recorded(session, subscribed=bool(subscribed))
+        .scalar_one()
+    )
+    mark_events_recorded(session, subscribed=bool(subscribed))
+    return event_ids

@@ -130,6 +130,20 @@ def add_webhook_endpoint(
     return endpoint
 
 
+def participants_with_events_to_dispatch(session: Session, tenant_id: uuid.UUID) -> set[str]:
+    """The participants whose outbox events of this tenant wait for the dispatcher (the
+    others were stored already dispatched, or were dispatched)."""
+    return set(
+        session.execute(
+            text(
+                "SELECT DISTINCT payload ->> 'participant_id' FROM outbox_events"
+                " WHERE tenant_id = :tenant_id AND dispatched_at IS NULL"
+            ),
+            {"tenant_id": tenant_id},
+        ).scalars()
+    )
+
+
 def http_json(
     method: str, url: str, key: str, body: dict[str, Any] | None = None
 ) -> tuple[int, Any]:

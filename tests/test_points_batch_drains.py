@@ -19,7 +19,7 @@ from app.points.awards import award_points
 from app.points.items import AwardItem, batch_entries
 from app.points.kinds import AWARD_BATCH_KIND
 from app.tenancy import create_tenant
-from tests.builders import add_webhook_endpoint
+from tests.builders import add_webhook_endpoint, participants_with_events_to_dispatch
 
 
 def test_three_batch_requests_drained_at_once_answer_separately(db_session: Session) -> None:
@@ -70,7 +70,7 @@ def test_three_batch_requests_drained_at_once_answer_separately(db_session: Sess
     )
 
 
-def test_award_events_wake_the_dispatcher_only_when_an_endpoint_subscribes(
+def test_award_events_wait_for_the_dispatcher_only_when_an_endpoint_subscribes(
     db_session: Session,
 ) -> None:
     tenant_id = create_tenant(db_session, "award-wakes").id
@@ -87,9 +87,10 @@ def test_award_events_wake_the_dispatcher_only_when_an_endpoint_subscribes(
         assert events_recorded(db_session)  # recorded either way, in the transaction
         return events_to_dispatch(db_session)
 
-    assert not wakes_after_an_award("a")  # no endpoint: beat's dispatcher marks them done
+    assert not wakes_after_an_award("a")  # no endpoint: stored already dispatched
     add_webhook_endpoint(db_session, tenant_id, "test", [POINTS_AWARDED])
     add_webhook_endpoint(db_session, tenant_id, "live", [REWARD_CLAIMED])
     assert not wakes_after_an_award("b")  # another environment, another type
     add_webhook_endpoint(db_session, tenant_id, "live", [TIER_UPGRADED])
     assert wakes_after_an_award("c")  # an award can upgrade a tier
+    assert participants_with_events_to_dispatch(db_session, tenant_id) == {"c"}

@@ -17,7 +17,7 @@ from app.rewards.catalog import create_reward
 from app.rewards.claims import CLAIM_KIND, claim_payload, execute_claims
 from app.rewards.inventory import upload_codes
 from app.tenancy import create_tenant
-from tests.builders import add_webhook_endpoint
+from tests.builders import add_webhook_endpoint, participants_with_events_to_dispatch
 
 
 def _tenant(session: Session) -> uuid.UUID:
@@ -239,7 +239,7 @@ def test_a_sold_out_reward_still_answers_the_per_user_cap_first(db_session: Sess
     ]
 
 
-def test_claim_events_wake_the_dispatcher_only_when_an_endpoint_subscribes(
+def test_claim_events_wait_for_the_dispatcher_only_when_an_endpoint_subscribes(
     db_session: Session,
 ) -> None:
     tenant_id = _tenant(db_session)
@@ -252,7 +252,7 @@ def test_claim_events_wake_the_dispatcher_only_when_an_endpoint_subscribes(
         assert events_recorded(db_session)
         return events_to_dispatch(db_session)
 
-    assert not wakes_after_a_claim("a")  # no endpoint: beat's dispatcher marks them done
+    assert not wakes_after_a_claim("a")  # no endpoint: stored already dispatched
     add_webhook_endpoint(db_session, tenant_id, "test", [REWARD_CLAIMED])
     add_webhook_endpoint(db_session, tenant_id, "live", [POINTS_AWARDED])
     assert not wakes_after_a_claim("b")  # another environment, another type
@@ -260,3 +260,4 @@ def test_claim_events_wake_the_dispatcher_only_when_an_endpoint_subscribes(
         db_session, tenant_id, "live", [POINTS_AWARDED, REWARD_CLAIMED], enabled=False
     )
     assert wakes_after_a_claim("c")  # a disabled endpoint still gets its (failed) deliveries
+    assert participants_with_events_to_dispatch(db_session, tenant_id) == {"c"}

@@ -19,6 +19,7 @@ from app.outbox import POINTS_AWARDED, REWARD_CLAIMED, record_event
 from app.tenancy import create_tenant
 from app.webhooks.dispatch import (
     Attempt,
+    FanOut,
     RetryPolicy,
     claim_due_deliveries,
     fan_out_events,
@@ -70,6 +71,11 @@ def _deliveries(session: Session, endpoint: WebhookEndpoint) -> list[WebhookDeli
     )
 
 
+def _event(session: Session, event_id: uuid.UUID) -> OutboxEvent:
+    session.expire_all()
+    return session.get_one(OutboxEvent, event_id)
+
+
 def _claim_mine(session: Session, endpoint: WebhookEndpoint, now: datetime = NOW) -> list:  # type: ignore[type-arg]
     claimed = claim_due_deliveries(
         session, now, limit=1000, max_in_flight_per_endpoint=3, lease=LEASE
@@ -88,26 +94,40 @@ def test_fan_out_makes_one_delivery_per_subscribed_endpoint_of_the_tenant_and_en
     test_env = _endpoint(db_session, tenant.id, [REWARD_CLAIMED], env="test")
     strangers = _endpoint(db_session, other_tenant.id, [REWARD_CLAIMED])
     paused = _endpoint(db_session, tenant.id, [REWARD_CLAIMED], enabled=False)
-    event = record_event(db_session, tenant.id, "live", REWARD_CLAIMED, {"claim_id": "c1"})
-    db_session.flush()
+    event_id = record_event(db_session, tenant.id, "live", REWARD_CLAIMED, {"claim_id": "c1"})
 
     fanned = fan_out_events(db_session, NOW)
     assert fanned.events >= 1
-    assert event.id in {d.event_id for d in _deliveries(db_session, claims)}
+    assert event_id in {d.event_id for d in _deliveries(db_session, claims)}
     for endpoint in (claims, everything):
         [delivery] = _deliveries(db_session, endpoint)
-        assert (delivery.event_id, delivery.status, delivery.attempts) == (event.id, "pending", 0)
+        assert (delivery.event_id, delivery.status, delivery.attempts) == (event_id, "pending", 0)
         assert delivery.next_attempt_at == NOW
     for endpoint in (points_only, test_env, strangers):
         assert _deliveries(db_session, endpoint) == []
     # A paused endpoint's events are logged as failed, ready for "redeliver since".
     [not_sent] = _deliveries(db_session, paused)
     assert (not_sent.status, not_sent.last_error) == ("failed", "not sent: endpoint disabled")
-    db_session.refresh(event)
-    assert event.dispatched_at == NOW
+    assert _event(db_session, event_id).dispatched_at == NOW
     # The event is dispatched once: fanning out again adds nothing.
     fan_out_events(db_session, NOW)
     assert len(_deliveries(db_session, claims)) == 1
+
+
+def test_an_event_no_endpoint_subscribes_to_is_stored_already_dispatched(
+    db_session: Session,
+) -> None:
+    tenant = create_tenant(db_session, "Acme")
+    _endpoint(db_session, tenant.id, [POINTS_AWARDED])
+    _endpoint(db_session, tenant.id, [REWARD_CLAIMED], env="test")
+    unheard = record_event(db_session, tenant.id, "live", REWARD_CLAIMED, {})
+    awaited = record_event(db_session, tenant.id, "live", POINTS_AWARDED, {})
+    assert _event(db_session, unheard).dispatched_at is not None
+    assert _event(db_session, awaited).dispatched_at is None
+    # An endpoint created since gets what still waits for the dispatcher, not the rest.
+    late = _endpoint(db_session, tenant.id, [REWARD_CLAIMED, POINTS_AWARDED])
+    assert fan_out_events(db_session, NOW) == FanOut(events=1, deliveries=2)
+    assert [d.event_id for d in _deliveries(db_session, late)] == [awaited]
 
 
 def test_claim_takes_at_most_the_per_endpoint_cap_under_a_lease(db_session: Session) -> None:
@@ -115,7 +135,6 @@ def test_claim_takes_at_most_the_per_endpoint_cap_under_a_lease(db_session: Sess
     endpoint = _endpoint(db_session, tenant.id, [POINTS_AWARDED])
     for number in range(5):
         record_event(db_session, tenant.id, "live", POINTS_AWARDED, {"n": number})
-    db_session.flush()
     fan_out_events(db_session, NOW)
 
     first = _claim_mine(db_session, endpoint)
@@ -134,7 +153,6 @@ def test_failed_attempts_follow_the_schedule_then_fail_for_good(db_session: Sess
     tenant = create_tenant(db_session, "Acme")
     endpoint = _endpoint(db_session, tenant.id, [POINTS_AWARDED])
     record_event(db_session, tenant.id, "live", POINTS_AWARDED, {})
-    db_session.flush()
     fan_out_events(db_session, NOW)
     moment = NOW
     for expected_delay in (10.0, 60.0):
@@ -181,7 +199,6 @@ def test_endpoint_failing_for_five_days_is_disabled_and_success_clears_the_recor
     )
     for _ in range(2):
         record_event(db_session, tenant.id, "live", POINTS_AWARDED, {})
-    db_session.flush()
     fan_out_events(db_session, NOW)
     claimed = claim_due_deliveries(
         db_session, NOW, limit=1000, max_in_flight_per_endpoint=3, lease=LEASE
@@ -213,7 +230,6 @@ def test_gone_disables_at_once(db_session: Session) -> None:
     tenant = create_tenant(db_session, "Acme")
     endpoint = _endpoint(db_session, tenant.id, [POINTS_AWARDED])
     record_event(db_session, tenant.id, "live", POINTS_AWARDED, {})
-    db_session.flush()
     fan_out_events(db_session, NOW)
     [claimed] = _claim_mine(db_session, endpoint)
     record_attempts(db_session, [Attempt(claimed, SendResult(status=410), NOW)], POLICY, NOW)
@@ -235,12 +251,11 @@ def test_retry_after_replaces_the_scheduled_delay() -> None:
 
 def test_outbox_event_ids_are_unique_webhook_ids(db_session: Session) -> None:
     tenant = create_tenant(db_session, "Acme")
-    events = [record_event(db_session, tenant.id, "live", POINTS_AWARDED, {}) for _ in range(3)]
-    db_session.flush()
+    event_ids = [record_event(db_session, tenant.id, "live", POINTS_AWARDED, {}) for _ in range(3)]
     stored = db_session.execute(
         select(OutboxEvent.id).where(OutboxEvent.tenant_id == tenant.id)
     ).scalars()
-    assert sorted(stored) == sorted(event.id for event in events)
+    assert sorted(stored) == sorted(event_ids)
 
 
 def test_dispatcher_task_options_are_what_celery_reads(settings: Settings) -> None:

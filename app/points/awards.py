@@ -62,7 +62,7 @@ LEDGER_COLUMNS = (
     "operation_id",
     "created_at",
 )
-OUTBOX_COLUMNS = ("id", "tenant_id", "env", "type", "payload")
+OUTBOX_COLUMNS = ("id", "dispatched_at", "tenant_id", "env", "type", "payload")
 
 # One award as the set-wise pass takes it: (participant_id, base amount, reason, metadata
 # already serialized as JSON or None), validated beforehand (app.points.items).
@@ -328,7 +328,10 @@ def _apply_awards(
         external_id: _Standing(row, placements, boosts.get(row.pk, []))
         for external_id, row in locked.items()
     }
-    award_pass = _AwardPass(tenant_id, env, now, standings, placements, credits)
+    # Asked before the events are written: with no endpoint to send them to, they are
+    # stored already dispatched (app.outbox).
+    subscribed = endpoint_subscribes(session, tenant_id, env, (POINTS_AWARDED, TIER_UPGRADED))
+    award_pass = _AwardPass(tenant_id, env, now, standings, placements, credits, subscribed)
     # Streamed: PostgreSQL inserts each block of lines while the next one is computed.
     copy_lines(
         session,
@@ -338,7 +341,6 @@ def _apply_awards(
     )
     _write_balances(session, tenant_id, env, standings.values(), now)
     copy_lines(session, OutboxEvent.__tablename__, OUTBOX_COLUMNS, award_pass.event_lines)
-    subscribed = endpoint_subscribes(session, tenant_id, env, (POINTS_AWARDED, TIER_UPGRADED))
     mark_events_recorded(session, subscribed=subscribed)
     return award_pass.totals
 
@@ -354,9 +356,13 @@ class _AwardPass:
         standings: dict[str, _Standing],
         placements: _Placements,
         credits: list[Credit] | None,
+        subscribed: bool,
     ) -> None:
         self.tenant_env = f"{tenant_id}\t{copy_field(env)}"
         self.created_at_field = now.isoformat()
+        # An event line's fields after its id, up to its type (OUTBOX_COLUMNS).
+        dispatched_at_field = COPY_NULL if subscribed else self.created_at_field
+        self.event_head = f"\t{dispatched_at_field}\t{self.tenant_env}\t"
         self.standings = standings
         self.placements = placements
         self.credits = credits
@@ -374,7 +380,8 @@ class _AwardPass:
         tenant_env = self.tenant_env
         ledger_prefix = f"\t{tenant_env}\t"
         ledger_type = f"\t{AWARD_ENTRY_TYPE}\t"
-        event_prefix = f"\t{tenant_env}\t{POINTS_AWARDED}\t"
+        event_head = self.event_head
+        event_prefix = f"{event_head}{POINTS_AWARDED}\t"
         created_at_field = self.created_at_field
         # reason -> (its COPY field, its JSON inside a COPY field)
         reasons: dict[str | None, tuple[str, str]] = {None: (COPY_NULL, "null")}
@@ -409,7 +416,7 @@ class _AwardPass:
             )
             if upgrade is not None:
                 upgraded = _upgraded(participant_id, transaction_id, upgrade, earned)
-                event_lines.append(_event_line(tenant_env, TIER_UPGRADED, upgraded))
+                event_lines.append(_event_line(event_head, TIER_UPGRADED, upgraded))
             if credits is not None:
                 credits.append(
                     Credit(transaction_id, participant_id, credited, base_amount, balance, upgrade)
@@ -422,8 +429,8 @@ class _AwardPass:
         self.totals = AwardTotals(len(awards), points)
 
 
-def _event_line(tenant_env: str, event_type: str, payload: dict[str, Any]) -> str:
-    return f"{uuid.uuid4()}\t{tenant_env}\t{event_type}\t{copy_field(json.dumps(payload))}\n"
+def _event_line(event_head: str, event_type: str, payload: dict[str, Any]) -> str:
+    return f"{uuid.uuid4()}{event_head}{event_type}\t{copy_field(json.dumps(payload))}\n"
 
 
 def _upgraded(
