@@ -68,7 +68,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         app = create_app(self.settings)
         # What the process built to serve (routes, models, schemas, pools) lives as long
         # as it does: frozen out of the cyclic collector, it is not walked again by every
-        # full collection, which showed as the slowest requests (hot-drop p99 about 120 ms
+        # full collection, which showed as the slowest requests (hot-drop p99 about 140 ms
         # against about 80 ms frozen, bench/README.md).
         gc.collect()
         gc.freeze()

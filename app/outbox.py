@@ -1,7 +1,7 @@
 """Recording events in the outbox, in the transaction of the change they report.
 
 Which endpoints get an event: every endpoint of its tenant and environment subscribed to
-its type that the recording transaction sees (one created before the change committed).
+its type that the statement recording it sees (committed before that statement ran).
 An event that no endpoint subscribes to when it is recorded is stored already dispatched,
 so the dispatcher never rewrites its row; it stays in the outbox as the record of the
 change. One that some endpoint subscribes to is fanned out by the dispatcher to the
