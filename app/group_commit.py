@@ -3,9 +3,9 @@
 A web process serves many requests at once (greenlets under `rewards serve`, threads
 elsewhere). Each would otherwise pay its own round trip (a rate-limit decision in Redis, an
 INSERT in PostgreSQL) whose fixed cost, in Python and in the server, dwarfs the work per
-item. A `GroupCommit` lets the first caller
-flush at once (nothing is added when it is alone); callers arriving while a flush is under
-way queue up, and the next flush, run by one of them, takes them all together.
+item. A `GroupCommit` lets the first caller flush at once (nothing is added when it is
+alone); callers arriving while a flush is under way queue up, and the next flush, run by
+one of them, takes them all together.
 """
 
 from __future__ import annotations

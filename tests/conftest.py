@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from app.config import Settings, load_settings
 from app.migrate import upgrade_database
 from app.models import Environment
 from app.tenancy import create_api_key, create_tenant
+from tests.webhook_receiver import free_port
 
 ADMIN_URL = os.environ.get(
     "TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -290,9 +290,7 @@ def live_api(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """`rewards serve` with one process, as deployed, on the test database; its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     log = (tmp_path_factory.mktemp("live-api") / "api.log").open("w")
     process = subprocess.Popen(
         [

@@ -7,7 +7,6 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +15,9 @@ from typing import Any
 import pytest
 
 from tests.builders import http_json
+from tests.webhook_receiver import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Standalone:
@@ -60,7 +54,7 @@ class Standalone:
 
 def test_standalone_serves_a_write_through_the_worker_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    port = _free_port()
+    port = free_port()
     first = Standalone(data_dir, port)
     try:
         demo = first.banner()
