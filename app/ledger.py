@@ -211,6 +211,31 @@ def lock_balance_rows(
     return locked
 
 
+def lock_changing_rows(
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    credited_ids: Iterable[str],
+    debited_ids: Iterable[str],
+) -> dict[str, LockedRow]:
+    """Lock, in the one lock order, the participants of a set of credits and debits:
+    those credited are created where missing, those only debited are not (a debit from
+    nobody is refused and must write nothing), so they may be absent from the answer.
+
+    Two statements and no savepoint, for the everyday write's small batches: the missing
+    credited participants are created before any participant lock is taken (an insert may
+    wait on another transaction's insert of the same new participant, and holding no lock
+    then cannot deadlock), then every participant is locked in external-id order.
+    """
+    where = {"tenant_id": tenant_id, "env": env}
+    creating = sorted(set(credited_ids))
+    if creating:
+        fetch_tuples(session, _CREATE_MISSING, {**where, "external_ids": array_literal(creating)})
+    ordered = sorted({*creating, *debited_ids})
+    rows = fetch_tuples(session, _LOCK_EXISTING, {**where, "external_ids": array_literal(ordered)})
+    return {row[1]: LockedRow._make(row) for row in rows}
+
+
 def lock_existing_balances(
     session: Session, tenant_id: uuid.UUID, env: str, external_ids: Iterable[str]
 ) -> dict[str, LockedBalance]:

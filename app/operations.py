@@ -63,6 +63,9 @@ class OperationKind:
     runs them (workers/publish.py). `drains_side_by_side` is for a partition that only
     groups work which does not serialize (award batches of one tenant, spread over many
     participants): each drain then lets the next write wake another to run alongside.
+    Kinds that name the same `lane` share its partitions, so their operations drain
+    together, in the order they were accepted, through the one batch handler they share
+    (a participant's awards and deductions).
     """
 
     name: str
@@ -73,9 +76,17 @@ class OperationKind:
     partition: Callable[[dict[str, Any]], str | None] = field(default=lambda payload: None)
     max_batch: int = 200
     drains_side_by_side: bool = False
+    lane: str | None = None
+
+    @property
+    def partition_prefix(self) -> str:
+        return self.lane or self.name
 
 
 _KINDS: dict[str, OperationKind] = {}
+# A partition key's prefix (see partition_key) -> the kind whose drain settings and batch
+# handler run that partition.
+_DRAINED_BY: dict[str, OperationKind] = {}
 
 
 def register_kind(kind: OperationKind) -> OperationKind:
@@ -85,7 +96,15 @@ def register_kind(kind: OperationKind) -> OperationKind:
         )
     if kind.name in _KINDS and _KINDS[kind.name] is not kind:
         raise ValueError(f"operation kind {kind.name!r} registered twice")
+    if kind.lane is not None:
+        sharing = _DRAINED_BY.get(kind.lane)
+        if kind.batch_handler is None or (
+            sharing is not None and sharing.batch_handler is not kind.batch_handler
+        ):
+            raise ValueError(f"kinds of lane {kind.lane!r} need one batch handler")
+        _DRAINED_BY.setdefault(kind.lane, kind)
     _KINDS[kind.name] = kind
+    _DRAINED_BY.setdefault(kind.name, kind)
     return kind
 
 
@@ -94,13 +113,17 @@ def get_kind(name: str) -> OperationKind:
 
 
 def partition_key(kind: str, tenant_id: uuid.UUID, env: str, payload: dict[str, Any]) -> str | None:
-    partition = get_kind(kind).partition(payload)
-    return None if partition is None else f"{kind}:{tenant_id}:{env}:{partition}"
+    registered = get_kind(kind)
+    partition = registered.partition(payload)
+    if partition is None:
+        return None
+    return f"{registered.partition_prefix}:{tenant_id}:{env}:{partition}"
 
 
 def partition_kind(key: str) -> OperationKind:
-    """The kind whose operations a partition key (see partition_key) groups."""
-    return get_kind(key.split(":", 1)[0])
+    """The kind that drains a partition key (see partition_key): its batch handler and
+    drain settings run the partition's operations, whichever kinds of its lane they are."""
+    return _DRAINED_BY[key.split(":", 1)[0]]
 
 
 def canonical_json(payload: dict[str, Any]) -> str:
@@ -412,7 +435,8 @@ def _execute_locked(session: Session, operations: list[Operation]) -> Operations
         operation.attempts += 1
         kind = get_kind(operation.kind)
         if kind.batch_handler is not None:
-            batches.setdefault((kind.name, operation.partition_key), []).append(operation)
+            batch_key = (kind.partition_prefix, operation.partition_key)
+            batches.setdefault(batch_key, []).append(operation)
             continue
         assert kind.handler is not None
         answer: dict[str, Any] | StepTaken | DomainError
@@ -428,8 +452,8 @@ def _execute_locked(session: Session, operations: list[Operation]) -> Operations
             continue
         _finish(operation, kind, answer)
         run.finished.append(operation)
-    for (kind_name, _), batch in batches.items():
-        for chunk in _run_batches(session, get_kind(kind_name), batch):
+    for (prefix, _), batch in batches.items():
+        for chunk in _run_batches(session, _DRAINED_BY[prefix], batch):
             run.finished.extend(chunk)
     session.flush()
     return run
@@ -444,7 +468,7 @@ def _run_batches(
         chunk = operations[start : start + kind.max_batch]
         answers = kind.batch_handler(session, chunk)
         for operation in chunk:
-            _finish(operation, kind, answers[operation.id])
+            _finish(operation, get_kind(operation.kind), answers[operation.id])
         yield chunk
 
 

@@ -1,7 +1,8 @@
-"""One drain task per busy partition: it keeps the partition's drain key while its reads
-find operations, so writes recorded meanwhile queue nothing and are run by that drain; once
-it has found the queue empty, the next write queues a fresh drain. Award batches of one
-tenant drain side by side instead: each drain frees the key as it starts.
+"""One drain task per busy partition: it keeps the partition's drain key while writes keep
+coming, so writes recorded meanwhile queue nothing and are run by that drain; once a read
+finds no write committed since, the drain ends and the next write queues a fresh drain.
+Award batches of one tenant drain side by side instead: each drain frees the key as it
+starts.
 
 The drain task runs in this process, against the real PostgreSQL and Redis, on a Celery
 app with a prefix of its own that no worker consumes: its queue shows what was published.
@@ -24,10 +25,10 @@ from app.config import Settings
 from app.models import Operation, OperationStatus
 from app.operations import OperationsRun, get_kind, submit_operation
 from app.points.items import batch_entries
-from app.points.kinds import AWARD_BATCH_KIND, AWARD_KIND
+from app.points.kinds import AWARD_BATCH_KIND, AWARD_KIND, DEDUCT_KIND
 from app.tenancy import create_tenant
 from workers.celery_app import QUEUE_OPERATIONS, TASK_DRAIN_PARTITION, create_celery
-from workers.publish import drain_key, publish_accepted
+from workers.publish import DrainKey, drain_key, publish_accepted
 
 AWARD = {"participant_id": "ann", "amount": 1, "reason": None, "metadata": None}
 AWARD_BATCH = {"awards": batch_entries([{"participant_id": "ann", "amount": 1}])}
@@ -141,29 +142,44 @@ def test_writes_recorded_while_a_drain_runs_queue_nothing_and_that_drain_runs_th
     sizes = during_each_batch(monkeypatch, write_during_the_first_two_batches)
     partition.run_queued_drain()
 
-    # Each batch ran what was queued when it read; then one empty read, the release, and
-    # the last read after it.
-    assert sizes == [1, 1, 1, 0, 0]
+    # Each batch ran what was queued when it read; the last one found the key clean.
+    assert sizes == [1, 1, 1]
     assert partition.statuses([first, *arriving]) == [OperationStatus.SUCCEEDED.value] * 3
     assert partition.queued_drains() == 0
     assert not partition.key_taken()
 
 
-def test_a_write_committed_just_before_the_release_is_run_by_the_releasing_drain(
+def test_a_drain_that_ran_out_of_work_ends_without_reading_the_queue_again(
+    partition: Partition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = partition.record_write()
+    sizes = during_each_batch(monkeypatch, lambda batch: None)
+
+    partition.run_queued_drain()
+
+    assert sizes == [1]  # no trailing empty read
+    assert partition.statuses([first]) == [OperationStatus.SUCCEEDED.value]
+    assert not partition.key_taken()
+
+
+def test_a_write_committed_between_the_read_and_the_end_is_run_by_that_drain(
     partition: Partition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = partition.record_write()
     late: list[Operation] = []
+    real_end = DrainKey.end
 
-    def write_during_the_empty_read(batch: int) -> None:
-        if batch == 2:  # the read that finds nothing: the key is still held
+    def write_just_before_ending(key: DrainKey) -> bool:
+        if not late:
             late.append(partition.record_write())
-            assert partition.queued_drains() == 0
+            assert partition.queued_drains() == 0  # it found the key held and marked it
+        return real_end(key)
 
-    sizes = during_each_batch(monkeypatch, write_during_the_empty_read)
+    monkeypatch.setattr(DrainKey, "end", write_just_before_ending)
+    sizes = during_each_batch(monkeypatch, lambda batch: None)
     partition.run_queued_drain()
 
-    assert sizes == [1, 0, 1, 0, 0]  # found by the read after the release, key taken back
+    assert sizes == [1, 1]  # the mark made the drain read again
     assert partition.statuses([first, *late]) == [OperationStatus.SUCCEEDED.value] * 2
     assert partition.queued_drains() == 0
     assert not partition.key_taken()
@@ -181,25 +197,38 @@ def test_a_write_after_the_drain_ended_queues_a_fresh_drain(partition: Partition
     assert partition.statuses([later]) == [OperationStatus.SUCCEEDED.value]
 
 
-def test_a_write_that_takes_the_freed_key_leaves_the_rest_to_its_own_drain(
+def test_awards_and_deductions_of_many_participants_share_one_drain_in_accepted_order(
     partition: Partition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    partition.record_write()
-    late: list[Operation] = []
+    writes = [
+        (AWARD_KIND, {**AWARD, "amount": 5}),
+        (DEDUCT_KIND, {**AWARD, "amount": 3}),
+        (DEDUCT_KIND, {**AWARD, "amount": 3}),  # 2 left: refused
+    ]
+    # Other participants of the same lane (see BALANCE_LANES) ride along.
+    lane = get_kind(AWARD_KIND).partition(AWARD)
+    others = [
+        f"p{n}"
+        for n in range(40)
+        if get_kind(AWARD_KIND).partition({"participant_id": f"p{n}"}) == lane
+    ]
+    writes += [(AWARD_KIND, {**AWARD, "participant_id": other}) for other in others[:5]]
+    recorded = []
+    for kind, payload in writes:
+        partition.kind, partition.payload = kind, payload
+        recorded.append(partition.record_write())
+    assert partition.queued_drains() == 1  # every write after the first found the key taken
+    sizes = during_each_batch(monkeypatch, lambda batch: None)
 
-    def write_after_the_release(batch: int) -> None:
-        if batch == 3:  # the read after the release: the key is free
-            late.append(partition.record_write())
-
-    sizes = during_each_batch(monkeypatch, write_after_the_release)
     partition.run_queued_drain()
 
-    # That write found the key free and queued a drain; the releasing drain stops there.
-    assert sizes == [1, 0, 0]
-    assert partition.queued_drains() == 1 and partition.key_taken()
-    partition.run_queued_drain()
-    assert partition.statuses(late) == [OperationStatus.SUCCEEDED.value]
-    assert not partition.key_taken()
+    assert sizes == [len(writes)]
+    assert partition.statuses(recorded) == [
+        OperationStatus.SUCCEEDED.value,
+        OperationStatus.SUCCEEDED.value,
+        OperationStatus.FAILED.value,
+        *[OperationStatus.SUCCEEDED.value] * 5,
+    ]
 
 
 def test_a_drain_past_its_time_budget_hands_the_rest_to_one_fresh_drain_and_keeps_the_key(

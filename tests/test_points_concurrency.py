@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import LedgerEntry, OutboxEvent, Participant
 from app.points.tiers import delete_tier
-from tests.builders import run_ledger_verify
-from tests.conftest import TenantKeys
+from tests.builders import create_reward, fund_participant, run_ledger_verify, upload_codes
+from tests.conftest import TenantKeys, WorkerProcess
 
 BASE = "/api/v1/gamify"
 
@@ -177,3 +177,57 @@ def test_a_tier_change_racing_its_deletion_answers_tier_not_found(
             response = patch.result(timeout=30)
     assert response.status_code == 404
     assert response.json["code"] == "tier_not_found"
+
+
+def test_spread_awards_deductions_claims_and_award_batches_on_shared_participants_never_deadlock(
+    flask_app: Flask,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    start_worker: Any,
+    session_factory: sessionmaker[Session],
+    service_env: dict[str, str],
+) -> None:
+    """Every kind of write that locks participants, at once, through several worker
+    processes: balance lanes, claim batches (reward lock first) and award batches take
+    their locks in the one order, so PostgreSQL never has to break a deadlock (a broken
+    one would be retried, and only the workers' logs would tell)."""
+    workers = [worker, start_worker(concurrency=4)]
+    client = flask_app.test_client()
+    chooser = random.Random(20261201)
+    participants = [f"mixer_{n}" for n in range(10)]
+    for participant_id in participants[:5]:
+        fund_participant(session_factory, tenant.tenant_id, participant_id, 30)
+    rewards = []
+    for number in range(4):
+        reward = create_reward(client, tenant.admin(), points_cost=7, max_claims_per_user=100)
+        upload_codes(client, tenant.admin(), reward["id"], [f"MIX{number}-{n}" for n in range(60)])
+        rewards.append(reward["id"])
+    writes: list[tuple[str, dict[str, Any]]] = []
+    for _ in range(600):
+        roll, participant_id = chooser.random(), chooser.choice(participants)
+        if roll < 0.35:
+            writes.append(("/points/award", {"participant_id": participant_id, "amount": 9}))
+        elif roll < 0.65:
+            writes.append(("/points/deduct", {"participant_id": participant_id, "amount": 8}))
+        elif roll < 0.9:
+            path = f"/rewards/{chooser.choice(rewards)}/claim"
+            writes.append((path, {"participant_id": participant_id, "points_deduction": True}))
+        else:
+            batch = [{"participant_id": p, "amount": 3} for p in chooser.sample(participants, 4)]
+            writes.append(("/points/award-batch", {"awards": batch}))
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda write: post_and_settle(flask_app, tenant, *write), writes))
+
+    refused: Counter[str] = Counter()
+    for (path, _), (status, answer) in zip(writes, answers, strict=True):
+        if status in (200, 201):
+            continue
+        assert (status, answer["code"]) == (400, "insufficient_points"), (path, answer)
+        refused["claim" if "/claim" in path else path] += 1
+    assert refused["/points/deduct"] and refused["claim"], "nothing was refused: proves nothing"
+    assert len(refused) == 2  # awards and award batches are never refused
+    for process in workers:
+        assert "deadlock detected" not in process.log_path.read_text()
+    code, report = run_ledger_verify(service_env)
+    assert (code, report["violations"]) == (0, [])

@@ -1,16 +1,26 @@
 """Publishing accepted operations to the broker (after their row is committed).
 
 Operations of a partitioned kind (claims of one reward) are not published one by one: a
-single "drain this partition" task is queued, coalesced with a short Redis SET NX on the
-partition's drain key, and the worker that runs it executes every queued operation of the
-partition in batches. The drain holds the key for as long as its reads find operations,
-so a busy partition costs one task, not one per batch, and the writes that arrive
-meanwhile publish nothing. A drain ends only after a read that found nothing, with the key
-freed before that read: an operation committed before the release found the key taken,
-and that last read finds it; one committed after finds the key free and queues a fresh
-drain. A kind that drains side by side (app/operations.py::OperationKind) frees the key
-as its drain starts and ends at a batch that is not full: the same argument, with the
-first read as the last. A lost drain only costs latency: the key expires and the sweeper
+single "drain this partition" task is queued, coalesced on the partition's drain key, and
+the worker that runs it executes every queued operation of the partition in batches.
+
+The drain key says whether a drain is queued or running, and whether a write was
+committed since the running drain last read the queue:
+- a write, after its commit, marks the key `dirty` if it exists, and otherwise takes it
+  (SET NX) and queues a drain;
+- a drain marks the key `clean` (`DrainKey.hold`) before each read of the queue;
+- a drain that read fewer operations than a batch holds ends only if the key is still
+  `clean` (`DrainKey.end`, one atomic compare-and-delete); otherwise it reads again.
+Why no write can be missed: a write's mark comes after its commit. If the mark came
+before the drain's last `hold`, the commit came before that read, which found it. If it
+came between that `hold` and `end`, the key is dirty and the drain reads again. If it
+came after `end`, the key was gone and the write queued a fresh drain. So a drain that
+ran out of work ends with no trailing empty read of the database, and a busy partition
+costs one task, not one per batch.
+
+A kind that drains side by side (app/operations.py::OperationKind) frees the key as its
+drain starts and ends at a batch that is not full: the next write wakes another drain to
+run alongside. A lost drain only costs latency: the key expires and the sweeper
 republishes operations that stay queued.
 """
 
@@ -39,6 +49,18 @@ def drain_key(prefix: str, partition_key: str) -> str:
     return f"{prefix}drain:{partition_key}"
 
 
+_CLEAN = "clean"
+_DIRTY = "dirty"
+# Deletes the key unless a write marked it since the drain's last read (an expired key
+# counts as ended: the next write takes it and queues a drain).
+_END_IF_CLEAN = """
+local marked = redis.call('GET', KEYS[1])
+if marked == ARGV[1] then return 0 end
+if marked then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
 class DrainKey:
     """A drain's hold on its partition's drain key (see the module docstring)."""
 
@@ -47,15 +69,24 @@ class DrainKey:
         self._key = drain_key(prefix, partition_key)
 
     def hold(self) -> None:
-        """Hold the key afresh, whoever took it: the running drain is the one it stands for."""
-        self._redis.set(self._key, "1", px=DRAIN_KEY_TTL_MS)
+        """Before a read of the queue: hold the key afresh, marked clean, whoever took it
+        (the running drain is the one it stands for)."""
+        self._redis.set(self._key, _CLEAN, px=DRAIN_KEY_TTL_MS)
 
-    def take(self) -> bool:
-        """Take the key back after a release; False when a write took it and queued a drain."""
-        return bool(self._redis.set(self._key, "1", nx=True, px=DRAIN_KEY_TTL_MS))
+    def end(self) -> bool:
+        """After a read that did not fill a batch: free the key and end, unless a write
+        was committed since that read began (then False: read again)."""
+        return bool(self._redis.register_script(_END_IF_CLEAN)(keys=[self._key], args=[_DIRTY]))
 
     def release(self) -> None:
+        """Free the key outright: the next write queues a drain."""
         self._redis.delete(self._key)
+
+
+def mark_written(pipe: redis.client.Pipeline, key: str) -> None:
+    """Queue a write's wake on `pipe`: its second answer says whether it took the key."""
+    pipe.set(key, _DIRTY, xx=True, keepttl=True)
+    pipe.set(key, _DIRTY, nx=True, px=DRAIN_KEY_TTL_MS)
 
 
 def publish_operation(celery: Celery, operation: Operation) -> None:
@@ -110,8 +141,9 @@ def _wake_drains(
     to `failures`, and the others are still tried."""
     pipe = redis_client.pipeline(transaction=False)
     for partition_key in partition_keys:
-        pipe.set(drain_key(prefix, partition_key), "1", nx=True, px=DRAIN_KEY_TTL_MS)
-    for partition_key, taken in zip(partition_keys, pipe.execute(), strict=True):
+        mark_written(pipe, drain_key(prefix, partition_key))
+    taken_answers = pipe.execute()[1::2]
+    for partition_key, taken in zip(partition_keys, taken_answers, strict=True):
         if not taken:
             continue  # a drain is already queued and has not read the queue yet
         try:

@@ -92,23 +92,22 @@ def execute_operation(self, operation_id: str) -> None:  # type: ignore[no-untyp
 def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-untyped-def]
     """Execute every queued operation of one partition, a batch per transaction.
 
-    The drain holds the partition's drain key while its reads find operations, frees it
-    after a read that found none and reads once more (see workers/publish.py). A kind that
-    drains side by side frees the key at the start instead, so the next write wakes
-    another drain, and this one stops at its first batch that is not full. After a time
-    budget the task hands the rest to a fresh task, so one hot partition cannot hold a
-    worker process forever while others wait.
+    The drain marks the partition's drain key clean before each read and ends after a
+    read that did not fill a batch if no write marked it since (see workers/publish.py).
+    A kind that drains side by side frees the key at the start instead, so the next write
+    wakes another drain, and this one stops at its first batch that is not full. After a
+    time budget the task hands the rest to a fresh task, so one hot partition cannot hold
+    a worker process forever while others wait.
     """
     rt = runtime()
     kind = partition_kind(partition_key)
     key = DrainKey(rt.redis, rt.settings.redis_key_prefix, partition_key)
-    holding = not kind.drains_side_by_side
-    if holding:
-        key.hold()
-    else:
+    if kind.drains_side_by_side:
         key.release()
     deadline = time.monotonic() + DRAIN_TIME_BUDGET_SECONDS
     while True:
+        if not kind.drains_side_by_side:
+            key.hold()
         try:
             with rt.session_factory.begin() as session:
                 run = drain_partition(session, partition_key, kind.max_batch)
@@ -116,17 +115,10 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
         except (OperationalError, InterfaceError) as exc:
             _retry_transient(self, f"partition {partition_key}", exc)
         _after_commit(run, wake_dispatcher)
-        ran = len(run.finished) + len(run.continuing)
-        if ran == 0 or (kind.drains_side_by_side and ran < kind.max_batch):
-            if not holding:
-                return  # the key was freed before this read: later writes woke a drain
-            key.release()
-            holding = False
-            continue  # the last read: what was committed before the release
-        if not holding and not kind.drains_side_by_side:
-            if not key.take():
-                return  # a write took the freed key: its drain runs the rest
-            holding = True
+        if len(run.finished) + len(run.continuing) < kind.max_batch and (
+            kind.drains_side_by_side or key.end()
+        ):
+            return
         if time.monotonic() > deadline:
             key.hold()
             try:

@@ -30,7 +30,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.ledger import LockedRow, lock_balance_rows
+from app.errors import DomainError
+from app.ledger import LockedRow, insufficient_points, lock_balance_rows
 from app.models import LedgerEntry, OutboxEvent
 from app.outbox import POINTS_AWARDED, TIER_UPGRADED, endpoint_subscribes, mark_events_recorded
 from app.points.items import AwardItem
@@ -140,7 +141,7 @@ class _Placement:
         self.applied_field = copy_field(json.dumps(applied)) if applied else COPY_NULL
 
 
-class _Placements:
+class Placements:
     """Placements of participants without boosts, one per tier: most share a few."""
 
     def __init__(self, ladder: TierLadder) -> None:
@@ -157,7 +158,7 @@ class _Placements:
         return placement
 
 
-class _Standing:
+class Standing:
     """A locked participant's running state while a set of awards is computed."""
 
     __slots__ = (
@@ -176,7 +177,7 @@ class _Standing:
     )
 
     def __init__(
-        self, locked: LockedRow, placements: _Placements, boosts: list[ActiveMultiplier]
+        self, locked: LockedRow, placements: Placements, boosts: list[ActiveMultiplier]
     ) -> None:
         self.pk = locked.pk
         self.external_id = locked.external_id
@@ -196,7 +197,28 @@ class _Standing:
         self.factor = placement.factor
         self.applied_field = placement.applied_field
 
-    def climb(self, placements: _Placements) -> TierUpgrade | None:
+    def credit(self, base_amount: int, placements: Placements) -> tuple[int, TierUpgrade | None]:
+        """Credit an award: its base amount times the placement's factor, rounded down (the
+        product is never negative, so int() does it); then climb to the tier it reaches.
+        Returns the points credited and the upgrade, if any. Read `applied_field` before:
+        the multipliers that applied are those of the tier the award started in."""
+        factor = self.factor
+        credited = base_amount if factor is None else int(base_amount * factor)
+        self.balance += credited
+        earned = self.total_earned = self.total_earned + credited
+        if self.upgrade_at is not None and earned >= self.upgrade_at:
+            return credited, self.climb(placements)
+        return credited, None
+
+    def debit(self, amount: int) -> DomainError | None:
+        """Spend `amount`, or refuse (and change nothing) when the balance is short."""
+        if self.balance < amount:
+            return insufficient_points(self.balance, amount)
+        self.balance -= amount
+        self.total_spent += amount
+        return None
+
+    def climb(self, placements: Placements) -> TierUpgrade | None:
         """Move up to the tier the lifetime points now reach, reporting the upgrade."""
         if self.upgrade_at is None or self.total_earned < self.upgrade_at:
             return None
@@ -212,6 +234,29 @@ class _Standing:
             previous_code=previous.code if previous else None,
             previous_level=previous.level if previous else None,
         )
+
+
+def load_standings(
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    locked: dict[str, LockedRow],
+    now: datetime,
+) -> tuple[Placements, dict[str, Standing]]:
+    """What deciding awards needs of locked participants: the tenant's tier ladder, and
+    each participant's standing (balance, tier, active multipliers) by external id."""
+    placements = Placements(load_ladder(session, tenant_id, env))
+    boosts = {
+        str(pk): active
+        for pk, active in active_multipliers(
+            session, [row.pk for row in locked.values()], now
+        ).items()
+    }
+    standings = {
+        external_id: Standing(row, placements, boosts.get(row.pk, []))
+        for external_id, row in locked.items()
+    }
+    return placements, standings
 
 
 @contextmanager
@@ -317,17 +362,7 @@ def _apply_awards(
         return AwardTotals()
     now = utcnow()
     locked = lock_balance_rows(session, tenant_id, env, (award[0] for award in awards))
-    placements = _Placements(load_ladder(session, tenant_id, env))
-    boosts = {
-        str(pk): active
-        for pk, active in active_multipliers(
-            session, [row.pk for row in locked.values()], now
-        ).items()
-    }
-    standings = {
-        external_id: _Standing(row, placements, boosts.get(row.pk, []))
-        for external_id, row in locked.items()
-    }
+    placements, standings = load_standings(session, tenant_id, env, locked, now)
     # Asked before the events are written: with no endpoint to send them to, they are
     # stored already dispatched (app.outbox).
     subscribed = endpoint_subscribes(session, tenant_id, env, (POINTS_AWARDED, TIER_UPGRADED))
@@ -339,7 +374,7 @@ def _apply_awards(
         LEDGER_COLUMNS,
         award_pass.ledger_lines(awards, operation_fields),
     )
-    _write_balances(session, tenant_id, env, standings.values(), now)
+    write_balances(session, tenant_id, env, standings.values(), now)
     copy_lines(session, OutboxEvent.__tablename__, OUTBOX_COLUMNS, award_pass.event_lines)
     mark_events_recorded(session, subscribed=subscribed)
     return award_pass.totals
@@ -353,8 +388,8 @@ class _AwardPass:
         tenant_id: uuid.UUID,
         env: str,
         now: datetime,
-        standings: dict[str, _Standing],
-        placements: _Placements,
+        standings: dict[str, Standing],
+        placements: Placements,
         credits: list[Credit] | None,
         subscribed: bool,
     ) -> None:
@@ -389,24 +424,16 @@ class _AwardPass:
         for index, (participant_id, base_amount, reason, metadata_json) in enumerate(awards):
             standing = standings[participant_id]
             applied_field = standing.applied_field
-            factor = standing.factor
-            # Round down: int() truncates, and the product is never negative.
-            credited = base_amount if factor is None else int(base_amount * factor)
+            credited, upgrade = standing.credit(base_amount, placements)
             points += credited
-            balance = standing.balance = standing.balance + credited
-            earned = standing.total_earned = standing.total_earned + credited
-            upgrade = (
-                standing.climb(placements)
-                if standing.upgrade_at is not None and earned >= standing.upgrade_at
-                else None
-            )
+            balance = standing.balance
             transaction_id = ids[2 * index]
             reason_fields = reasons.get(reason)
             if reason_fields is None:
                 reason_fields = (copy_field(reason), copy_field(json.dumps(reason)))
                 reasons[reason] = reason_fields
             metadata_field = COPY_NULL if metadata_json is None else copy_field(metadata_json)
-            # The points.awarded payload, as json.dumps of the dict would write it.
+            # json.dumps(awarded_payload(...)), by hand (a test holds the two equal).
             event_lines.append(
                 f'{ids[2 * index + 1]}{event_prefix}{{"participant_id": '
                 f'{standing.participant_json}, "transaction_id": "{transaction_id}"'
@@ -415,7 +442,9 @@ class _AwardPass:
                 f', "metadata": {"null" if metadata_json is None else metadata_field}}}\n'
             )
             if upgrade is not None:
-                upgraded = _upgraded(participant_id, transaction_id, upgrade, earned)
+                upgraded = upgraded_payload(
+                    participant_id, transaction_id, upgrade, standing.total_earned
+                )
                 event_lines.append(_event_line(event_head, TIER_UPGRADED, upgraded))
             if credits is not None:
                 credits.append(
@@ -433,7 +462,22 @@ def _event_line(event_head: str, event_type: str, payload: dict[str, Any]) -> st
     return f"{uuid.uuid4()}{event_head}{event_type}\t{copy_field(json.dumps(payload))}\n"
 
 
-def _upgraded(
+def awarded_payload(
+    credit: Credit, reason: str | None, metadata: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The points.awarded event's payload (the award pass formats the same JSON by hand)."""
+    return {
+        "participant_id": credit.participant_id,
+        "transaction_id": credit.transaction_id,
+        "amount": credit.amount,
+        "base_amount": credit.base_amount,
+        "new_balance": credit.new_balance,
+        "reason": reason,
+        "metadata": metadata,
+    }
+
+
+def upgraded_payload(
     participant_id: str, transaction_id: str, upgrade: TierUpgrade, total_earned: int
 ) -> dict[str, Any]:
     previous = (
@@ -470,17 +514,18 @@ _WRITE_BALANCES = text(
     ON CONFLICT (id) DO UPDATE SET
         balance = excluded.balance,
         total_earned = excluded.total_earned,
+        total_spent = excluded.total_spent,
         tier_code = excluded.tier_code,
         updated_at = excluded.updated_at
     """
 )
 
 
-def _write_balances(
+def write_balances(
     session: Session,
     tenant_id: uuid.UUID,
     env: str,
-    standings: Collection[_Standing],
+    standings: Collection[Standing],
     now: datetime,
 ) -> None:
     """Every participant's new balance, lifetime points and tier in one statement."""
