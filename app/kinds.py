@@ -1,4 +1,4 @@
 """Importing this module registers every operation kind the workers can execute."""
 
 import app.points.kinds
-import app.rewards.claims  # noqa: F401
+import app.rewards.claim_batches  # noqa: F401

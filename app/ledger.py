@@ -215,23 +215,27 @@ def lock_changing_rows(
     session: Session,
     tenant_id: uuid.UUID,
     env: str,
-    credited_ids: Iterable[str],
-    debited_ids: Iterable[str],
+    *,
+    create: Iterable[str],
+    existing: Iterable[str],
 ) -> dict[str, LockedRow]:
-    """Lock, in the one lock order, the participants of a set of credits and debits:
-    those credited are created where missing, those only debited are not (a debit from
-    nobody is refused and must write nothing), so they may be absent from the answer.
+    """Lock, in the one lock order, the participants a batch will write to: those in
+    `create` are created where missing (they are credited, or get a multiplier), those
+    only in `existing` are not (a debit from nobody is refused and must write nothing),
+    so they may be absent from the answer.
 
-    Two statements and no savepoint, for the everyday write's small batches: the missing
-    credited participants are created before any participant lock is taken (an insert may
-    wait on another transaction's insert of the same new participant, and holding no lock
-    then cannot deadlock), then every participant is locked in external-id order.
+    Two statements and no savepoint, for the small batches of everyday writes: the missing
+    participants are created before any participant lock is taken (an insert may wait on
+    another transaction's insert of the same new participant, and holding no participant
+    lock then cannot deadlock), then every participant is locked in external-id order.
     """
     where = {"tenant_id": tenant_id, "env": env}
-    creating = sorted(set(credited_ids))
+    creating = sorted(set(create))
     if creating:
         fetch_tuples(session, _CREATE_MISSING, {**where, "external_ids": array_literal(creating)})
-    ordered = sorted({*creating, *debited_ids})
+    ordered = sorted({*creating, *existing})
+    if not ordered:
+        return {}
     rows = fetch_tuples(session, _LOCK_EXISTING, {**where, "external_ids": array_literal(ordered)})
     return {row[1]: LockedRow._make(row) for row in rows}
 

@@ -14,7 +14,8 @@ from app.models import Claim, LedgerEntry, Operation, OutboxEvent, Participant
 from app.operations import drain_partition, operation_answer, submit_operation
 from app.outbox import POINTS_AWARDED, REWARD_CLAIMED, events_recorded, events_to_dispatch
 from app.rewards.catalog import create_reward
-from app.rewards.claims import CLAIM_KIND, claim_payload, execute_claims
+from app.rewards.claim_batches import execute_claims
+from app.rewards.claims import CLAIM_KIND, claim_payload
 from app.rewards.inventory import upload_codes
 from app.tenancy import create_tenant
 from tests.builders import add_webhook_endpoint, participants_with_events_to_dispatch
@@ -261,3 +262,45 @@ def test_claim_events_wait_for_the_dispatcher_only_when_an_endpoint_subscribes(
     )
     assert wakes_after_a_claim("c")  # a disabled endpoint still gets its (failed) deliveries
     assert participants_with_events_to_dispatch(db_session, tenant_id) == {"c"}
+
+
+def test_one_batch_takes_claims_of_several_rewards_each_with_its_own_codes_and_cost(
+    db_session: Session,
+) -> None:
+    tenant_id = _tenant(db_session)
+    _fund(db_session, tenant_id, "shopper", 50)
+    coupon = create_reward(
+        db_session, tenant_id, "live", {"name": "c", "type": "coupon", "points_cost": 20}
+    )
+    upload_codes(db_session, tenant_id, "live", coupon.id, ["CPN-1"])
+    voucher = create_reward(
+        db_session, tenant_id, "live", {"name": "v", "type": "voucher", "points_cost": 40}
+    )
+    upload_codes(db_session, tenant_id, "live", voucher.id, ["VCH-1"])
+    operations = [
+        *_claims(db_session, tenant_id, coupon.id, [("shopper", True)]),
+        *_claims(db_session, tenant_id, voucher.id, [("shopper", True), ("other", False)]),
+    ]
+
+    answers = execute_claims(db_session, operations)
+
+    paid, refused, free = (answers[op.id] for op in operations)
+    assert (paid["code_value"], paid["new_balance"]) == ("CPN-1", 30)  # type: ignore[index]
+    assert isinstance(refused, DomainError) and refused.code == "insufficient_points"
+    assert free["code_value"] == "VCH-1"  # type: ignore[index]
+    rows = db_session.execute(
+        select(Claim.reward_id, Claim.participant_id, Claim.code_value)
+        .where(Claim.tenant_id == tenant_id)
+        .order_by(Claim.code_value)
+    ).all()
+    assert [tuple(row) for row in rows] == [
+        (coupon.id, "shopper", "CPN-1"),
+        (voucher.id, "other", "VCH-1"),
+    ]
+    db_session.expire_all()
+    balance = db_session.execute(
+        select(Participant.balance).where(
+            Participant.tenant_id == tenant_id, Participant.external_id == "shopper"
+        )
+    ).scalar_one()
+    assert balance == 30

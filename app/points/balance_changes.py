@@ -222,8 +222,8 @@ def apply_changes(
         session,
         tenant_id,
         env,
-        credited_ids=(write.participant_id for write in writes if not write.debit),
-        debited_ids=(write.participant_id for write in writes if write.debit),
+        create=(write.participant_id for write in writes if not write.debit),
+        existing=(write.participant_id for write in writes if write.debit),
     )
     placements, standings = load_standings(session, tenant_id, env, locked, now)
     decisions = decide_changes(writes, standings, placements, _new_ids())

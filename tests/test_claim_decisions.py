@@ -1,0 +1,155 @@
+"""The claim rules, decided without a database: every refusal code, and a batch of claims
+over several rewards decided in submission order against shared balances and stock. The
+writer keeps the database tests (test_rewards_claim_batches.py)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from app.errors import DomainError
+from app.models import Reward
+from app.rewards.claim_batches import AcceptedClaim, ClaimDecision, ClaimRequest, decide_claims
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def reward(**fields: Any) -> Reward:
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "name": "Coupon",
+        "type": "coupon",
+        "points_cost": 10,
+        "max_claims_per_user": 1,
+        "total_inventory": None,
+        "config": None,
+        "is_active": True,
+        "available_from": None,
+        "expires_at": None,
+        "codes_loaded": 5,
+        "codes_allocated": 0,
+        "claims_count": 0,
+    }
+    return Reward(**{**values, **fields})
+
+
+def request(
+    target: Reward | uuid.UUID, participant_id: str = "ann", *, paid: bool = True
+) -> ClaimRequest:
+    reward_id = target.id if isinstance(target, Reward) else target
+    return ClaimRequest(uuid.uuid4(), None, reward_id, participant_id, paid)
+
+
+def decide(
+    requests: list[ClaimRequest],
+    *rewards: Reward,
+    balances: dict[str, int] | None = None,
+    claims_so_far: dict[tuple[uuid.UUID, str], int] | None = None,
+) -> list[ClaimDecision]:
+    return decide_claims(
+        requests,
+        {each.id: each for each in rewards},
+        dict(balances or {"ann": 100, "bob": 100}),
+        dict(claims_so_far or {}),
+        NOW,
+    )
+
+
+def codes(decisions: list[ClaimDecision]) -> list[str]:
+    return [
+        decision.code if isinstance(decision, DomainError) else "accepted" for decision in decisions
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "balance", "so_far", "code"),
+    [
+        ({"is_active": False}, 100, 0, "reward_not_found"),
+        ({"available_from": NOW + timedelta(seconds=1)}, 100, 0, "reward_not_available"),
+        ({"expires_at": NOW}, 100, 0, "reward_expired"),
+        ({}, 100, 1, "max_claims_reached"),
+        ({"codes_allocated": 5}, 100, 0, "reward_out_of_stock"),
+        (
+            {"total_inventory": 3, "claims_count": 3, "codes_loaded": 0},
+            100,
+            0,
+            "reward_out_of_stock",
+        ),
+        ({}, 9, 0, "insufficient_points"),
+        ({"max_claims_per_user": 2}, 100, 1, "accepted"),
+        ({"points_cost": 0}, 0, 0, "accepted"),
+    ],
+)
+def test_a_claim_is_refused_with_the_first_rule_it_breaks(
+    fields: dict[str, Any], balance: int, so_far: int, code: str
+) -> None:
+    target = reward(**fields)
+    decisions = decide(
+        [request(target)],
+        target,
+        balances={"ann": balance},
+        claims_so_far={(target.id, "ann"): so_far},
+    )
+    assert codes(decisions) == [code]
+
+
+def test_a_claim_of_a_reward_that_is_not_there_is_refused_as_not_found() -> None:
+    assert codes(decide([request(uuid.uuid4())])) == ["reward_not_found"]
+
+
+def test_a_sold_out_reward_still_answers_the_per_user_cap_first() -> None:
+    target = reward(codes_allocated=5)
+    decisions = decide(
+        [request(target), request(target, "bob")], target, claims_so_far={(target.id, "ann"): 1}
+    )
+    assert codes(decisions) == ["max_claims_reached", "reward_out_of_stock"]
+
+
+def test_claims_of_several_rewards_share_the_participant_balance_in_submission_order() -> None:
+    cheap, dear = reward(points_cost=30), reward(points_cost=60)
+    decisions = decide(
+        [request(dear), request(cheap), request(cheap, "bob")],
+        cheap,
+        dear,
+        balances={"ann": 80, "bob": 100},
+    )
+    assert codes(decisions) == ["accepted", "insufficient_points", "accepted"]
+    refused = decisions[1]
+    assert isinstance(refused, DomainError)
+    assert refused.detail == "Insufficient points. Available: 20, requested: 30"
+    first, third = decisions[0], decisions[2]
+    assert isinstance(first, AcceptedClaim) and isinstance(third, AcceptedClaim)
+    assert (first.points_deducted, first.new_balance) == (60, 20)
+    assert (third.points_deducted, third.new_balance) == (30, 70)
+
+
+def test_accepted_claims_take_the_stock_one_by_one_and_count_towards_the_cap() -> None:
+    target = reward(codes_loaded=2, max_claims_per_user=2)
+    decisions = decide(
+        [request(target), request(target), request(target, "bob"), request(target, "bob")], target
+    )
+    assert codes(decisions) == [
+        "accepted",
+        "accepted",
+        "reward_out_of_stock",
+        "reward_out_of_stock",
+    ]
+    assert (target.codes_allocated, target.claims_count) == (2, 2)
+    assert all(isinstance(d, AcceptedClaim) and d.preloaded for d in decisions[:2])
+
+
+def test_a_free_claim_answers_the_balance_it_leaves_and_a_generated_code_is_not_preloaded() -> None:
+    target = reward(points_cost=0, codes_loaded=0)
+    [decision] = decide([request(target)], target, balances={"ann": 7})
+    assert isinstance(decision, AcceptedClaim)
+    assert (decision.points_deducted, decision.new_balance, decision.preloaded) == (0, 7, False)
+
+
+def test_a_multiplier_reward_takes_no_code() -> None:
+    target = reward(type="points_multiplier", points_cost=None, codes_loaded=0)
+    [decision] = decide([request(target, paid=False)], target)
+    assert isinstance(decision, AcceptedClaim)
+    assert (decision.preloaded, decision.points_deducted) == (False, None)
