@@ -9,6 +9,7 @@ from celery import Celery
 from sqlalchemy.engine import Engine
 
 from app.group_commit import GroupCommit
+from app.models import Operation
 from app.operations import Submission, Write, submit_operations
 from app.redis_client import RedisOutage
 from workers.publish import publish_accepted
@@ -58,11 +59,16 @@ class WriteRecorder:
             for answer in answers
             if isinstance(answer, Submission) and answer.created
         ]
+        self.publish(created)
+        return answers
+
+    def publish(self, created: list[Operation]) -> None:
+        """Wake the workers for operations committed as accepted: every write's one way
+        to the workers (a lost publish is the sweeper's to repeat)."""
         if self._outage.suspected:
-            return answers  # the sweeper publishes them once Redis is back
+            return  # the sweeper publishes them once Redis is back
         try:
             publish_accepted(self._celery, self._redis, self._prefix, created)
         except Exception:
             self._outage.failed()
             log.warning("publish of %d operation(s) failed; the sweeper will retry", len(created))
-        return answers

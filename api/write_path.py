@@ -77,7 +77,8 @@ def _answer(operation: Operation) -> Response:
     return _respond(*operation_answer(operation))
 
 
-def _accepted(operation: Operation, *, async_requested: bool) -> Response:
+def accepted_response(operation: Operation, *, async_requested: bool) -> Response:
+    """202 with the operation to poll: every accepted write that has not finished."""
     response = jsonify(
         {"operation_id": str(operation.id), "status": operation.status, "kind": operation.kind}
     )
@@ -184,7 +185,7 @@ def _record_and_answer(
         if operation.status in FINISHED:
             return _answer(operation)
         if waiter is None:
-            return _accepted(operation, async_requested=True)
+            return accepted_response(operation, async_requested=True)
         if not submission.created:
             # A replay of a write still running: listen for that operation, then read it
             # again, in case it finished between the lookup and the listening.
@@ -203,7 +204,7 @@ def _record_and_answer(
     current = _read_operation(principal, operation)
     if current is not None and current.status in FINISHED:
         return _answer(current)
-    return _accepted(current or operation, async_requested=False)
+    return accepted_response(current or operation, async_requested=False)
 
 
 def _read_operation(principal: Principal, operation: Operation) -> Operation | None:

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import uuid
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask import Blueprint, Response, request, stream_with_context
 
 from api.auth import current_principal
 from api.endpoint import Access, endpoint
 from api.runtime import runtime
 from api.schemas import OperationAccepted
-from api.write_path import IDEMPOTENCY_HEADER_DOC, OPERATIONS_PATH, resolve_idempotency_key
+from api.write_path import IDEMPOTENCY_HEADER_DOC, accepted_response, resolve_idempotency_key
 from app.errors import DomainError, NotFound
 from app.models import Operation
 from app.operations import get_operation
 from app.points.bulk import AWARD_BULK_KIND, UploadFormat, failed_rows_page, stage_bulk_award
-from workers.publish import publish_operation
-
-log = logging.getLogger(__name__)
 
 bp = Blueprint("points_bulk", __name__, url_prefix="/api/v1/gamify")
 
@@ -83,19 +79,10 @@ def award_bulk() -> Response:
             upload_format=upload_format,
             body=request.stream,
         )
-    operation = submission.operation
     if submission.created:
-        try:
-            publish_operation(rt.celery, operation)
-        except Exception:
-            log.warning("publish of operation %s failed; the sweeper will retry", operation.id)
-    response = jsonify(
-        {"operation_id": str(operation.id), "status": operation.status, "kind": operation.kind}
-    )
-    response.status_code = 202
-    response.headers["Location"] = f"{OPERATIONS_PATH}{operation.id}"
-    response.headers["Retry-After"] = "1"
-    return response
+        rt.recorder.publish([submission.operation])
+    # A bulk job is always answered at once, whatever it has done (its status says).
+    return accepted_response(submission.operation, async_requested=False)
 
 
 def _bulk_operation(operation_id: str) -> Operation:
