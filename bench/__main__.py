@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import baselines, scenarios
 from bench.services import Database, Services
+from bench.spread import KINDS, SpreadOptions, spread_writes
 
 
 def _commit() -> str:
@@ -24,12 +25,35 @@ def _commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def _numbers(value: str) -> list[int]:
+    return [int(part) for part in value.split(",") if part.strip()]
+
+
+def _spread_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SpreadOptions:
+    clients = _numbers(args.spread_clients)
+    requests = _numbers(args.spread_requests)
+    if len(requests) == 1:
+        requests *= len(clients)
+    kinds = tuple(kind.strip() for kind in args.spread_kinds.split(",") if kind.strip())
+    if not clients or len(requests) != len(clients) or min(clients + requests) < 1:
+        parser.error("--spread-requests: one count, or one per --spread-clients entry")
+    if not kinds or not set(kinds) <= set(KINDS):
+        parser.error(f"--spread-kinds: a comma list of {', '.join(KINDS)}")
+    return SpreadOptions(
+        kinds=kinds,
+        requests=dict(zip(clients, requests, strict=True)),
+        participants=args.spread_participants,
+        rewards=args.spread_rewards,
+        count_requests=args.spread_count_requests,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "--scenarios",
         default="hot,async,batch,bulk,webhooks",
-        help="comma list of: hot, async, batch, bulk, webhooks",
+        help="comma list of: hot, async, batch, bulk, webhooks, spread",
     )
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--api-connections", type=int, default=1000)
@@ -39,11 +63,27 @@ def main() -> int:
     parser.add_argument("--codes", type=int, default=5_000)
     parser.add_argument("--awards", type=int, default=1_000_000, help="batch and bulk scenarios")
     parser.add_argument("--events", type=int, default=10_000, help="webhook scenario")
+    parser.add_argument("--spread-kinds", default=",".join(KINDS), help="spread scenario")
+    parser.add_argument("--spread-clients", default="1,8,64", help="spread: client counts")
+    parser.add_argument(
+        "--spread-requests",
+        default="500,1000,2000",
+        help="spread: requests per timed run, one per --spread-clients entry (or one for all)",
+    )
+    parser.add_argument("--spread-participants", type=int, default=10_000)
+    parser.add_argument("--spread-rewards", type=int, default=100)
+    parser.add_argument(
+        "--spread-count-requests",
+        type=int,
+        default=200,
+        help="spread: requests per (kind, clients) of the statement-counting pass (0: none)",
+    )
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
 
     wanted = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    spread_options = _spread_options(args, parser) if "spread" in wanted else None
     logs = Path(tempfile.mkdtemp(prefix="rewards-bench-"))
     database = Database.create()
     report: dict[str, object] = {
@@ -83,6 +123,7 @@ def main() -> int:
             results = []
             drops = {"hot": scenarios.hot_reward_drop, "async": scenarios.async_claims}
             for name in wanted:
+                api_url = services.api_url  # the spread scenario restarts the services
                 if name in drops:
                     results.append(
                         drops[name](
@@ -107,6 +148,8 @@ def main() -> int:
                     results.append(scenarios.bulk_awarding(engine, api_url, awards=args.awards))
                 elif name == "webhooks":
                     results.append(scenarios.webhook_fanout(args.events))
+                elif name == "spread" and spread_options is not None:
+                    results.append(spread_writes(engine, services, database, spread_options))
                 else:
                     parser.error(f"unknown scenario {name!r}")
             engine.dispose()
@@ -134,9 +177,42 @@ def _print_table(report: dict[str, object]) -> None:
         print(f"\n  {scenario['name']}")
         for key, value in scenario["figures"].items():
             print(f"    {key:<26} {value:>10}")
+        if scenario.get("table"):
+            _print_rows(scenario["table"])
         if pg and "requests_per_s" in scenario["figures"]:
             print(f"    {'x pgbench tps':<26} {scenario['figures']['requests_per_s'] / pg:>10.2f}")
         print(f"    violations: {scenario['violations'] or 'none'}")
+
+
+# (heading, key, width) of a scenario's table of rows; CPU in ms per write.
+_COLUMNS = (
+    ("kind", "kind", 6),
+    ("clients", "clients", 7),
+    ("requests", "requests", 8),
+    ("req/s", "requests_per_s", 7),
+    ("p50 ms", "p50_ms", 7),
+    ("p99 ms", "p99_ms", 7),
+    ("web", "cpu_ms_web", 6),
+    ("worker", "cpu_ms_worker", 6),
+    ("pg", "cpu_ms_postgres", 6),
+    ("redis", "cpu_ms_redis", 6),
+    ("load", "cpu_ms_load", 6),
+    ("total", "cpu_ms_total", 6),
+    ("machine", "cpu_ms_machine", 7),
+    ("tasks/w", "celery_tasks_per_write", 7),
+    ("stmts/w", "statements_per_write", 7),
+    ("txns/w", "transactions_per_write", 6),
+)
+
+
+def _print_rows(rows: list[dict[str, object]]) -> None:
+    print("    " + " ".join(f"{heading:>{width}}" for heading, _, width in _COLUMNS))
+    for row in rows:
+        print("    " + " ".join(f"{row.get(key, '')!s:>{width}}" for _, key, width in _COLUMNS))
+    print(
+        "    web .. machine: CPU ms per write; tasks/w: Celery tasks per write;"
+        " stmts/w, txns/w: SQL statements and BEGINs per write (counting pass)"
+    )
 
 
 if __name__ == "__main__":

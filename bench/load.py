@@ -19,6 +19,7 @@ import statistics
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any
@@ -44,6 +45,7 @@ class LoadResult:
     statuses: Counter[int]
     latencies_ms: list[float]
     error_codes: Counter[str]
+    cpu_seconds: float = 0.0  # the load processes' own CPU from the start of the clock
 
     @property
     def requests(self) -> int:
@@ -488,8 +490,14 @@ def _prepare(base_url: str, shares: list[list[Request]]) -> tuple[int, Any, list
 
 
 def _drive(
-    base_url: str, shares: list[list[Request]], out: list[tuple[int, float, str]], start_at: float
+    base_url: str,
+    shares: list[list[Request]],
+    out: list[tuple[int, float, str]],
+    start_at: float,
+    cpu: list[float] | None = None,
 ) -> None:
+    """Send every share's requests from one loop; `cpu`, if given, gets this process's CPU
+    seconds from `start_at` to the end (process start-up and preparation left out)."""
     family, address, prepared = _prepare(base_url, shares)
     loop = _Loop()
     clients = [_Client(address, family, wire, out, loop) for wire in prepared if wire]
@@ -497,6 +505,7 @@ def _drive(
     delay = start_at - time.time()
     if delay > 0:
         time.sleep(delay)
+    cpu_started = time.process_time()
     for client in clients:
         client.start_next()
     next_check = time.perf_counter() + 1.0
@@ -521,22 +530,32 @@ def _drive(
                 if client.state != _IDLE and now - client.started > TIMEOUT_SECONDS:
                     client.fail()
     loop.close()
+    if cpu is not None:
+        cpu.append(time.process_time() - cpu_started)
 
 
 def _process(base_url: str, shares: list[list[Request]], start_at: float, queue: Any) -> None:
     results: list[tuple[int, float, str]] = []
+    cpu: list[float] = []
     try:
-        _drive(base_url, shares, results, start_at)
+        _drive(base_url, shares, results, start_at, cpu)
     except BaseException:
         queue.put(traceback.format_exc())  # the parent raises it: no silent short count
         raise
-    queue.put(results)
+    queue.put((results, cpu[0]))
 
 
 def run_load(
-    base_url: str, requests: list[Request], concurrency: int, processes: int = 2
+    base_url: str,
+    requests: list[Request],
+    concurrency: int,
+    processes: int = 2,
+    at_start: Callable[[], object] | None = None,
 ) -> LoadResult:
-    """Send `requests` with `concurrency` clients; returns rate, statuses and latencies."""
+    """Send `requests` with `concurrency` clients; returns rate, statuses and latencies.
+
+    `at_start` is called when the clock starts, once the load processes have spawned: a
+    caller reading counters around the load leaves their start-up out."""
     shares: list[list[Request]] = [requests[index::concurrency] for index in range(concurrency)]
     per_process = [shares[index::processes] for index in range(processes)]
     context = multiprocessing.get_context("spawn")
@@ -549,7 +568,11 @@ def run_load(
     ]
     for worker in workers:
         worker.start()
+    if at_start is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+        at_start()
     collected: list[tuple[int, float, str]] = []
+    cpu_seconds = 0.0
     for _ in workers:
         while True:
             try:
@@ -562,7 +585,8 @@ def run_load(
             for worker in workers:
                 worker.terminate()
             raise RuntimeError(f"a load process failed:\n{share}")
-        collected.extend(share)
+        collected.extend(share[0])
+        cpu_seconds += share[1]
     elapsed = time.time() - start_at
     for worker in workers:
         worker.join()
@@ -571,4 +595,5 @@ def run_load(
         statuses=Counter(status for status, _, _ in collected),
         latencies_ms=[latency for _, latency, _ in collected],
         error_codes=Counter(code for _, _, code in collected if code),
+        cpu_seconds=cpu_seconds,
     )

@@ -26,6 +26,8 @@ class ScenarioResult:
     name: str
     figures: dict[str, float | int | str] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    # A scenario measured at several settings: one row of figures per setting.
+    table: list[dict[str, float | int | str]] = field(default_factory=list)
 
 
 @dataclass
@@ -114,6 +116,17 @@ def check_drop(engine: Engine, tenant: Tenant, reward_id: uuid.UUID, codes: int)
             text("SELECT count(*), count(DISTINCT code_value) FROM claims WHERE reward_id = :r"),
             {"r": reward_id},
         ).one()
+    if claims != codes:
+        violations.append(f"{claims} claims succeeded, expected {codes}")
+    if distinct_codes != claims:
+        violations.append(f"{claims} claims share {distinct_codes} codes")
+    return violations + check_balances(engine, tenant)
+
+
+def check_balances(engine: Engine, tenant: Tenant) -> list[str]:
+    """No balance below zero, and every balance equal to the sum of its ledger."""
+    violations = []
+    with engine.connect() as connection:
         negative = connection.execute(
             text("SELECT count(*) FROM participants WHERE tenant_id = :t AND balance < 0"),
             {"t": tenant.tenant_id},
@@ -130,10 +143,6 @@ def check_drop(engine: Engine, tenant: Tenant, reward_id: uuid.UUID, codes: int)
             ),
             {"t": tenant.tenant_id},
         ).scalar_one()
-    if claims != codes:
-        violations.append(f"{claims} claims succeeded, expected {codes}")
-    if distinct_codes != claims:
-        violations.append(f"{claims} claims share {distinct_codes} codes")
     if negative:
         violations.append(f"{negative} balances below zero")
     if ledger_mismatch:
@@ -211,6 +220,7 @@ def make_engine(database_url: str) -> Engine:
 def as_json(results: list[ScenarioResult]) -> list[dict[str, Any]]:
     return [
         {"name": result.name, "figures": result.figures, "violations": result.violations}
+        | ({"table": result.table} if result.table else {})
         for result in results
     ]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from celery import Celery
 
 from app.config import load_settings
 from app.migrate import upgrade_database
@@ -67,6 +68,11 @@ class Services:
     log_dir: Path
     processes: list[subprocess.Popen[Any]] = field(default_factory=list)
     api_url: str = ""
+    roles: dict[int, str] = field(default_factory=dict)  # pid -> "api", "worker", ...
+    nodes: dict[str, str] = field(default_factory=dict)  # Celery node name -> role
+    # How the API and the workers were started, so that restart() starts the same again.
+    _api_options: tuple[int, int] | None = None
+    _worker_options: list[tuple[int, list[str] | None, str]] = field(default_factory=list)
 
     @classmethod
     def environment(cls, database: Database, **extra: str) -> dict[str, str]:
@@ -87,14 +93,26 @@ class Services:
         }
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[Any]:
-        log = (self.log_dir / f"{name}.log").open("w")
+        # Appended to: a restarted process keeps what the one before it logged.
+        log = (self.log_dir / f"{name}.log").open("a")
         process = subprocess.Popen(
             argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.processes.append(process)
+        self.roles[process.pid] = name
         return process
 
+    def pids(self, role: str) -> list[int]:
+        """The pids this object spawned as `role` (their children are not listed)."""
+        return [pid for pid, name in self.roles.items() if name == role]
+
+    def celery(self) -> Celery:
+        """A client of the workers' broker, with their settings."""
+        keys = ("DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX")
+        return create_celery(load_settings(**{key.lower(): self.env[key] for key in keys}))
+
     def start_api(self, workers: int, connections: int) -> str:
+        self._api_options = (workers, connections)
         port = free_port()
         self._spawn(
             "api",
@@ -127,6 +145,7 @@ class Services:
     ) -> None:
         """Start a worker and wait until it answers a broker ping (logs stay at WARNING,
         so per-task log lines do not cost the benchmark anything)."""
+        self._worker_options.append((concurrency, argv, name))
         node = f"bench-{name}-{secrets.token_hex(3)}@{socket.gethostname()}"
         self._spawn(
             name,
@@ -136,14 +155,8 @@ class Services:
                 f"--name={node}",
             ],
         )
-        celery = create_celery(
-            load_settings(
-                **{
-                    key.lower(): self.env[key]
-                    for key in ("DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX")
-                }
-            )
-        )
+        self.nodes[node] = name
+        celery = self.celery()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if celery.control.ping(destination=[node], timeout=0.5):
@@ -161,3 +174,19 @@ class Services:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.processes.clear()
+        self.roles.clear()
+        self.nodes.clear()
+
+    def restart(self, worker_argv: list[str] | None = None) -> str:
+        """Stop everything and start the API and the workers again as they were started
+        (the workers with `worker_argv` instead, if given); returns the new API URL.
+        Processes connect to the database afresh, so they see its changed settings."""
+        api_options, worker_options = self._api_options, list(self._worker_options)
+        self.stop()
+        self._worker_options.clear()
+        if api_options is not None:
+            self.start_api(*api_options)
+        for concurrency, argv, name in worker_options:
+            self.start_workers(concurrency, worker_argv or argv, name)
+        self._worker_options = worker_options  # a later restart() starts the originals
+        return self.api_url
