@@ -63,7 +63,7 @@ def events_to_dispatch(session: Session) -> bool:
 # Whether any endpoint of the tenant and environment, enabled or not (fan-out records a
 # disabled one's deliveries as failed), subscribes to one of the types: the dispatcher's
 # join, asked ahead of it.
-_ANY_SUBSCRIBED = """
+ANY_SUBSCRIBED = """
     EXISTS (
         SELECT FROM webhook_endpoints
         WHERE tenant_id = %(tenant_id)s AND env = %(env)s
@@ -77,7 +77,7 @@ _ANY_SUBSCRIBED = """
 _INSERT_EVENTS = (
     """
     WITH subscribed AS (SELECT """  # noqa: S608 (constant fragments, no input)
-    + _ANY_SUBSCRIBED
+    + ANY_SUBSCRIBED
     + """ AS endpoint),
     inserted AS (
         INSERT INTO outbox_events (id, tenant_id, env, type, payload, dispatched_at)
@@ -101,7 +101,7 @@ def endpoint_subscribes(
     return bool(
         session.connection()
         .exec_driver_sql(
-            "SELECT " + _ANY_SUBSCRIBED,
+            "SELECT " + ANY_SUBSCRIBED,
             {"tenant_id": tenant_id, "env": env, "types": list(event_types)},
         )
         .scalar_one()

@@ -133,8 +133,8 @@ def test_an_award_is_worth_its_base_amount_times_every_multiplier_rounded_down(
     [decision] = decide([award(base)], placements, ann)
     assert isinstance(decision, Applied) and isinstance(decision.outcome, Credit)
     assert (decision.outcome.amount, decision.outcome.base_amount) == (credited, base)
-    recorded = json.loads(decision.multipliers_field) if boosts or tier else None
-    assert (len(recorded) if recorded else 0) == len(boosts) + (1 if tier else 0)
+    sources = [applied["source"] for applied in decision.multipliers or []]
+    assert sources == ["tier"] * (tier is not None) + ["reward"] * len(boosts)
 
 
 def test_an_award_that_crosses_thresholds_climbs_once_to_the_highest_tier_reached() -> None:

@@ -19,7 +19,7 @@ import gc
 import json
 import os
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,7 +117,7 @@ class AwardTotals:
 class _Placement:
     """A tier and what it (with a participant's boosts) makes an award worth."""
 
-    __slots__ = ("applied_field", "factor", "tier", "tier_code", "upgrade_at")
+    __slots__ = ("applied", "applied_field", "factor", "tier", "tier_code", "upgrade_at")
 
     def __init__(
         self, tier: TierRung | None, ladder: TierLadder, boosts: Sequence[ActiveMultiplier]
@@ -137,7 +137,9 @@ class _Placement:
             applied.append(boost.as_applied())
         # None: an award is worth its base amount.
         self.factor: Decimal | None = None if factor == ONE else factor
-        # Serialized once, shared by the entries of every participant placed alike.
+        # What the ledger records of them (None: nothing applied); serialized once for
+        # COPY, shared by the entries of every participant placed alike.
+        self.applied = applied or None
         self.applied_field = copy_field(json.dumps(applied)) if applied else COPY_NULL
 
 
@@ -162,6 +164,7 @@ class Standing:
     """A locked participant's running state while a set of awards is computed."""
 
     __slots__ = (
+        "applied",
         "applied_field",
         "balance",
         "boosts",
@@ -195,12 +198,13 @@ class Standing:
         self.tier_code = placement.tier_code
         self.upgrade_at = placement.upgrade_at
         self.factor = placement.factor
+        self.applied = placement.applied
         self.applied_field = placement.applied_field
 
     def credit(self, base_amount: int, placements: Placements) -> tuple[int, TierUpgrade | None]:
         """Credit an award: its base amount times the placement's factor, rounded down (the
         product is never negative, so int() does it); then climb to the tier it reaches.
-        Returns the points credited and the upgrade, if any. Read `applied_field` before:
+        Returns the points credited and the upgrade, if any. Read `applied` before:
         the multipliers that applied are those of the tier the award started in."""
         factor = self.factor
         credited = base_amount if factor is None else int(base_amount * factor)
@@ -245,15 +249,20 @@ def load_standings(
 ) -> tuple[Placements, dict[str, Standing]]:
     """What deciding awards needs of locked participants: the tenant's tier ladder, and
     each participant's standing (balance, tier, active multipliers) by external id."""
-    placements = Placements(load_ladder(session, tenant_id, env))
-    boosts = {
-        str(pk): active
-        for pk, active in active_multipliers(
-            session, [row.pk for row in locked.values()], now
-        ).items()
-    }
+    boosts = active_multipliers(session, [row.pk for row in locked.values()], now)
+    return place_standings(load_ladder(session, tenant_id, env), locked, boosts)
+
+
+def place_standings(
+    ladder: TierLadder,
+    locked: dict[str, LockedRow],
+    boosts: Mapping[uuid.UUID, list[ActiveMultiplier]],
+) -> tuple[Placements, dict[str, Standing]]:
+    """Each locked participant's standing on `ladder` with its active multipliers."""
+    placements = Placements(ladder)
+    by_pk = {str(pk): active for pk, active in boosts.items()}
     standings = {
-        external_id: Standing(row, placements, boosts.get(row.pk, []))
+        external_id: Standing(row, placements, by_pk.get(row.pk, []))
         for external_id, row in locked.items()
     }
     return placements, standings

@@ -6,13 +6,13 @@ own. Instead, the single awards and deductions of a tenant share a few drain lan
 app.points.kinds): a drain takes every queued one of its lane, in the order they were
 accepted, and applies them in one transaction:
 
-1. read under lock: the participants, in the one lock order (app.ledger), with the tier
-   ladder and their active multipliers;
+1. read under lock: the participants, in the one lock order (app.ledger); then, in one
+   round trip, the tier ladder, their active multipliers and whether an endpoint
+   subscribes to the events;
 2. decide (`decide_changes`, pure): each write in order against the running balances, so
    a participant's writes apply exactly as if run one by one (a deduction sees the award
    accepted before it; an award's multipliers and tier climb are those it would get alone);
-3. write (`write_changes`): the ledger lines and events with one COPY each, every balance
-   with one statement.
+3. write (`write_changes`): every ledger line, event and balance with one statement.
 
 A refused deduction writes nothing: deciding comes before any write, and a participant
 only deducted from is never created.
@@ -25,34 +25,34 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.errors import DomainError
-from app.ledger import insufficient_points, lock_changing_rows
-from app.models import LedgerEntry, Operation, OutboxEvent
+from app.ledger import LockedRow, insufficient_points, lock_changing_rows
+from app.models import Operation
 from app.outbox import (
+    ANY_SUBSCRIBED,
     POINTS_AWARDED,
     POINTS_DEDUCTED,
     TIER_UPGRADED,
-    endpoint_subscribes,
     mark_events_recorded,
 )
 from app.points.awards import (
     AWARD_ENTRY_TYPE,
-    LEDGER_COLUMNS,
-    OUTBOX_COLUMNS,
     Credit,
     Placements,
     Standing,
     awarded_payload,
-    load_standings,
+    place_standings,
     upgraded_payload,
-    write_balances,
 )
-from app.points.pgcopy import COPY_NULL, copy_field, copy_lines
+from app.points.multipliers import ActiveMultiplier
+from app.points.pgcopy import fetch_tuples, plain_array_literal
+from app.points.tiers import TierLadder, TierRung
 
 DEDUCT_ENTRY_TYPE = "deduct"
 EVENT_TYPES = (POINTS_AWARDED, TIER_UPGRADED, POINTS_DEDUCTED)
@@ -93,8 +93,8 @@ class Applied:
     write: BalanceWrite
     participant_pk: str
     outcome: Credit | Debit
-    # The multipliers that applied, as a COPY field (COPY_NULL when none or a debit).
-    multipliers_field: str
+    # The multipliers that applied, as the ledger records them (None: none, or a debit).
+    multipliers: list[dict[str, Any]] | None
     events: tuple[tuple[str, dict[str, Any]], ...]
 
     def as_body(self) -> dict[str, Any]:
@@ -131,10 +131,10 @@ def decide_changes(
             )
             deducted = {**debit.as_body(), "reason": write.reason, "metadata": write.metadata}
             decisions.append(
-                Applied(write, standing.pk, debit, COPY_NULL, ((POINTS_DEDUCTED, deducted),))
+                Applied(write, standing.pk, debit, None, ((POINTS_DEDUCTED, deducted),))
             )
             continue
-        multipliers_field = standing.applied_field
+        multipliers = standing.applied
         credited, upgrade = standing.credit(write.amount, placements)
         credit = Credit(
             next(transaction_ids),
@@ -156,22 +156,128 @@ def decide_changes(
                     ),
                 )
             )
-        decisions.append(Applied(write, standing.pk, credit, multipliers_field, tuple(events)))
+        decisions.append(Applied(write, standing.pk, credit, multipliers, tuple(events)))
     return decisions
 
 
-def _ledger_line(applied: Applied, tenant_env: str, created_at: str) -> str:
+# The tenant's tier ladder, the participants' multipliers in force, and whether any
+# webhook endpoint subscribes to the events this batch may record: one round trip. The
+# lists travel as JSON text, read with Decimal numbers.
+_READ_CONTEXT = (
+    """
+    SELECT
+        (SELECT coalesce(json_agg(json_build_array(
+                    code, name, level, points_required, points_multiplier)), '[]')::text
+         FROM tiers WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND is_active),
+        (SELECT coalesce(json_agg(json_build_array(
+                    participant_pk, id, multiplier, claim_id, starts_at, expires_at)
+                    ORDER BY starts_at, id), '[]')::text
+         FROM participant_multipliers
+         WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND starts_at <= %(now)s
+           AND (expires_at IS NULL OR expires_at > %(now)s)),
+        """  # noqa: S608 (constant fragments, no input)
+    + ANY_SUBSCRIBED
+)
+
+
+def _read_context(
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    locked: dict[str, LockedRow],
+    now: datetime,
+) -> tuple[Placements, dict[str, Standing], bool]:
+    """The locked participants' standings, and whether an endpoint subscribes."""
+    [(tiers, multipliers, subscribed)] = fetch_tuples(
+        session,
+        _READ_CONTEXT,
+        {
+            "tenant_id": tenant_id,
+            "env": env,
+            "now": now,
+            "pks": plain_array_literal(row.pk for row in locked.values()),
+            "types": list(EVENT_TYPES),
+        },
+    )
+    ladder = TierLadder([TierRung(*rung) for rung in json.loads(tiers, parse_float=Decimal)])
+    boosts: dict[uuid.UUID, list[ActiveMultiplier]] = {}
+    for pk, multiplier_id, factor, claim_id, starts_at, expires_at in json.loads(
+        multipliers, parse_float=Decimal
+    ):
+        boosts.setdefault(uuid.UUID(pk), []).append(
+            ActiveMultiplier(
+                uuid.UUID(multiplier_id),
+                Decimal(factor),
+                uuid.UUID(claim_id) if claim_id else None,
+                datetime.fromisoformat(starts_at),
+                datetime.fromisoformat(expires_at) if expires_at else None,
+            )
+        )
+    placements, standings = place_standings(ladder, locked, boosts)
+    return placements, standings, bool(subscribed)
+
+
+# Every ledger line, event and balance of the batch in one statement, from JSON documents
+# (one parameter each, whatever the batch size). Lines and events are inserted in decision
+# order (the ledger's seq follows a participant's balance); the participants are locked
+# by this transaction, found by primary key through the array (see _STORE_ANSWERS in
+# app.operations).
+_WRITE_CHANGES = """
+    WITH ledger AS (
+        INSERT INTO ledger_entries (
+            id, tenant_id, env, participant_pk, type, amount, base_amount, multipliers,
+            reason, metadata, balance_after, operation_id, created_at
+        )
+        SELECT line.id, %(tenant_id)s, %(env)s, line.participant_pk, line.type, line.amount,
+               line.base_amount, line.multipliers, line.reason, line.metadata,
+               line.balance_after, line.operation_id, %(now)s
+        FROM ROWS FROM (jsonb_to_recordset(CAST(%(lines)s AS jsonb)) AS (
+                id uuid, participant_pk uuid, type text, amount bigint, base_amount bigint,
+                multipliers jsonb, reason text, metadata jsonb, balance_after bigint,
+                operation_id uuid
+            )) WITH ORDINALITY AS line(
+                id, participant_pk, type, amount, base_amount, multipliers, reason, metadata,
+                balance_after, operation_id, position
+            )
+        ORDER BY line.position
+    ),
+    events AS (
+        INSERT INTO outbox_events (id, tenant_id, env, type, payload, dispatched_at)
+        SELECT gen_random_uuid(), %(tenant_id)s, %(env)s, event.type, event.payload,
+               %(dispatched_at)s
+        FROM ROWS FROM (jsonb_to_recordset(CAST(%(events)s AS jsonb)) AS (
+                type text, payload jsonb
+            )) WITH ORDINALITY AS event(type, payload, position)
+        ORDER BY event.position
+    )
+    UPDATE participants AS p
+    SET balance = b.balance, total_earned = b.total_earned, total_spent = b.total_spent,
+        tier_code = b.tier_code, updated_at = %(now)s
+    FROM jsonb_to_recordset(CAST(%(balances)s AS jsonb)) AS b(
+        pk uuid, balance bigint, total_earned bigint, total_spent bigint, tier_code text
+    )
+    WHERE p.id = ANY(CAST(%(pks)s AS uuid[])) AND p.id = b.pk
+"""
+
+
+def _ledger_line(applied: Applied) -> dict[str, Any]:
     outcome, write = applied.outcome, applied.write
     if isinstance(outcome, Debit):
         entry_type, amount, base_amount = DEDUCT_ENTRY_TYPE, -outcome.amount, -outcome.amount
     else:
         entry_type, amount, base_amount = AWARD_ENTRY_TYPE, outcome.amount, outcome.base_amount
-    metadata = json.dumps(write.metadata) if write.metadata is not None else None
-    return (
-        f"{outcome.transaction_id}\t{tenant_env}\t{applied.participant_pk}\t{entry_type}"
-        f"\t{amount}\t{base_amount}\t{applied.multipliers_field}\t{copy_field(write.reason)}"
-        f"\t{copy_field(metadata)}\t{outcome.new_balance}\t{write.operation_id}\t{created_at}\n"
-    )
+    return {
+        "id": outcome.transaction_id,
+        "participant_pk": applied.participant_pk,
+        "type": entry_type,
+        "amount": amount,
+        "base_amount": base_amount,
+        "multipliers": applied.multipliers,
+        "reason": write.reason,
+        "metadata": write.metadata,
+        "balance_after": outcome.new_balance,
+        "operation_id": str(write.operation_id),
+    }
 
 
 def write_changes(
@@ -181,34 +287,45 @@ def write_changes(
     decisions: Sequence[Decision],
     standings: dict[str, Standing],
     now: datetime,
+    *,
+    subscribed: bool,
 ) -> None:
     """Write what was decided: ledger lines, balances of the participants it changed, and
-    events (stored already dispatched when no endpoint subscribes, see app.outbox)."""
+    events, in one statement. `subscribed` False (no endpoint subscribes to the events,
+    asked in this transaction) stores the events already dispatched (see app.outbox)."""
     applied = [decision for decision in decisions if isinstance(decision, Applied)]
     if not applied:
         return
-    tenant_env = f"{tenant_id}\t{copy_field(env)}"
-    created_at = now.isoformat()
-    copy_lines(
-        session,
-        LedgerEntry.__tablename__,
-        LEDGER_COLUMNS,
-        [_ledger_line(each, tenant_env, created_at) for each in applied],
-    )
-    changed = {each.write.participant_id for each in applied}
-    write_balances(session, tenant_id, env, [standings[pid] for pid in sorted(changed)], now)
-    subscribed = endpoint_subscribes(session, tenant_id, env, EVENT_TYPES)
-    dispatched_at = COPY_NULL if subscribed else created_at
-    copy_lines(
-        session,
-        OutboxEvent.__tablename__,
-        OUTBOX_COLUMNS,
-        [
-            f"{uuid.uuid4()}\t{dispatched_at}\t{tenant_env}\t{event_type}"
-            f"\t{copy_field(json.dumps(payload))}\n"
-            for each in applied
-            for event_type, payload in each.events
-        ],
+    changed = [standings[pid] for pid in sorted({each.write.participant_id for each in applied})]
+    session.connection().exec_driver_sql(
+        _WRITE_CHANGES,
+        {
+            "tenant_id": tenant_id,
+            "env": env,
+            "now": now,
+            "dispatched_at": None if subscribed else now,
+            "lines": json.dumps([_ledger_line(each) for each in applied]),
+            "events": json.dumps(
+                [
+                    {"type": event_type, "payload": payload}
+                    for each in applied
+                    for event_type, payload in each.events
+                ]
+            ),
+            "balances": json.dumps(
+                [
+                    {
+                        "pk": each.pk,
+                        "balance": each.balance,
+                        "total_earned": each.total_earned,
+                        "total_spent": each.total_spent,
+                        "tier_code": each.tier_code,
+                    }
+                    for each in changed
+                ]
+            ),
+            "pks": plain_array_literal(each.pk for each in changed),
+        },
     )
     mark_events_recorded(session, subscribed=subscribed)
 
@@ -225,9 +342,9 @@ def apply_changes(
         create=(write.participant_id for write in writes if not write.debit),
         existing=(write.participant_id for write in writes if write.debit),
     )
-    placements, standings = load_standings(session, tenant_id, env, locked, now)
+    placements, standings, subscribed = _read_context(session, tenant_id, env, locked, now)
     decisions = decide_changes(writes, standings, placements, _new_ids())
-    write_changes(session, tenant_id, env, decisions, standings, now)
+    write_changes(session, tenant_id, env, decisions, standings, now, subscribed=subscribed)
     return decisions
 
 
