@@ -10,19 +10,24 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session, sessionmaker
 
+import app.operations
 from app.ledger import BalanceChange, apply_balance_change, lock_participant
 from app.models import Environment, WebhookEndpoint
+from app.operations import OperationKind, register_kind
 from app.webhooks.signing import generate_secret
 
 GAMIFY = "/api/v1/gamify"
+
+T = TypeVar("T")
 
 
 def create_reward(
@@ -82,13 +87,14 @@ def claim(
 def wait_for_operation(
     client: FlaskClient, headers: dict[str, str], operation_id: str, timeout: float = 60
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = client.get(f"{GAMIFY}/operations/{operation_id}", headers=headers).json
-        if view["status"] in ("succeeded", "failed"):
-            return dict(view)
-        time.sleep(0.1)
-    raise AssertionError(f"operation {operation_id} did not finish in {timeout}s")
+    """The operation's view once it has finished (succeeded or failed)."""
+    view = wait_for(
+        lambda: client.get(f"{GAMIFY}/operations/{operation_id}", headers=headers).json,
+        lambda view: view["status"] in ("succeeded", "failed"),
+        timeout,
+        f"operation {operation_id} to finish",
+    )
+    return dict(view)
 
 
 def run_ledger_verify(service_env: dict[str, str], *arguments: str) -> tuple[int, Any]:
@@ -161,12 +167,32 @@ def http_json(
         return error.code, json.loads(error.read())
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(
+    fetch: Callable[[], T],
+    until: Callable[[T], bool],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.05,
+) -> T:
+    """The suite's one poller: calls `fetch()` until `until(value)` holds and returns that
+    value; after `timeout` seconds fails naming `what` and the last value seen. It sleeps
+    only between polls, `interval` seconds (0: poll again at once)."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        value = fetch()
+        if until(value):
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.05)
+            raise AssertionError(f"{what}: not within {timeout}s (last seen: {value!r:.2000})")
+        time.sleep(interval)
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, *, interval: float = 0.05
+) -> None:
+    """`wait_for` a predicate to hold."""
+    wait_for(predicate, bool, timeout, what, interval=interval)
 
 
 def service_connections_waiting_on_a_lock(connection: Connection | Session) -> int:
@@ -179,3 +205,32 @@ def service_connections_waiting_on_a_lock(connection: Connection | Session) -> i
             )
         ).scalar_one()
     )
+
+
+@contextmanager
+def registered_kinds(*kinds: OperationKind) -> Iterator[None]:
+    """Test-only operation kinds, registered for the duration and removed afterwards, so
+    the registry the service runs with holds only its own kinds outside the block.
+
+    The registry offers no public way to remove a kind: the removal below reaches into
+    app.operations' private tables, in this one place. Replace it with the public hook
+    (app.operations.unregister_kind) once it exists.
+    """
+    for kind in kinds:
+        register_kind(kind)
+    try:
+        yield
+    finally:
+        for kind in kinds:
+            _unregister_kind(kind)
+
+
+def _unregister_kind(kind: OperationKind) -> None:
+    # What app.operations.unregister_kind(kind) would do: undo register_kind(kind).
+    for table, key in (
+        (app.operations._KINDS, kind.name),
+        (app.operations._DRAINED_BY, kind.name),
+        (app.operations._DRAINED_BY, kind.lane),
+    ):
+        if key is not None and table.get(key) is kind:
+            del table[key]

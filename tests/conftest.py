@@ -8,12 +8,12 @@ with a message saying so; nothing is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -35,6 +35,7 @@ from app.config import Settings, load_settings
 from app.migrate import upgrade_database
 from app.models import Environment
 from app.tenancy import create_api_key, create_tenant
+from tests.builders import wait_until
 from tests.webhook_receiver import free_port
 
 ADMIN_URL = os.environ.get(
@@ -208,6 +209,10 @@ def tenant(make_tenant: Any) -> TenantKeys:
     return make_tenant()
 
 
+class _Exited(Exception):
+    """A child process the suite waits for exited instead of becoming ready."""
+
+
 class WorkerProcess:
     """`rewards worker` as a real child process, logging to a file."""
 
@@ -224,15 +229,20 @@ class WorkerProcess:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if " ready." in self.log_path.read_text():
-                return
+                return True
             if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"worker did not start:\n{self.log_path.read_text()[-3000:]}")
+                raise _Exited
+            return False
+
+        try:
+            wait_until(ready, timeout, "the worker to log ready", interval=0.1)
+        except (AssertionError, _Exited):
+            self.stop()
+            raise RuntimeError(
+                f"worker did not start:\n{self.log_path.read_text()[-3000:]}"
+            ) from None
 
     def child_pids(self) -> list[int]:
         out = subprocess.run(
@@ -242,7 +252,10 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # poll() cannot tell while another thread waits for the process (the fault
+            # tests' supervisor): it may have exited, its group with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
@@ -252,7 +265,8 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole worker (parent and children), as a crashed host would."""
-        os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # exited already, its group with it
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self._log.close()
 
@@ -308,16 +322,21 @@ def live_api(
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def ready() -> bool:
         try:
             with urllib.request.urlopen(f"{base}/readyz", timeout=2):
-                break
+                return True
         except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError(f"rewards serve did not start; see {log.name}") from None
-            time.sleep(0.2)
+            if process.poll() is not None:
+                raise _Exited from None
+            return False
+
+    try:
+        wait_until(ready, 30, "rewards serve to answer /readyz", interval=0.2)
+    except (AssertionError, _Exited):
+        process.kill()
+        raise RuntimeError(f"rewards serve did not start; see {log.name}") from None
     yield base
     process.terminate()
     process.wait(20)

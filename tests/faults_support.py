@@ -353,13 +353,14 @@ class Worker(WorkerProcess):
 
     def _restart_when_it_exits(self) -> None:
         while True:
-            time.sleep(0.5)
+            with self._lifecycle:
+                process = self.process
+            process.wait()  # woken by its exit, however it came
             with self._lifecycle:
                 if self._ended_by_test:
                     return
-                if self.process.poll() is not None:
-                    self.restarts += 1
-                    self.process = self._spawn()
+                self.restarts += 1
+                self.process = self._spawn()
 
     def stop(self) -> None:
         with self._lifecycle:

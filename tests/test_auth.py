@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -11,16 +10,15 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import delete, event, text
+from sqlalchemy import delete, event, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.clock import utcnow
-from app.models import Environment, Operation
-from app.operations import OperationKind, execute_operations, register_kind, submit_operation
-from app.tenancy import create_api_key, create_tenant, revoke_api_key
+from app.models import ApiKey, Environment, Operation, OperationStatus
+from app.operations import submit_operation
+from app.points.kinds import AWARD_KIND
+from app.tenancy import create_api_key, create_tenant, find_principal, revoke_api_key
 from tests.conftest import TenantKeys
-
-NOOP = register_kind(OperationKind(name="test_auth.noop", handler=lambda session, op: {}))
 
 UNAUTHORIZED = {
     "code": "unauthorized",
@@ -47,7 +45,8 @@ def assert_unauthorized(response: Any) -> None:
 
 @pytest.fixture
 def committed_operation(session_factory: sessionmaker[Session]) -> Iterator[Callable[..., Any]]:
-    """Commits finished operations (so no sweeper ever picks them up); deletes them after."""
+    """Commits finished operations (an award, recorded and answered in one transaction, so
+    no sweeper or worker ever picks it up); deletes them after."""
     created: list[uuid.UUID] = []
 
     def build(tenant_id: uuid.UUID, env: str) -> uuid.UUID:
@@ -56,11 +55,21 @@ def committed_operation(session_factory: sessionmaker[Session]) -> Iterator[Call
                 session.connection(),
                 tenant_id=tenant_id,
                 env=env,
-                kind=NOOP.name,
-                payload={},
+                kind=AWARD_KIND,
+                payload={"participant_id": "ann", "amount": 1, "reason": None, "metadata": None},
                 idempotency_key=None,
             ).operation
-            execute_operations(session, [operation.id])
+            session.execute(
+                update(Operation)
+                .where(Operation.id == operation.id)
+                .values(
+                    status=OperationStatus.SUCCEEDED.value,
+                    http_status=200,
+                    result={"amount": 1},
+                    attempts=1,
+                    finished_at=utcnow(),
+                )
+            )
         created.append(operation.id)
         return operation.id
 
@@ -191,18 +200,44 @@ def test_key_secret_carries_at_least_128_random_bits(db_session: Session) -> Non
     assert len(set(random_parts)) == len(random_parts)
 
 
-def test_key_is_stored_only_as_its_sha256(db_session: Session) -> None:
+def test_key_is_stored_only_as_a_digest(db_session: Session) -> None:
     issued = create_api_key(
         db_session, create_tenant(db_session, "Key store").id, Environment.LIVE, ["admin"]
     )
     random_part = issued.key.removeprefix("bq_live_")
-    row = db_session.execute(
-        text("SELECT k::text, k.key_hash FROM api_keys k WHERE k.id = :id"), {"id": issued.key_id}
-    ).one()
-    whole_row, key_hash = row
-    assert key_hash == hashlib.sha256(issued.key.encode()).hexdigest()
+    whole_row = db_session.execute(
+        text("SELECT k::text FROM api_keys k WHERE k.id = :id"), {"id": issued.key_id}
+    ).scalar_one()
     assert issued.key not in whole_row
     assert random_part not in whole_row
+    assert find_principal(db_session, issued.key) is not None
+
+
+# A key as an earlier version stored it: its digest (SHA-256 hex) must not drift, or every
+# key issued before an upgrade would stop working.
+PINNED_KEY = "bq_live_pinned-secret-from-an-earlier-version"
+PINNED_KEY_HASH = "998f8514fce897de701e3dc42e4b9e3c4d8b4eb4b5b13be89aede1e12cc74489"
+
+
+def test_a_key_stored_by_an_earlier_version_still_authenticates(db_session: Session) -> None:
+    tenant_id = create_tenant(db_session, "Key store").id
+    db_session.add(
+        ApiKey(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            env="live",
+            key_hash=PINNED_KEY_HASH,
+            key_hint=PINNED_KEY[:12],
+            scopes=["admin"],
+        )
+    )
+    db_session.flush()
+
+    principal = find_principal(db_session, PINNED_KEY)
+
+    assert principal is not None
+    assert (principal.tenant_id, principal.env) == (tenant_id, "live")
+    assert find_principal(db_session, PINNED_KEY + "x") is None
 
 
 # The auth cache

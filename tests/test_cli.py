@@ -10,9 +10,7 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import Tenant
+from tests.builders import wait_for
 from tests.conftest import TenantKeys
 
 # The shared app caches key lookups for AUTH_CACHE_TTL_SECONDS=1 (service_env).
@@ -54,14 +53,6 @@ def rewards_json(service_env: dict[str, str], *args: str) -> dict[str, Any]:
 def status_with(client: FlaskClient, key: str) -> tuple[int, str]:
     response = client.get(f"/api/v1/gamify/operations/{uuid.uuid4()}", headers={"X-API-Key": key})
     return response.status_code, response.json["code"]
-
-
-def eventually(probe: Callable[[], Any], expected: Any) -> Any:
-    """Polls until `probe()` returns `expected` or the auth cache deadline passes."""
-    deadline = time.monotonic() + CACHE_DEADLINE_SECONDS
-    while (seen := probe()) != expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return seen
 
 
 AUTHENTICATED = (404, "operation_not_found")
@@ -133,7 +124,13 @@ def test_key_revoke_rejects_the_key_once_the_auth_cache_expires(
     revoked = rewards_json(service_env, "key", "revoke", issued["key_id"])
 
     assert revoked == {"key_id": issued["key_id"], "revoked": True}
-    assert eventually(lambda: status_with(client, issued["key"]), UNAUTHORIZED) == UNAUTHORIZED
+    wait_for(
+        lambda: status_with(client, issued["key"]),
+        lambda seen: seen == UNAUTHORIZED,
+        CACHE_DEADLINE_SECONDS,
+        "the revoked key to be refused",
+        interval=0.1,
+    )
 
 
 def test_tenant_disable_forbids_its_keys_and_enable_restores_them(
@@ -156,13 +153,23 @@ def test_tenant_disable_forbids_its_keys_and_enable_restores_them(
         403,
         {"code": "forbidden", "type": "forbidden", "detail": "Tenant is disabled", "status": 403},
     )
-    assert eventually(answer, forbidden) == forbidden
+    wait_for(
+        answer,
+        lambda seen: seen == forbidden,
+        CACHE_DEADLINE_SECONDS,
+        "the disabled tenant's key to be forbidden",
+        interval=0.1,
+    )
 
     enabled = rewards_json(service_env, "tenant", "enable", tenant_id)
 
     assert enabled == {"tenant_id": tenant_id, "disabled": False}
-    assert eventually(lambda: status_with(client, tenant.participant_key), AUTHENTICATED) == (
-        AUTHENTICATED
+    wait_for(
+        lambda: status_with(client, tenant.participant_key),
+        lambda seen: seen == AUTHENTICATED,
+        CACHE_DEADLINE_SECONDS,
+        "the enabled tenant's key to authenticate again",
+        interval=0.1,
     )
 
 

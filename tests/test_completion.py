@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,12 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from app.completion import (
-    LISTEN_SLICE_SECONDS,
-    CompletionListener,
-    FinishedAnswer,
-    signal_finished,
-)
+from app.completion import CompletionListener, FinishedAnswer, signal_finished
+from tests.builders import wait_for, wait_until
 
 
 @pytest.fixture
@@ -68,11 +63,19 @@ def test_every_waiter_of_an_operation_is_answered_and_no_other(
 def test_a_cancelled_waiter_is_forgotten(
     client: redis.Redis, prefix: str, listener: CompletionListener
 ) -> None:
-    operation_id = uuid.uuid4()
-    listener.expect(operation_id).cancel()
-    signal_finished(client, prefix, [(operation_id, FinishedAnswer(200, {}))])
-    time.sleep(0.2)
-    assert listener._waiting == {}
+    cancelled, other = uuid.uuid4(), uuid.uuid4()
+    forgotten = listener.expect(cancelled)
+    forgotten.cancel()
+    still_waiting = listener.expect(other)
+    # One message answers both, the cancelled one first: once the other waiter has its
+    # answer, the listener has handed out every answer of that message.
+    signal_finished(
+        client,
+        prefix,
+        [(cancelled, FinishedAnswer(200, {})), (other, FinishedAnswer(201, {}))],
+    )
+    assert still_waiting.wait(5) == FinishedAnswer(201, {})
+    assert forgotten.wait(0) is None
 
 
 def _subscriber_ids(client: redis.Redis) -> set[str]:
@@ -90,13 +93,19 @@ def test_the_subscriber_comes_back_after_redis_drops_its_connection(
         client.client_kill_filter(_id=client_id)
     operation_id = uuid.uuid4()
     waiter = listener.expect(operation_id)
-    deadline = time.monotonic() + 10
-    answer = None
-    while answer is None and time.monotonic() < deadline:
+
+    def publish_and_wait_a_little() -> FinishedAnswer | None:
         # Answers published while it resubscribes are lost (their waiters read the
         # database): publish until one arrives.
         signal_finished(client, prefix, [(operation_id, FinishedAnswer(201, {"back": True}))])
-        answer = waiter.wait(0.2)
+        return waiter.wait(0.2)
+
+    answer = wait_for(
+        publish_and_wait_a_little,
+        lambda answer: answer is not None,
+        10,
+        "an answer through the resubscribed listener",
+    )
     assert answer == FinishedAnswer(201, {"back": True})
 
 
@@ -107,10 +116,12 @@ def test_a_closed_listener_lets_go_of_its_subscription(
     listener.expect(uuid.uuid4()).cancel()
     assert _subscriber_ids(client) - before
     listener.close()
-    deadline = time.monotonic() + 5
-    while _subscriber_ids(client) - before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _subscriber_ids(client) - before
+    wait_until(
+        lambda: not _subscriber_ids(client) - before,
+        5,
+        "the closed listener to let go of its subscription",
+        interval=0.1,
+    )
 
 
 class _SlowRedis:
@@ -160,16 +171,16 @@ class _SlowRedis:
 
 
 def test_every_early_waiter_of_a_new_process_finds_the_subscriber_listening(
-    redis_url: str, prefix: str
+    client: redis.Redis, redis_url: str, prefix: str
 ) -> None:
     """Many requests arrive at once when a web process starts: none may find the
     subscriber not yet subscribed (it would not wait, and answer 202 for a claim about to
     succeed)."""
     proxy = _SlowRedis(redis_url, delay=0.3)
-    client = redis.Redis(
+    slow_client = redis.Redis(
         host="127.0.0.1", port=proxy.port, decode_responses=True, socket_timeout=1.0
     )
-    listener = CompletionListener(client, prefix)
+    listener = CompletionListener(slow_client, prefix)
     barrier = threading.Barrier(8)
 
     def first_request() -> bool:
@@ -184,6 +195,12 @@ def test_every_early_waiter_of_a_new_process_finds_the_subscriber_listening(
             assert all(pool.map(lambda _: first_request(), range(8)))
     finally:
         listener.close()
-        time.sleep(LISTEN_SLICE_SECONDS + 0.2)  # the subscriber lets go of its connection
-        client.close()
+        # Seen from Redis itself: the subscriber has let go of its connection (its channel,
+        # under this test's prefix, has no subscriber left).
+        wait_until(
+            lambda: not client.pubsub_channels(f"{prefix}*"),
+            5,
+            "the closed listener to let go of its connection",
+        )
+        slow_client.close()
         proxy.close()

@@ -185,21 +185,28 @@ def test_workers_sigkilled_mid_task_lose_no_accepted_write(tmp_path: Path) -> No
             # mostly lands between tasks: kill a pool process that PostgreSQL shows inside
             # a transaction (its connection names its pid), i.e. one in the middle of a task.
             kills = 0
-            kill_deadline = time.monotonic() + 45
-            while MID_TASK_KILL not in doomed.log_text():
-                assert time.monotonic() < kill_deadline, (
-                    f"no kill landed in the middle of a task in {kills} kills"
-                )
+
+            def killed_one_mid_task() -> bool:
+                nonlocal kills
+                if MID_TASK_KILL in doomed.log_text():
+                    return True
                 victim = _pool_process_in_a_transaction(stack, doomed)
-                if victim is None:
-                    continue
-                os.kill(victim, signal.SIGKILL)
-                kills += 1
-                wait_until(
-                    lambda victim=victim: f"pid:{victim} exited" in doomed.log_text(),
-                    10,
-                    "the worker to notice its pool process died",
-                )
+                if victim is not None:
+                    os.kill(victim, signal.SIGKILL)
+                    kills += 1
+                    wait_until(
+                        lambda: f"pid:{victim} exited" in doomed.log_text(),
+                        10,
+                        "the worker to notice its pool process died",
+                    )
+                return MID_TASK_KILL in doomed.log_text()
+
+            try:
+                # No pause between tries: a pool process is inside a transaction for
+                # milliseconds at a time.
+                wait_until(killed_one_mid_task, 45, "a kill mid-task", interval=0)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: none of {kills} kills landed mid-task") from None
             load.wait_answered(load.answered() + 30)
             doomed.kill()
             load.wait_answered(load.answered() + 80)

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import DataError
 
 from app.errors import DomainError
 from app.group_commit import GroupCommit
 from app.models import Operation
-from app.operations import OperationKind, Submission, Write, register_kind, submit_operations
+from app.operations import Submission, Write, submit_operations
+from app.points.kinds import AWARD_KIND
 from app.rate_limit import Limit, RateLimiter
-
-ECHO = register_kind(
-    OperationKind(name="test_group.echo", handler=lambda session, operation: {"ok": True})
-)
+from tests.builders import wait_until
 
 
 class _GatedFlush:
@@ -62,8 +61,7 @@ def test_callers_arriving_during_a_flush_share_the_next_one_and_each_gets_its_ow
     first = _submit_in_background(combiner, 0)
     assert flush.first_started.wait(5)
     waiting = [_submit_in_background(combiner, item) for item in range(1, 9)]
-    while len(combiner._pending) < 8:
-        threading.Event().wait(0.01)
+    wait_until(lambda: len(combiner._pending) >= 8, 5, "8 callers to queue up", interval=0.01)
     flush.release.set()
     for outcome in [first, *waiting]:
         outcome["thread"].join(5)
@@ -83,8 +81,7 @@ def test_a_group_is_cut_at_max_group_and_the_rest_flush_next() -> None:
     first = _submit_in_background(combiner, 0)
     assert flush.first_started.wait(5)
     waiting = [_submit_in_background(combiner, item) for item in (2, 4, 6, 8, 10)]
-    while len(combiner._pending) < 5:
-        threading.Event().wait(0.01)
+    wait_until(lambda: len(combiner._pending) >= 5, 5, "5 callers to queue up", interval=0.01)
     flush.release.set()
     for outcome in [first, *waiting]:
         outcome["thread"].join(5)
@@ -110,7 +107,18 @@ def test_a_failed_flush_fails_its_group_and_the_next_callers_are_served() -> Non
 
 
 def _write(tenant_id: uuid.UUID, key: str | None, n: int = 1, env: str = "live") -> Write:
-    return Write(tenant_id, env, ECHO.name, {"n": n}, key)
+    award = {"participant_id": "ann", "amount": n, "reason": None, "metadata": None}
+    return Write(tenant_id, env, AWARD_KIND, award, key)
+
+
+@pytest.fixture
+def tenant_id(engine: Engine) -> Iterator[uuid.UUID]:
+    """A tenant id of the test's own; its recorded operations are deleted afterwards, before
+    any worker's sweeper takes them for stalled."""
+    tenant_id = uuid.uuid4()
+    yield tenant_id
+    with engine.begin() as connection:
+        connection.execute(delete(Operation).where(Operation.tenant_id == tenant_id))
 
 
 def _operations_of(engine: Engine, tenant_id: uuid.UUID) -> int:
@@ -121,9 +129,8 @@ def _operations_of(engine: Engine, tenant_id: uuid.UUID) -> int:
 
 
 def test_one_insert_records_a_group_with_replays_and_key_reuse_answered_per_write(
-    engine: Engine,
+    engine: Engine, tenant_id: uuid.UUID
 ) -> None:
-    tenant_id = uuid.uuid4()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         first, replay, reused, keyless = submit_operations(
             connection,
@@ -143,9 +150,8 @@ def test_one_insert_records_a_group_with_replays_and_key_reuse_answered_per_writ
 
 
 def test_a_write_the_database_refuses_fails_alone_and_its_group_is_recorded(
-    engine: Engine,
+    engine: Engine, tenant_id: uuid.UUID
 ) -> None:
-    tenant_id = uuid.uuid4()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         answers = submit_operations(
             connection,

@@ -6,8 +6,6 @@ committed operations, so assertions name the rows each test made.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -26,13 +24,12 @@ from app.operations import (
     Submission,
     claim_stalled_operations,
     execute_operations,
-    fingerprint,
     operation_answer,
     purge_expired_idempotency_records,
-    register_kind,
     submit_operation,
 )
 from app.tenancy import create_tenant
+from tests.builders import registered_kinds
 
 handler_calls: Counter[uuid.UUID] = Counter()
 
@@ -52,12 +49,19 @@ def _write_tenant(session: Session, operation: Operation) -> dict[str, Any]:
     return {"created": operation.payload["tenant_name"]}
 
 
-ECHO = register_kind(OperationKind(name="test_core.echo", handler=_echo, success_status=201))
-REFUSE = register_kind(OperationKind(name="test_core.refuse", handler=_write_tenant_then_refuse))
-WRITE = register_kind(OperationKind(name="test_core.write", handler=_write_tenant))
-KEPT = register_kind(OperationKind(name="test_core.kept", handler=_echo, retain_forever=True))
+ECHO = OperationKind(name="test_core.echo", handler=_echo, success_status=201)
+REFUSE = OperationKind(name="test_core.refuse", handler=_write_tenant_then_refuse)
+WRITE = OperationKind(name="test_core.write", handler=_write_tenant)
+KEPT = OperationKind(name="test_core.kept", handler=_echo, retain_forever=True)
 
 TENANT_ID = uuid.uuid4()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def operation_kinds() -> Iterator[None]:
+    """This module's kinds exist while its tests run, and only then."""
+    with registered_kinds(ECHO, REFUSE, WRITE, KEPT):
+        yield
 
 
 def submit(
@@ -251,8 +255,25 @@ def test_purge_deletes_finished_operations_past_retention_except_retain_forever_
     assert purged >= 1
 
 
-def test_the_fingerprint_is_the_sha256_of_the_canonical_json_of_kind_and_payload() -> None:
-    """Stored fingerprints decide replays across versions: the formula must not drift."""
-    payload = {"b": [{"z": 'é\n"x', "y": None}], "a": 1.5, "t": True}
-    canonical = json.dumps(["k", payload], sort_keys=True, separators=(",", ":"), default=str)
-    assert fingerprint("k", payload) == hashlib.sha256(canonical.encode()).hexdigest()
+# What an earlier version recorded for PINNED_PAYLOAD under ECHO: stored fingerprints
+# decide replays across upgrades, so the way a request is fingerprinted must not drift.
+PINNED_PAYLOAD = {"b": [{"z": 'é\n"x', "y": None}], "a": 1.5, "t": True}
+PINNED_FINGERPRINT = "b28db16c37700181287004256f066203c9cdc5e4ddc60d827e351cffbb69df3f"
+
+
+def test_an_operation_recorded_by_an_earlier_version_still_answers_its_retries(
+    db_session: Session,
+) -> None:
+    recorded = submit(db_session, key="before-upgrade", payload=PINNED_PAYLOAD).operation
+    recorded.fingerprint = PINNED_FINGERPRINT  # as the earlier version stored it
+    db_session.flush()
+
+    # The retry spells the same request with its keys in another order.
+    retry = submit(
+        db_session,
+        key="before-upgrade",
+        payload={"t": True, "a": 1.5, "b": [{"y": None, "z": 'é\n"x'}]},
+    )
+
+    assert retry.created is False
+    assert retry.operation.id == recorded.id

@@ -250,7 +250,6 @@ def test_award_batches_drain_side_by_side_each_drain_freeing_the_key_as_it_start
     partition: Partition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     partition.kind, partition.payload = AWARD_BATCH_KIND, AWARD_BATCH
-    assert get_kind(AWARD_BATCH_KIND).drains_side_by_side
     first = partition.record_write()
     arriving: list[Operation] = []
 

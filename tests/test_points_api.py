@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -17,7 +16,7 @@ from app.clock import utcnow
 from app.models import OutboxEvent, Participant, ParticipantMultiplier
 from app.points.awards import award_points
 from app.points.items import AwardItem
-from tests.builders import run_ledger_verify
+from tests.builders import run_ledger_verify, wait_for_operation
 from tests.conftest import TenantKeys, WorkerProcess
 
 BASE = "/api/v1/gamify"
@@ -47,18 +46,6 @@ def balance_of(client: FlaskClient, tenant: TenantKeys, participant_id: str) -> 
 
 def create_tier(client: FlaskClient, tenant: TenantKeys, **fields: Any) -> Any:
     return client.post(f"{BASE}/admin/tiers", json=fields, headers=tenant.admin())
-
-
-def wait_for_operation(
-    client: FlaskClient, tenant: TenantKeys, operation_id: str, timeout: float = 60
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = client.get(f"{BASE}/operations/{operation_id}", headers=tenant.participant()).json
-        if view["status"] in ("succeeded", "failed"):
-            return view
-        time.sleep(0.05)
-    raise AssertionError(f"operation {operation_id} did not finish within {timeout}s")
 
 
 def events_of(
@@ -212,7 +199,7 @@ def test_award_with_prefer_respond_async_answers_202_and_the_operation_holds_the
     )
     assert response.status_code == 202
     assert response.headers["Location"].endswith(response.json["operation_id"])
-    view = wait_for_operation(client, tenant, response.json["operation_id"])
+    view = wait_for_operation(client, tenant.participant(), response.json["operation_id"])
     assert view["status"] == "succeeded"
     assert view["kind"] == "points.award"
     assert view["result"]["amount"] == 7

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -22,7 +21,7 @@ from app.models import LedgerEntry, Operation, Participant
 from app.models.points import BulkAwardRow
 from app.operations import purge_expired_idempotency_records
 from app.points.bulk import UploadFormat, stage_bulk_award
-from tests.builders import run_ledger_verify
+from tests.builders import run_ledger_verify, wait_for, wait_for_operation
 from tests.conftest import TenantKeys, WorkerProcess
 
 BASE = "/api/v1/gamify"
@@ -38,18 +37,6 @@ def upload(
 ) -> Any:
     headers = {**tenant.admin(), **({"Idempotency-Key": key} if key else {})}
     return client.post(BULK, data=body, content_type=content_type, headers=headers)
-
-
-def wait_for_operation(
-    client: FlaskClient, tenant: TenantKeys, operation_id: str, timeout: float = 60
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = client.get(f"{BASE}/operations/{operation_id}", headers=tenant.admin()).json
-        if view["status"] in ("succeeded", "failed"):
-            return view
-        time.sleep(0.05)
-    raise AssertionError(f"operation {operation_id} did not finish within {timeout}s")
 
 
 def balances(session_factory: sessionmaker[Session], tenant: TenantKeys) -> dict[str, int]:
@@ -87,7 +74,7 @@ def test_bulk_award_from_csv_awards_the_valid_rows_and_reports_the_bad_ones(
     assert response.status_code == 202, response.json
     assert response.json["kind"] == "points.award_bulk"
     assert response.headers["Location"].endswith(response.json["operation_id"])
-    view = wait_for_operation(client, tenant, response.json["operation_id"])
+    view = wait_for_operation(client, tenant.admin(), response.json["operation_id"])
     assert view["status"] == "succeeded", view
     operation_id = response.json["operation_id"]
     assert view["result"] == {
@@ -137,7 +124,7 @@ def test_bulk_award_from_csv_without_a_header_reads_participant_amount_reason(
     session_factory: sessionmaker[Session],
 ) -> None:
     response = upload(client, tenant, "\ufeffu1,5\r\nu2,6,thanks\r\n")
-    view = wait_for_operation(client, tenant, response.json["operation_id"])
+    view = wait_for_operation(client, tenant.admin(), response.json["operation_id"])
     assert view["result"]["awarded"] == 2
     assert balances(session_factory, tenant) == {"u1": 5, "u2": 6}
 
@@ -161,7 +148,7 @@ def test_bulk_award_from_ndjson_checks_each_line(
     ]
     response = upload(client, tenant, "\n".join(lines), content_type="application/x-ndjson")
     assert response.status_code == 202, response.json
-    view = wait_for_operation(client, tenant, response.json["operation_id"])
+    view = wait_for_operation(client, tenant.admin(), response.json["operation_id"])
     assert (view["result"]["awarded"], view["result"]["failed"]) == (2, 6)
     assert balances(session_factory, tenant) == {"n1": 11}
     report = client.get(view["result"]["error_report"], headers=tenant.admin()).text
@@ -184,7 +171,7 @@ def test_bulk_award_resubmitted_with_the_same_idempotency_key_is_awarded_once(
 ) -> None:
     body = "participant_id,amount\nx,1\ny,2\n"
     first = upload(client, tenant, body, key="bulk-once")
-    wait_for_operation(client, tenant, first.json["operation_id"])
+    wait_for_operation(client, tenant.admin(), first.json["operation_id"])
     again = upload(client, tenant, body, key="bulk-once")
     assert again.status_code == 202
     assert again.json["operation_id"] == first.json["operation_id"]
@@ -285,14 +272,15 @@ def test_bulk_award_of_100_000_rows_survives_a_worker_killed_halfway_and_awards_
         accepted = upload(client, tenant, body, key="bulk-crash")
         assert accepted.status_code == 202, accepted.json
         operation_id = accepted.json["operation_id"]
-        deadline = time.monotonic() + 120
-        progress: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            view = client.get(f"{BASE}/operations/{operation_id}", headers=tenant.admin()).json
-            progress = view["progress"]
-            if progress["done"] >= total_rows // 2 or view["status"] == "succeeded":
-                break
-            time.sleep(0.01)
+        wait_for(
+            lambda: client.get(f"{BASE}/operations/{operation_id}", headers=tenant.admin()).json,
+            lambda view: (
+                view["progress"]["done"] >= total_rows // 2 or view["status"] == "succeeded"
+            ),
+            120,
+            "the job to get halfway",
+            interval=0.01,
+        )
     finally:
         doomed.kill()
     view = client.get(f"{BASE}/operations/{operation_id}", headers=tenant.admin()).json
@@ -304,7 +292,7 @@ def test_bulk_award_of_100_000_rows_survives_a_worker_killed_halfway_and_awards_
     assert replay.json["operation_id"] == operation_id
     rescuer = WorkerProcess(isolated_env, tmp_path / "rescuer.log", concurrency=2)
     try:
-        final = wait_for_operation(client, tenant, operation_id, timeout=120)
+        final = wait_for_operation(client, tenant.admin(), operation_id, timeout=120)
     finally:
         rescuer.stop()
 

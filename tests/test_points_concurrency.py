@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,7 +15,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import LedgerEntry, OutboxEvent, Participant
 from app.points.tiers import delete_tier
-from tests.builders import create_reward, fund_participant, run_ledger_verify, upload_codes
+from tests.builders import (
+    create_reward,
+    fund_participant,
+    run_ledger_verify,
+    service_connections_waiting_on_a_lock,
+    upload_codes,
+    wait_for_operation,
+    wait_until,
+)
 from tests.conftest import TenantKeys, WorkerProcess
 
 BASE = "/api/v1/gamify"
@@ -30,15 +37,12 @@ def post_and_settle(
     response = client.post(f"{BASE}{path}", json=body, headers=tenant.participant())
     if response.status_code != 202:
         return response.status_code, response.json
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        view = client.get(response.headers["Location"], headers=tenant.participant()).json
-        if view["status"] == "succeeded":
-            return 200, view["result"]
-        if view["status"] == "failed":
-            return view["error"]["status"], view["error"]
-        time.sleep(0.05)
-    raise AssertionError(f"{path} {body} did not finish")
+    view = wait_for_operation(
+        client, tenant.participant(), response.json["operation_id"], timeout=120
+    )
+    if view["status"] == "succeeded":
+        return 200, view["result"]
+    return view["error"]["status"], view["error"]
 
 
 def test_1000_concurrent_awards_and_deductions_never_lose_an_update_or_go_below_zero(
@@ -171,7 +175,11 @@ def test_a_tier_change_racing_its_deletion_answers_tier_not_found(
                 client.patch, f"{BASE}/admin/tiers/gold", json={"color": "#FFD700"},
                 headers=tenant.admin(),
             )  # fmt: skip
-            time.sleep(0.5)
+            wait_until(
+                lambda: service_connections_waiting_on_a_lock(deleting) > 0,
+                30,
+                "the PATCH to wait for the row the delete holds",
+            )
             assert not patch.done()
             deleting.commit()
             response = patch.result(timeout=30)

@@ -23,7 +23,6 @@ from workers.celery_app import (
     ALL_QUEUES,
     QUEUE_MAINTENANCE,
     QUEUE_OPERATIONS,
-    QUEUE_WEBHOOKS,
     TASK_EXECUTE_OPERATION,
     TASK_SWEEP_OPERATIONS,
     create_celery,
@@ -161,7 +160,8 @@ def test_operation_tasks_ack_late_and_requeue_when_their_worker_is_lost(
 def test_execute_operation_retries_transient_errors_a_bounded_number_of_times(
     celery_app: Celery,
 ) -> None:
-    assert celery_app.tasks[TASK_EXECUTE_OPERATION].max_retries == 8
+    max_retries = celery_app.tasks[TASK_EXECUTE_OPERATION].max_retries
+    assert max_retries is not None and max_retries > 0  # None: Celery retries forever
 
 
 def test_task_decorators_carry_no_option_celery_does_not_know(celery_app: Celery) -> None:
@@ -195,7 +195,6 @@ def test_redis_visibility_timeout_outlasts_every_retry_countdown(
     celery_app: Celery, settings: Settings
 ) -> None:
     options = celery_app.conf.broker_transport_options
-    assert options["visibility_timeout"] == 3600
     assert options["visibility_timeout"] > RETRY_COUNTDOWN_CAP_SECONDS
     assert options["visibility_timeout"] > settings.operation_stall_seconds
 
@@ -220,7 +219,9 @@ def test_operations_go_to_the_operations_queue_and_the_sweeper_to_maintenance(
         "queue": QUEUE_MAINTENANCE,
         "expires": settings.sweep_interval_seconds,
     }
-    assert set(ALL_QUEUES) == {QUEUE_OPERATIONS, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS}
+    # Whatever is sent anywhere lands in a queue `rewards worker` consumes (ALL_QUEUES).
+    routed = {entry["options"]["queue"] for entry in celery_app.conf.beat_schedule.values()}
+    assert routed | {celery_app.conf.task_default_queue} <= set(ALL_QUEUES)
 
 
 def test_published_operation_lands_in_the_prefixed_operations_queue_in_redis(

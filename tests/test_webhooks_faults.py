@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.webhooks.dispatcher import DISPATCHER_APPLICATION_NAME
-from tests.builders import claim, create_reward
+from tests.builders import claim, create_reward, wait_for
 from tests.conftest import TenantKeys
 from tests.webhook_receiver import Reply, WebhookReceiver, create_webhook, wait_for_deliveries
 
@@ -30,8 +29,8 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 def _dispatcher_pid(session_factory: sessionmaker[Session], timeout: float = 10) -> int:
     """The OS pid of the worker process holding the dispatcher lock (it names itself)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def dispatcher_pids() -> list[int]:
         with session_factory() as session:
             names = session.execute(
                 text(
@@ -40,11 +39,9 @@ def _dispatcher_pid(session_factory: sessionmaker[Session], timeout: float = 10)
                 ),
                 {"prefix": f"{DISPATCHER_APPLICATION_NAME} pid=%"},
             ).scalars()
-            pids = [int(name.rsplit("=", 1)[1]) for name in names]
-        if pids:
-            return pids[0]
-        time.sleep(0.05)
-    raise AssertionError("no dispatcher is running")
+            return [int(name.rsplit("=", 1)[1]) for name in names]
+
+    return wait_for(dispatcher_pids, bool, timeout, "a running dispatcher")[0]
 
 
 def test_worker_killed_during_dispatch_loses_no_event(

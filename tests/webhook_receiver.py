@@ -14,7 +14,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from tests.builders import GAMIFY
+from tests.builders import GAMIFY, wait_for
 
 
 @dataclass(frozen=True)
@@ -192,11 +192,10 @@ def wait_for_deliveries(
     predicate: Callable[[list[dict[str, Any]]], bool],
     timeout: float = 20,
 ) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        deliveries = list_deliveries(client, admin_headers, webhook_id, page_size=100)
-        if predicate(deliveries):
-            return deliveries
-        if time.monotonic() > deadline:
-            raise AssertionError(f"deliveries did not reach the expected state: {deliveries}")
-        time.sleep(0.1)
+    return wait_for(
+        lambda: list_deliveries(client, admin_headers, webhook_id, page_size=100),
+        predicate,
+        timeout,
+        "deliveries to reach the expected state",
+        interval=0.1,
+    )
