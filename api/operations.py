@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from flask import Blueprint
 
@@ -11,9 +12,24 @@ from api.endpoint import Access, endpoint
 from api.runtime import runtime
 from api.schemas import OperationView
 from app.errors import NotFound
-from app.operations import FINISHED, get_operation, operation_view
+from app.models import Operation, OperationStatus
+from app.operations import FINISHED, get_operation
 
 bp = Blueprint("operations", __name__, url_prefix="/api/v1/gamify")
+
+
+def operation_view(operation: Operation) -> dict[str, Any]:
+    """The polling representation of an operation."""
+    return {
+        "operation_id": str(operation.id),
+        "kind": operation.kind,
+        "status": operation.status,
+        "result": operation.result if operation.status == OperationStatus.SUCCEEDED else None,
+        "error": operation.error if operation.status == OperationStatus.FAILED else None,
+        "progress": operation.progress,
+        "created_at": operation.created_at,
+        "finished_at": operation.finished_at,
+    }
 
 
 def _operation_not_found() -> NotFound:

@@ -19,13 +19,7 @@ from api.auth import current_principal, key_request_unit, key_unit_decided, rate
 from api.runtime import runtime
 from app.errors import DomainError
 from app.models import Operation
-from app.operations import (
-    FINISHED,
-    Write,
-    find_finished_replay,
-    get_operation,
-    operation_answer,
-)
+from app.operations import FINISHED, Write, find_finished_replay, get_operation, operation_answer
 from app.rate_limit import Decision, Limit
 from app.tenancy import Principal
 

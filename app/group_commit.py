@@ -49,6 +49,12 @@ class GroupCommit(Generic[ItemT, ResultT]):
         self._pending: list[_Slot[ItemT, ResultT]] = []
         self._flushing = False
 
+    @property
+    def queued(self) -> int:
+        """Callers waiting for the next flush (the one under way excluded)."""
+        with self._lock:
+            return len(self._pending)
+
     def submit(self, item: ItemT) -> ResultT:
         slot: _Slot[ItemT, ResultT] = _Slot(item)
         with self._lock:

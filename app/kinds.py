@@ -1,4 +1,11 @@
-"""Importing this module registers every operation kind the workers can execute."""
+"""Every operation kind the service runs, registered from this one list: the web imports
+it to record writes, the workers to execute them."""
 
-import app.points.kinds
-import app.rewards.claim_batches  # noqa: F401
+from app.operation_kinds import OperationKind, register_kind
+from app.points.kinds import AWARD, AWARD_BATCH, AWARD_BULK, DEDUCT
+from app.rewards.claim_batches import CLAIM
+
+KINDS: tuple[OperationKind, ...] = (AWARD, DEDUCT, AWARD_BATCH, AWARD_BULK, CLAIM)
+
+for kind in KINDS:
+    register_kind(kind)

@@ -19,10 +19,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session, sessionmaker
 
-import app.operations
 from app.ledger import BalanceChange, apply_balance_change, lock_participant
 from app.models import Environment, WebhookEndpoint
-from app.operations import OperationKind, register_kind
+from app.operation_kinds import OperationKind, register_kind, unregister_kind
 from app.webhooks.signing import generate_secret
 
 GAMIFY = "/api/v1/gamify"
@@ -210,27 +209,11 @@ def service_connections_waiting_on_a_lock(connection: Connection | Session) -> i
 @contextmanager
 def registered_kinds(*kinds: OperationKind) -> Iterator[None]:
     """Test-only operation kinds, registered for the duration and removed afterwards, so
-    the registry the service runs with holds only its own kinds outside the block.
-
-    The registry offers no public way to remove a kind: the removal below reaches into
-    app.operations' private tables, in this one place. Replace it with the public hook
-    (app.operations.unregister_kind) once it exists.
-    """
+    the registry the service runs with holds only its own kinds outside the block."""
     for kind in kinds:
         register_kind(kind)
     try:
         yield
     finally:
         for kind in kinds:
-            _unregister_kind(kind)
-
-
-def _unregister_kind(kind: OperationKind) -> None:
-    # What app.operations.unregister_kind(kind) would do: undo register_kind(kind).
-    for table, key in (
-        (app.operations._KINDS, kind.name),
-        (app.operations._DRAINED_BY, kind.name),
-        (app.operations._DRAINED_BY, kind.lane),
-    ):
-        if key is not None and table.get(key) is kind:
-            del table[key]
+            unregister_kind(kind)

@@ -16,16 +16,10 @@ import pytest
 from app.errors import DomainError
 from app.ledger import LockedRow
 from app.outbox import POINTS_AWARDED, POINTS_DEDUCTED, TIER_UPGRADED
-from app.points.awards import (
-    OUTBOX_COLUMNS,
-    Credit,
-    Placements,
-    Standing,
-    _AwardPass,
-    awarded_payload,
-)
-from app.points.balance_changes import Applied, BalanceWrite, Debit, decide_changes
+from app.points.awards import OUTBOX_COLUMNS, AwardPass
+from app.points.balance_changes import Applied, BalanceWrite, decide_changes
 from app.points.multipliers import ActiveMultiplier
+from app.points.standings import Credit, Debit, Placements, Standing, awarded_payload
 from app.points.tiers import TierLadder, TierRung
 
 SILVER = TierRung("silver", "Silver", 1, 100, Decimal(1))
@@ -202,7 +196,7 @@ def test_the_award_pass_writes_the_awarded_event_as_json_dumps_of_its_payload() 
     participant_id = 'odd "id" \\ é'
     placements, ann = standing(0, participant_id=participant_id)
     credits: list[Credit] = []
-    award_pass = _AwardPass(
+    award_pass = AwardPass(
         uuid.uuid4(), "live", datetime(2026, 12, 1, tzinfo=UTC), {participant_id: ann},
         placements, credits, subscribed=True,
     )  # fmt: skip

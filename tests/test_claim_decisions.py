@@ -12,7 +12,7 @@ import pytest
 
 from app.errors import DomainError
 from app.models import Reward
-from app.rewards.claim_batches import AcceptedClaim, ClaimDecision, ClaimRequest, decide_claims
+from app.rewards.claim_decisions import AcceptedClaim, ClaimDecision, ClaimRequest, decide_claims
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

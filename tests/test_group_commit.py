@@ -61,7 +61,7 @@ def test_callers_arriving_during_a_flush_share_the_next_one_and_each_gets_its_ow
     first = _submit_in_background(combiner, 0)
     assert flush.first_started.wait(5)
     waiting = [_submit_in_background(combiner, item) for item in range(1, 9)]
-    wait_until(lambda: len(combiner._pending) >= 8, 5, "8 callers to queue up", interval=0.01)
+    wait_until(lambda: combiner.queued >= 8, 5, "8 callers to queue up", interval=0.01)
     flush.release.set()
     for outcome in [first, *waiting]:
         outcome["thread"].join(5)
@@ -81,7 +81,7 @@ def test_a_group_is_cut_at_max_group_and_the_rest_flush_next() -> None:
     first = _submit_in_background(combiner, 0)
     assert flush.first_started.wait(5)
     waiting = [_submit_in_background(combiner, item) for item in (2, 4, 6, 8, 10)]
-    wait_until(lambda: len(combiner._pending) >= 5, 5, "5 callers to queue up", interval=0.01)
+    wait_until(lambda: combiner.queued >= 5, 5, "5 callers to queue up", interval=0.01)
     flush.release.set()
     for outcome in [first, *waiting]:
         outcome["thread"].join(5)

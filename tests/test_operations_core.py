@@ -19,15 +19,10 @@ from sqlalchemy.orm import Session
 from app.clock import set_clock
 from app.errors import DomainError
 from app.models import Operation, OperationStatus, Tenant
-from app.operations import (
-    OperationKind,
-    Submission,
-    claim_stalled_operations,
-    execute_operations,
-    operation_answer,
-    purge_expired_idempotency_records,
-    submit_operation,
-)
+from app.operation_kinds import OperationKind
+from app.operation_runs import execute_operations
+from app.operation_sweeps import claim_stalled_operations, purge_expired_idempotency_records
+from app.operations import Submission, operation_answer, submit_operation
 from app.tenancy import create_tenant
 from tests.builders import registered_kinds
 

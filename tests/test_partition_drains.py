@@ -23,7 +23,9 @@ import workers.runtime
 import workers.tasks
 from app.config import Settings
 from app.models import Operation, OperationStatus
-from app.operations import OperationsRun, get_kind, submit_operation
+from app.operation_kinds import get_kind
+from app.operation_runs import OperationsRun
+from app.operations import submit_operation
 from app.points.items import batch_entries
 from app.points.kinds import AWARD_BATCH_KIND, AWARD_KIND, DEDUCT_KIND
 from app.tenancy import create_tenant
@@ -97,13 +99,10 @@ def partition(
     client = redis.Redis.from_url(settings.require_redis_url())
     previous_app = current_app._get_current_object()
     celery.set_current()  # the task reads its settings from the current app
-    monkeypatch.setattr(workers.runtime, "_runtime", None)  # built from this app's settings
+    workers.runtime.reset_runtime()  # built from this app's settings
     yield Partition(session_factory, celery, client)
     previous_app.set_current()
-    built = workers.runtime._runtime
-    if built is not None:
-        built.engine.dispose()
-        built.redis.close()
+    workers.runtime.reset_runtime()
     keys = list(client.scan_iter(f"{prefix}*"))
     if keys:
         client.delete(*keys)

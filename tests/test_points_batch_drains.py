@@ -7,7 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import LedgerEntry, Participant
-from app.operations import drain_partition, submit_operation
+from app.operation_runs import drain_partition
+from app.operations import submit_operation
 from app.outbox import (
     POINTS_AWARDED,
     REWARD_CLAIMED,

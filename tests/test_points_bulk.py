@@ -19,7 +19,7 @@ import app.points.kinds  # noqa: F401  (registers the bulk kind stage_bulk_award
 from app.clock import utcnow
 from app.models import LedgerEntry, Operation, Participant
 from app.models.points import BulkAwardRow
-from app.operations import purge_expired_idempotency_records
+from app.operation_sweeps import purge_expired_idempotency_records
 from app.points.bulk import UploadFormat, stage_bulk_award
 from tests.builders import run_ledger_verify, wait_for, wait_for_operation
 from tests.conftest import TenantKeys, WorkerProcess

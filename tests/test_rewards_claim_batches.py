@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from app.errors import DomainError
 from app.ledger import BalanceChange, apply_balance_change, lock_participant
 from app.models import Claim, LedgerEntry, Operation, OutboxEvent, Participant
-from app.operations import drain_partition, operation_answer, submit_operation
+from app.operation_runs import drain_partition
+from app.operations import operation_answer, submit_operation
 from app.outbox import POINTS_AWARDED, REWARD_CLAIMED, events_recorded, events_to_dispatch
 from app.rewards.catalog import create_reward
 from app.rewards.claim_batches import execute_claims

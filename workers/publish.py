@@ -18,7 +18,7 @@ came after `end`, the key was gone and the write queued a fresh drain. So a drai
 ran out of work ends with no trailing empty read of the database, and a busy partition
 costs one task, not one per batch.
 
-A kind that drains side by side (app/operations.py::OperationKind) frees the key as its
+A kind that drains side by side (app/operation_kinds.py::OperationKind) frees the key as its
 drain starts and ends at a batch that is not full: the next write wakes another drain to
 run alongside. A lost drain only costs latency: the key expires and the sweeper
 republishes operations that stay queued.

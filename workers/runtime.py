@@ -44,3 +44,13 @@ def runtime() -> WorkerRuntime:
             pid=os.getpid(),
         )
     return _runtime
+
+
+def reset_runtime() -> None:
+    """Close this process's runtime, if built; the next `runtime()` builds it afresh from
+    the current Celery app's settings (for a process whose app changes, such as tests')."""
+    global _runtime
+    if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.engine.dispose()
+        _runtime.redis.close()
+    _runtime = None

@@ -13,15 +13,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 import app.kinds  # noqa: F401  (registers every operation kind)
 from app.completion import FinishedAnswer, signal_finished
-from app.operations import (
-    OperationsRun,
-    claim_stalled_operations,
-    drain_partition,
-    execute_operations,
-    operation_answer,
-    partition_kind,
-    purge_expired_idempotency_records,
-)
+from app.operation_kinds import partition_kind
+from app.operation_runs import OperationsRun, drain_partition, execute_operations
+from app.operation_sweeps import claim_stalled_operations, purge_expired_idempotency_records
+from app.operations import operation_answer
 from app.outbox import events_to_dispatch
 from workers.celery_app import (
     TASK_DRAIN_PARTITION,

@@ -19,23 +19,20 @@ import gc
 import json
 import os
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.errors import DomainError
-from app.ledger import LockedRow, insufficient_points, lock_balance_rows
+from app.ledger import lock_balance_rows
 from app.models import LedgerEntry, OutboxEvent
 from app.outbox import POINTS_AWARDED, TIER_UPGRADED, endpoint_subscribes, mark_events_recorded
 from app.points.items import AwardItem
-from app.points.multipliers import ActiveMultiplier, active_multipliers
 from app.points.pgcopy import (
     COPY_NULL,
     array_literal,
@@ -43,10 +40,15 @@ from app.points.pgcopy import (
     copy_lines,
     plain_array_literal,
 )
-from app.points.tiers import TierLadder, TierRung, load_ladder
+from app.points.standings import (
+    Credit,
+    Placements,
+    Standing,
+    load_standings,
+    upgraded_payload,
+)
 
 AWARD_ENTRY_TYPE = "award"
-ONE = Decimal(1)
 
 LEDGER_COLUMNS = (
     "id",
@@ -70,202 +72,10 @@ OUTBOX_COLUMNS = ("id", "dispatched_at", "tenant_id", "env", "type", "payload")
 AwardRow = tuple[str, int, "str | None", "str | None"]
 
 
-@dataclass(frozen=True, slots=True)
-class TierUpgrade:
-    code: str
-    name: str
-    level: int
-    previous_code: str | None
-    previous_level: int | None
-
-    def as_body(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "name": self.name,
-            "level": self.level,
-            "previous_code": self.previous_code,
-            "previous_level": self.previous_level,
-        }
-
-
-class Credit(NamedTuple):
-    """One award as applied: `amount` is what was credited, after multipliers."""
-
-    transaction_id: str
-    participant_id: str
-    amount: int
-    base_amount: int
-    new_balance: int
-    tier_upgrade: TierUpgrade | None
-
-    def as_body(self) -> dict[str, Any]:
-        return {
-            "transaction_id": self.transaction_id,
-            "participant_id": self.participant_id,
-            "amount": self.amount,
-            "new_balance": self.new_balance,
-            "tier_upgrade": self.tier_upgrade.as_body() if self.tier_upgrade else None,
-        }
-
-
 @dataclass
 class AwardTotals:
     awarded: int = 0
     points_credited: int = 0
-
-
-class _Placement:
-    """A tier and what it (with a participant's boosts) makes an award worth."""
-
-    __slots__ = ("applied", "applied_field", "factor", "tier", "tier_code", "upgrade_at")
-
-    def __init__(
-        self, tier: TierRung | None, ladder: TierLadder, boosts: Sequence[ActiveMultiplier]
-    ) -> None:
-        self.tier = tier
-        self.tier_code = tier.code if tier is not None else None
-        self.upgrade_at = ladder.upgrade_threshold(tier)
-        factor = ONE
-        applied: list[dict[str, Any]] = []
-        if tier is not None and tier.multiplier != ONE:
-            factor *= tier.multiplier
-            applied.append(
-                {"source": "tier", "tier_code": tier.code, "multiplier": float(tier.multiplier)}
-            )
-        for boost in boosts:
-            factor *= boost.multiplier
-            applied.append(boost.as_applied())
-        # None: an award is worth its base amount.
-        self.factor: Decimal | None = None if factor == ONE else factor
-        # What the ledger records of them (None: nothing applied); serialized once for
-        # COPY, shared by the entries of every participant placed alike.
-        self.applied = applied or None
-        self.applied_field = copy_field(json.dumps(applied)) if applied else COPY_NULL
-
-
-class Placements:
-    """Placements of participants without boosts, one per tier: most share a few."""
-
-    def __init__(self, ladder: TierLadder) -> None:
-        self.ladder = ladder
-        self._by_tier: dict[str | None, _Placement] = {}
-
-    def of(self, tier: TierRung | None, boosts: Sequence[ActiveMultiplier]) -> _Placement:
-        if boosts:
-            return _Placement(tier, self.ladder, boosts)
-        code = tier.code if tier is not None else None
-        placement = self._by_tier.get(code)
-        if placement is None:
-            placement = self._by_tier[code] = _Placement(tier, self.ladder, boosts)
-        return placement
-
-
-class Standing:
-    """A locked participant's running state while a set of awards is computed."""
-
-    __slots__ = (
-        "applied",
-        "applied_field",
-        "balance",
-        "boosts",
-        "external_id",
-        "factor",
-        "participant_json",
-        "pk",
-        "tier",
-        "tier_code",
-        "total_earned",
-        "total_spent",
-        "upgrade_at",
-    )
-
-    def __init__(
-        self, locked: LockedRow, placements: Placements, boosts: list[ActiveMultiplier]
-    ) -> None:
-        self.pk = locked.pk
-        self.external_id = locked.external_id
-        # The id as a JSON string inside a COPY field, for the events' payloads.
-        self.participant_json = copy_field(json.dumps(locked.external_id))
-        self.balance = locked.balance
-        self.total_earned = locked.total_earned
-        self.total_spent = locked.total_spent
-        self.boosts = boosts
-        ladder = placements.ladder
-        self._place(placements.of(ladder.current(locked.tier_code, locked.total_earned), boosts))
-
-    def _place(self, placement: _Placement) -> None:
-        self.tier = placement.tier
-        self.tier_code = placement.tier_code
-        self.upgrade_at = placement.upgrade_at
-        self.factor = placement.factor
-        self.applied = placement.applied
-        self.applied_field = placement.applied_field
-
-    def credit(self, base_amount: int, placements: Placements) -> tuple[int, TierUpgrade | None]:
-        """Credit an award: its base amount times the placement's factor, rounded down (the
-        product is never negative, so int() does it); then climb to the tier it reaches.
-        Returns the points credited and the upgrade, if any. Read `applied` before:
-        the multipliers that applied are those of the tier the award started in."""
-        factor = self.factor
-        credited = base_amount if factor is None else int(base_amount * factor)
-        self.balance += credited
-        earned = self.total_earned = self.total_earned + credited
-        if self.upgrade_at is not None and earned >= self.upgrade_at:
-            return credited, self.climb(placements)
-        return credited, None
-
-    def debit(self, amount: int) -> DomainError | None:
-        """Spend `amount`, or refuse (and change nothing) when the balance is short."""
-        if self.balance < amount:
-            return insufficient_points(self.balance, amount)
-        self.balance -= amount
-        self.total_spent += amount
-        return None
-
-    def climb(self, placements: Placements) -> TierUpgrade | None:
-        """Move up to the tier the lifetime points now reach, reporting the upgrade."""
-        if self.upgrade_at is None or self.total_earned < self.upgrade_at:
-            return None
-        reached = placements.ladder.qualifying(self.total_earned)
-        previous = self.tier
-        if reached is None or (previous is not None and reached.level <= previous.level):
-            return None
-        self._place(placements.of(reached, self.boosts))
-        return TierUpgrade(
-            code=reached.code,
-            name=reached.name,
-            level=reached.level,
-            previous_code=previous.code if previous else None,
-            previous_level=previous.level if previous else None,
-        )
-
-
-def load_standings(
-    session: Session,
-    tenant_id: uuid.UUID,
-    env: str,
-    locked: dict[str, LockedRow],
-    now: datetime,
-) -> tuple[Placements, dict[str, Standing]]:
-    """What deciding awards needs of locked participants: the tenant's tier ladder, and
-    each participant's standing (balance, tier, active multipliers) by external id."""
-    boosts = active_multipliers(session, [row.pk for row in locked.values()], now)
-    return place_standings(load_ladder(session, tenant_id, env), locked, boosts)
-
-
-def place_standings(
-    ladder: TierLadder,
-    locked: dict[str, LockedRow],
-    boosts: Mapping[uuid.UUID, list[ActiveMultiplier]],
-) -> tuple[Placements, dict[str, Standing]]:
-    """Each locked participant's standing on `ladder` with its active multipliers."""
-    placements = Placements(ladder)
-    by_pk = {str(pk): active for pk, active in boosts.items()}
-    standings = {
-        external_id: Standing(row, placements, by_pk.get(row.pk, []))
-        for external_id, row in locked.items()
-    }
-    return placements, standings
 
 
 @contextmanager
@@ -375,7 +185,7 @@ def _apply_awards(
     # Asked before the events are written: with no endpoint to send them to, they are
     # stored already dispatched (app.outbox).
     subscribed = endpoint_subscribes(session, tenant_id, env, (POINTS_AWARDED, TIER_UPGRADED))
-    award_pass = _AwardPass(tenant_id, env, now, standings, placements, credits, subscribed)
+    award_pass = AwardPass(tenant_id, env, now, standings, placements, credits, subscribed)
     # Streamed: PostgreSQL inserts each block of lines while the next one is computed.
     copy_lines(
         session,
@@ -389,7 +199,7 @@ def _apply_awards(
     return award_pass.totals
 
 
-class _AwardPass:
+class AwardPass:
     """The per-award loop: computes each credit, formats its ledger line and its events."""
 
     def __init__(
@@ -469,38 +279,6 @@ class _AwardPass:
 
 def _event_line(event_head: str, event_type: str, payload: dict[str, Any]) -> str:
     return f"{uuid.uuid4()}{event_head}{event_type}\t{copy_field(json.dumps(payload))}\n"
-
-
-def awarded_payload(
-    credit: Credit, reason: str | None, metadata: dict[str, Any] | None
-) -> dict[str, Any]:
-    """The points.awarded event's payload (the award pass formats the same JSON by hand)."""
-    return {
-        "participant_id": credit.participant_id,
-        "transaction_id": credit.transaction_id,
-        "amount": credit.amount,
-        "base_amount": credit.base_amount,
-        "new_balance": credit.new_balance,
-        "reason": reason,
-        "metadata": metadata,
-    }
-
-
-def upgraded_payload(
-    participant_id: str, transaction_id: str, upgrade: TierUpgrade, total_earned: int
-) -> dict[str, Any]:
-    previous = (
-        {"code": upgrade.previous_code, "level": upgrade.previous_level}
-        if upgrade.previous_code is not None
-        else None
-    )
-    return {
-        "participant_id": participant_id,
-        "transaction_id": transaction_id,
-        "previous_tier": previous,
-        "new_tier": {"code": upgrade.code, "name": upgrade.name, "level": upgrade.level},
-        "qualifying_points": total_earned,
-    }
 
 
 # An upsert on the primary key rather than UPDATE ... FROM: it always probes the key once

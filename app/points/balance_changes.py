@@ -41,17 +41,18 @@ from app.outbox import (
     TIER_UPGRADED,
     mark_events_recorded,
 )
-from app.points.awards import (
-    AWARD_ENTRY_TYPE,
+from app.points.awards import AWARD_ENTRY_TYPE
+from app.points.multipliers import ActiveMultiplier
+from app.points.pgcopy import fetch_tuples, plain_array_literal
+from app.points.standings import (
     Credit,
+    Debit,
     Placements,
     Standing,
     awarded_payload,
     place_standings,
     upgraded_payload,
 )
-from app.points.multipliers import ActiveMultiplier
-from app.points.pgcopy import fetch_tuples, plain_array_literal
 from app.points.tiers import TierLadder, TierRung
 
 DEDUCT_ENTRY_TYPE = "deduct"
@@ -68,22 +69,6 @@ class BalanceWrite:
     debit: bool
     reason: str | None = None
     metadata: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Debit:
-    transaction_id: str
-    participant_id: str
-    amount: int
-    new_balance: int
-
-    def as_body(self) -> dict[str, Any]:
-        return {
-            "transaction_id": self.transaction_id,
-            "participant_id": self.participant_id,
-            "amount": self.amount,
-            "new_balance": self.new_balance,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +206,7 @@ def _read_context(
 # (one parameter each, whatever the batch size). Lines and events are inserted in decision
 # order (the ledger's seq follows a participant's balance); the participants are locked
 # by this transaction, found by primary key through the array (see _STORE_ANSWERS in
-# app.operations).
+# app.operation_runs).
 _WRITE_CHANGES = """
     WITH ledger AS (
         INSERT INTO ledger_entries (

@@ -7,7 +7,7 @@ its error rather than failing the upload.
 
 Processing (worker): each step awards the next BULK_CHUNK_ROWS staged rows set-wise in
 one transaction that also advances the operation's progress cursor, then hands the
-operation back for the next step (app.operations.StepTaken). A crash loses only the step
+operation back for the next step (app.operation_kinds.StepTaken). A crash loses only the step
 in flight, which never committed; whoever runs the operation next (the redelivered task
 or the sweeper's republish) starts at the committed cursor, so no row is awarded twice.
 """
@@ -31,7 +31,8 @@ from sqlalchemy.orm import Session
 from app.errors import DomainError
 from app.models import Operation
 from app.models.points import BulkAwardRow
-from app.operations import StepTaken, Submission, submit_operation
+from app.operation_kinds import StepTaken
+from app.operations import Submission, submit_operation
 from app.points.awards import apply_awards, cyclic_gc_paused
 from app.points.items import (
     PARTICIPANT_ID_MAX_CHARS,

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import uuid
-import zlib
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
 from app.models import Operation
-from app.operations import OperationKind, register_kind
-from app.points.awards import AwardRow, Credit, apply_awards
+from app.operation_kinds import OperationKind, lane_of
+from app.points.awards import AwardRow, apply_awards
 from app.points.balance_changes import apply_changes, balance_write
 from app.points.bulk import AWARD_BULK_KIND, award_bulk_step
+from app.points.standings import Credit
 
 AWARD_KIND = "points.award"
 DEDUCT_KIND = "points.deduct"
@@ -36,8 +36,7 @@ BALANCE_LANES = 2
 
 
 def _balance_lane(payload: dict[str, Any]) -> str:
-    # crc32, not hash(): the web processes that record and the workers must agree.
-    return f"lane-{zlib.crc32(payload['participant_id'].encode()) % BALANCE_LANES}"
+    return lane_of(payload["participant_id"], BALANCE_LANES)
 
 
 def run_balance_writes(
@@ -131,24 +130,19 @@ def _by_tenant(payload: dict[str, Any]) -> str:
     return "award-batches"
 
 
-for balance_kind in (AWARD_KIND, DEDUCT_KIND):
-    register_kind(
-        OperationKind(
-            name=balance_kind,
-            batch_handler=run_balance_writes,
-            partition=_balance_lane,
-            lane=BALANCE_LANE,
-        )
-    )
-register_kind(
+AWARD, DEDUCT = (
     OperationKind(
-        name=AWARD_BATCH_KIND,
-        batch_handler=run_award_batches,
-        partition=_by_tenant,
-        # Batches of one tenant lock different participants: two workers run them at once.
-        drains_side_by_side=True,
-        # Up to 5,000 awards per transaction: the locks are held for one pass only.
-        max_batch=50,
+        name=name, batch_handler=run_balance_writes, partition=_balance_lane, lane=BALANCE_LANE
     )
+    for name in (AWARD_KIND, DEDUCT_KIND)
 )
-register_kind(OperationKind(name=AWARD_BULK_KIND, handler=award_bulk_step, success_status=200))
+AWARD_BATCH = OperationKind(
+    name=AWARD_BATCH_KIND,
+    batch_handler=run_award_batches,
+    partition=_by_tenant,
+    # Batches of one tenant lock different participants: two workers run them at once.
+    drains_side_by_side=True,
+    # Up to 5,000 awards per transaction: the locks are held for one pass only.
+    max_batch=50,
+)
+AWARD_BULK = OperationKind(name=AWARD_BULK_KIND, handler=award_bulk_step, success_status=200)

@@ -1,0 +1,52 @@
+"""The sweeper's work on operations: republish the stalled, purge expired keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.models import Operation
+from app.operation_kinds import kinds_retained_forever
+from app.operations import FINISHED, UNFINISHED
+
+
+def claim_stalled_operations(
+    session: Session, stalled_after: timedelta, limit: int = 1000
+) -> list[Operation]:
+    """Unfinished operations last published longer ago than `stalled_after`.
+
+    Their publish time is reset, so concurrent sweepers do not republish the same ones;
+    rows a worker holds locked are skipped, they are being run.
+    """
+    now = utcnow()
+    candidates = (
+        select(Operation.id)
+        .where(Operation.status.in_(UNFINISHED), Operation.enqueued_at < now - stalled_after)
+        .order_by(Operation.enqueued_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(
+        session.execute(
+            update(Operation)
+            .where(Operation.id.in_(candidates))
+            .values(enqueued_at=now)
+            .returning(Operation)
+        ).scalars()
+    )
+
+
+def purge_expired_idempotency_records(session: Session, retention: timedelta) -> int:
+    """Delete finished operations past retention, except kinds whose key is kept forever."""
+    forever = kinds_retained_forever()
+    result = session.execute(
+        delete(Operation).where(
+            Operation.status.in_(FINISHED),
+            Operation.finished_at < utcnow() - retention,
+            Operation.kind.not_in(forever),
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,267 @@
+"""A participant's standing while points are decided: balance, lifetime points, tier and
+multipliers in force; the credits and debits applied to it, tier climbs, and the events
+they make. Pure: the award pass (app.points.awards) and the everyday write
+(app.points.balance_changes) read participants under lock, then decide with these.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from sqlalchemy.orm import Session
+
+from app.errors import DomainError
+from app.ledger import LockedRow, insufficient_points
+from app.points.multipliers import ActiveMultiplier, active_multipliers
+from app.points.pgcopy import COPY_NULL, copy_field
+from app.points.tiers import TierLadder, TierRung, load_ladder
+
+ONE = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class TierUpgrade:
+    code: str
+    name: str
+    level: int
+    previous_code: str | None
+    previous_level: int | None
+
+    def as_body(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "level": self.level,
+            "previous_code": self.previous_code,
+            "previous_level": self.previous_level,
+        }
+
+
+class Credit(NamedTuple):
+    """One award as applied: `amount` is what was credited, after multipliers."""
+
+    transaction_id: str
+    participant_id: str
+    amount: int
+    base_amount: int
+    new_balance: int
+    tier_upgrade: TierUpgrade | None
+
+    def as_body(self) -> dict[str, Any]:
+        return {
+            "transaction_id": self.transaction_id,
+            "participant_id": self.participant_id,
+            "amount": self.amount,
+            "new_balance": self.new_balance,
+            "tier_upgrade": self.tier_upgrade.as_body() if self.tier_upgrade else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Debit:
+    """One deduction as applied."""
+
+    transaction_id: str
+    participant_id: str
+    amount: int
+    new_balance: int
+
+    def as_body(self) -> dict[str, Any]:
+        return {
+            "transaction_id": self.transaction_id,
+            "participant_id": self.participant_id,
+            "amount": self.amount,
+            "new_balance": self.new_balance,
+        }
+
+
+class _Placement:
+    """A tier and what it (with a participant's boosts) makes an award worth."""
+
+    __slots__ = ("applied", "applied_field", "factor", "tier", "tier_code", "upgrade_at")
+
+    def __init__(
+        self, tier: TierRung | None, ladder: TierLadder, boosts: Sequence[ActiveMultiplier]
+    ) -> None:
+        self.tier = tier
+        self.tier_code = tier.code if tier is not None else None
+        self.upgrade_at = ladder.upgrade_threshold(tier)
+        factor = ONE
+        applied: list[dict[str, Any]] = []
+        if tier is not None and tier.multiplier != ONE:
+            factor *= tier.multiplier
+            applied.append(
+                {"source": "tier", "tier_code": tier.code, "multiplier": float(tier.multiplier)}
+            )
+        for boost in boosts:
+            factor *= boost.multiplier
+            applied.append(boost.as_applied())
+        # None: an award is worth its base amount.
+        self.factor: Decimal | None = None if factor == ONE else factor
+        # What the ledger records of them (None: nothing applied); serialized once for
+        # COPY, shared by the entries of every participant placed alike.
+        self.applied = applied or None
+        self.applied_field = copy_field(json.dumps(applied)) if applied else COPY_NULL
+
+
+class Placements:
+    """Placements of participants without boosts, one per tier: most share a few."""
+
+    def __init__(self, ladder: TierLadder) -> None:
+        self.ladder = ladder
+        self._by_tier: dict[str | None, _Placement] = {}
+
+    def of(self, tier: TierRung | None, boosts: Sequence[ActiveMultiplier]) -> _Placement:
+        if boosts:
+            return _Placement(tier, self.ladder, boosts)
+        code = tier.code if tier is not None else None
+        placement = self._by_tier.get(code)
+        if placement is None:
+            placement = self._by_tier[code] = _Placement(tier, self.ladder, boosts)
+        return placement
+
+
+class Standing:
+    """A locked participant's running state while a set of awards is computed."""
+
+    __slots__ = (
+        "applied",
+        "applied_field",
+        "balance",
+        "boosts",
+        "external_id",
+        "factor",
+        "participant_json",
+        "pk",
+        "tier",
+        "tier_code",
+        "total_earned",
+        "total_spent",
+        "upgrade_at",
+    )
+
+    def __init__(
+        self, locked: LockedRow, placements: Placements, boosts: list[ActiveMultiplier]
+    ) -> None:
+        self.pk = locked.pk
+        self.external_id = locked.external_id
+        # The id as a JSON string inside a COPY field, for the events' payloads.
+        self.participant_json = copy_field(json.dumps(locked.external_id))
+        self.balance = locked.balance
+        self.total_earned = locked.total_earned
+        self.total_spent = locked.total_spent
+        self.boosts = boosts
+        ladder = placements.ladder
+        self._place(placements.of(ladder.current(locked.tier_code, locked.total_earned), boosts))
+
+    def _place(self, placement: _Placement) -> None:
+        self.tier = placement.tier
+        self.tier_code = placement.tier_code
+        self.upgrade_at = placement.upgrade_at
+        self.factor = placement.factor
+        self.applied = placement.applied
+        self.applied_field = placement.applied_field
+
+    def credit(self, base_amount: int, placements: Placements) -> tuple[int, TierUpgrade | None]:
+        """Credit an award: its base amount times the placement's factor, rounded down (the
+        product is never negative, so int() does it); then climb to the tier it reaches.
+        Returns the points credited and the upgrade, if any. Read `applied` before:
+        the multipliers that applied are those of the tier the award started in."""
+        factor = self.factor
+        credited = base_amount if factor is None else int(base_amount * factor)
+        self.balance += credited
+        earned = self.total_earned = self.total_earned + credited
+        if self.upgrade_at is not None and earned >= self.upgrade_at:
+            return credited, self.climb(placements)
+        return credited, None
+
+    def debit(self, amount: int) -> DomainError | None:
+        """Spend `amount`, or refuse (and change nothing) when the balance is short."""
+        if self.balance < amount:
+            return insufficient_points(self.balance, amount)
+        self.balance -= amount
+        self.total_spent += amount
+        return None
+
+    def climb(self, placements: Placements) -> TierUpgrade | None:
+        """Move up to the tier the lifetime points now reach, reporting the upgrade."""
+        if self.upgrade_at is None or self.total_earned < self.upgrade_at:
+            return None
+        reached = placements.ladder.qualifying(self.total_earned)
+        previous = self.tier
+        if reached is None or (previous is not None and reached.level <= previous.level):
+            return None
+        self._place(placements.of(reached, self.boosts))
+        return TierUpgrade(
+            code=reached.code,
+            name=reached.name,
+            level=reached.level,
+            previous_code=previous.code if previous else None,
+            previous_level=previous.level if previous else None,
+        )
+
+
+def load_standings(
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    locked: dict[str, LockedRow],
+    now: datetime,
+) -> tuple[Placements, dict[str, Standing]]:
+    """What deciding awards needs of locked participants: the tenant's tier ladder, and
+    each participant's standing (balance, tier, active multipliers) by external id."""
+    boosts = active_multipliers(session, [row.pk for row in locked.values()], now)
+    return place_standings(load_ladder(session, tenant_id, env), locked, boosts)
+
+
+def place_standings(
+    ladder: TierLadder,
+    locked: dict[str, LockedRow],
+    boosts: Mapping[uuid.UUID, list[ActiveMultiplier]],
+) -> tuple[Placements, dict[str, Standing]]:
+    """Each locked participant's standing on `ladder` with its active multipliers."""
+    placements = Placements(ladder)
+    by_pk = {str(pk): active for pk, active in boosts.items()}
+    standings = {
+        external_id: Standing(row, placements, by_pk.get(row.pk, []))
+        for external_id, row in locked.items()
+    }
+    return placements, standings
+
+
+def awarded_payload(
+    credit: Credit, reason: str | None, metadata: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The points.awarded event's payload (the award pass formats the same JSON by hand)."""
+    return {
+        "participant_id": credit.participant_id,
+        "transaction_id": credit.transaction_id,
+        "amount": credit.amount,
+        "base_amount": credit.base_amount,
+        "new_balance": credit.new_balance,
+        "reason": reason,
+        "metadata": metadata,
+    }
+
+
+def upgraded_payload(
+    participant_id: str, transaction_id: str, upgrade: TierUpgrade, total_earned: int
+) -> dict[str, Any]:
+    previous = (
+        {"code": upgrade.previous_code, "level": upgrade.previous_level}
+        if upgrade.previous_code is not None
+        else None
+    )
+    return {
+        "participant_id": participant_id,
+        "transaction_id": transaction_id,
+        "previous_tier": previous,
+        "new_tier": {"code": upgrade.code, "name": upgrade.name, "level": upgrade.level},
+        "qualifying_points": total_earned,
+    }
