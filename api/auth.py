@@ -8,7 +8,7 @@ from api.auth_cache import is_missing
 from api.runtime import runtime
 from app.clock import utcnow
 from app.errors import DomainError
-from app.rate_limit import Decision, Limit
+from app.infra.rate_limit import Decision, Limit
 from app.tenancy import Principal, find_principal, hash_key
 
 

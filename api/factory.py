@@ -15,11 +15,11 @@ from api.errors import register_error_handlers
 from api.recording import WriteRecorder
 from api.runtime import EXTENSION_KEY, ApiRuntime
 from app import kinds  # noqa: F401  (registers the operation kinds the web submits)
-from app.completion import CompletionListener
 from app.config import Settings, load_settings
 from app.db import make_engine, make_session_factory
-from app.rate_limit import RateLimiter
-from app.redis_client import SOCKET_TIMEOUT_SECONDS, RedisOutage, make_redis
+from app.infra.completion import CompletionListener
+from app.infra.rate_limit import RateLimiter
+from app.infra.redis_client import SOCKET_TIMEOUT_SECONDS, RedisOutage, make_redis
 from workers.celery_app import create_celery
 
 JSON_BODY_LIMIT_BYTES = 1024 * 1024

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, send_from_directory
@@ -93,6 +94,9 @@ def _error_statuses(doc: EndpointDoc, *, has_path_params: bool) -> dict[int, lis
     return statuses
 
 
+Ref = Callable[[type[BaseModel], str], dict[str, Any]]
+
+
 def build_openapi(app: Flask) -> dict[str, Any]:
     docs = _endpoint_docs(app)
     models: set[tuple[type[BaseModel], JsonSchemaMode]] = {(ErrorBody, "serialization")}
@@ -105,7 +109,6 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     refs, defs = models_json_schema(
         sorted(models, key=lambda item: (item[0].__name__, item[1])), ref_template=_REF
     )
-    schemas = dict(defs.get("$defs", {}))
 
     def ref(model: type[BaseModel], mode: str) -> dict[str, Any]:
         return refs[(model, mode)]  # type: ignore[index]
@@ -113,60 +116,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for rule, doc in docs:
         path, params = _path_and_params(rule)
-        if doc.query is not None:
-            params += _query_params(doc.query)
-        params += [
-            {
-                "name": name,
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string"},
-                "description": description,
-            }
-            for name, description in doc.headers
-        ]
-        responses: dict[str, Any] = {}
-        for status, model in sorted(doc.responses.items()):
-            entry: dict[str, Any] = {"description": "OK" if status < 300 else str(status)}
-            if status == 202 and model is OperationAccepted:
-                entry["description"] = "Accepted; poll the Location header"
-            if model is not None:
-                entry["content"] = {"application/json": {"schema": ref(model, "serialization")}}
-            responses[str(status)] = entry
-        for status, codes in sorted(_error_statuses(doc, has_path_params=bool(params)).items()):
-            if str(status) in responses:
-                continue
-            responses[str(status)] = {
-                "description": "Error: " + ", ".join(codes),
-                "content": {"application/json": {"schema": ref(ErrorBody, "serialization")}},
-            }
-        operation: dict[str, Any] = {
-            "summary": doc.summary,
-            "tags": [doc.tag],
-            "operationId": f"{doc.method.lower()}_{path.strip('/').replace('/', '_')}".replace(
-                "{", ""
-            )
-            .replace("}", "")
-            .replace("-", "_"),
-            "parameters": params,
-            "responses": responses,
-        }
-        if doc.access is not Access.PUBLIC:
-            operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
-        content: dict[str, Any] = {}
-        json_body = doc.body or doc.body_doc
-        if json_body is not None:
-            content["application/json"] = {"schema": ref(json_body, "validation")}
-        for media_type in doc.raw_body_types:
-            # Raw text uploads: any bytes are a body; the rows inside are checked one by one.
-            content[media_type] = {"schema": {"type": "string", "format": "binary"}}
-        if content:
-            required = bool(doc.raw_body_types) or any(
-                field.is_required()
-                for field in (json_body.model_fields.values() if json_body else [])
-            )
-            operation["requestBody"] = {"required": required, "content": content}
-        paths.setdefault(path, {})[doc.method.lower()] = operation
+        paths.setdefault(path, {})[doc.method.lower()] = _operation(doc, path, params, ref)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -176,13 +126,81 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": schemas,
+            "schemas": dict(defs.get("$defs", {})),
             "securitySchemes": {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "Bearer": {"type": "http", "scheme": "bearer"},
             },
         },
     }
+
+
+def _operation(
+    doc: EndpointDoc, path: str, params: list[dict[str, Any]], ref: Ref
+) -> dict[str, Any]:
+    """One path operation: parameters, responses, security and request body."""
+    if doc.query is not None:
+        params += _query_params(doc.query)
+    params += [
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": description,
+        }
+        for name, description in doc.headers
+    ]
+    operation: dict[str, Any] = {
+        "summary": doc.summary,
+        "tags": [doc.tag],
+        "operationId": f"{doc.method.lower()}_{path.strip('/').replace('/', '_')}".replace("{", "")
+        .replace("}", "")
+        .replace("-", "_"),
+        "parameters": params,
+        "responses": _responses(doc, bool(params), ref),
+    }
+    if doc.access is not Access.PUBLIC:
+        operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+    body = _request_body(doc, ref)
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+def _responses(doc: EndpointDoc, has_params: bool, ref: Ref) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, model in sorted(doc.responses.items()):
+        entry: dict[str, Any] = {"description": "OK" if status < 300 else str(status)}
+        if status == 202 and model is OperationAccepted:
+            entry["description"] = "Accepted; poll the Location header"
+        if model is not None:
+            entry["content"] = {"application/json": {"schema": ref(model, "serialization")}}
+        responses[str(status)] = entry
+    for status, codes in sorted(_error_statuses(doc, has_path_params=has_params).items()):
+        if str(status) in responses:
+            continue
+        responses[str(status)] = {
+            "description": "Error: " + ", ".join(codes),
+            "content": {"application/json": {"schema": ref(ErrorBody, "serialization")}},
+        }
+    return responses
+
+
+def _request_body(doc: EndpointDoc, ref: Ref) -> dict[str, Any] | None:
+    content: dict[str, Any] = {}
+    json_body = doc.body or doc.body_doc
+    if json_body is not None:
+        content["application/json"] = {"schema": ref(json_body, "validation")}
+    for media_type in doc.raw_body_types:
+        # Raw text uploads: any bytes are a body; the rows inside are checked one by one.
+        content[media_type] = {"schema": {"type": "string", "format": "binary"}}
+    if not content:
+        return None
+    required = bool(doc.raw_body_types) or any(
+        field.is_required() for field in (json_body.model_fields.values() if json_body else [])
+    )
+    return {"required": required, "content": content}
 
 
 @bp.get("/openapi.json")

@@ -8,10 +8,10 @@ import redis
 from celery import Celery
 from sqlalchemy.engine import Engine
 
-from app.group_commit import GroupCommit
+from app.infra.group_commit import GroupCommit
+from app.infra.redis_client import RedisOutage
 from app.models import Operation
 from app.operations import Submission, Write, submit_operations
-from app.redis_client import RedisOutage
 from workers.publish import publish_accepted
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class WriteRecorder:
 
     Requests that arrive together are recorded by one INSERT in autocommit (one statement,
     no BEGIN and COMMIT round trips) and their partitions woken by one Redis pipeline, run
-    by one of them (app/group_commit.py): a lone request pays exactly that, a busy process
+    by one of them (app/infra/group_commit.py): a lone request pays exactly that, a busy process
     pays it once for many. Each request still hears "accepted" only after its row is
     committed.
     """

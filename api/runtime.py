@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth_cache import KeyCache
 from api.recording import WriteRecorder
-from app.completion import CompletionListener
 from app.config import Settings
-from app.rate_limit import RateLimiter
+from app.infra.completion import CompletionListener
+from app.infra.rate_limit import RateLimiter
 
 EXTENSION_KEY = "rewards"
 

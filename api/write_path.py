@@ -18,9 +18,9 @@ from flask import Response, g, jsonify, request
 from api.auth import current_principal, key_request_unit, key_unit_decided, rate_limit_headers
 from api.runtime import runtime
 from app.errors import DomainError
+from app.infra.rate_limit import Decision, Limit
 from app.models import Operation
 from app.operations import FINISHED, Write, find_finished_replay, get_operation, operation_answer
-from app.rate_limit import Decision, Limit
 from app.tenancy import Principal
 
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[A-Za-z0-9_\-:.]{1,255}")

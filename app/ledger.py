@@ -22,8 +22,8 @@ from sqlalchemy.sql.selectable import LateralFromClause, TableValuedAlias
 
 from app.clock import utcnow
 from app.errors import DomainError
+from app.infra.pgcopy import array_literal, fetch_tuples
 from app.models import LedgerEntry, Participant
-from app.points.pgcopy import array_literal, fetch_tuples
 
 
 def insufficient_points(available: int, requested: int) -> DomainError:

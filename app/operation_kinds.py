@@ -48,7 +48,7 @@ class OperationKind:
       written nothing, and it needs no savepoints. Up to `max_batch` per call.
     `partition` names what the kind serializes on (e.g. the reward): operations of one
     partition are drained together by one worker transaction, and one drain at a time
-    runs them (workers/publish.py). `drains_side_by_side` is for a partition that only
+    runs them (app/infra/drain_key.py). `drains_side_by_side` is for a partition that only
     groups work which does not serialize (award batches of one tenant, spread over many
     participants): each drain then lets the next write wake another to run alongside.
     Kinds that name the same `lane` share its partitions, so their operations drain

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.errors import DomainError
+from app.infra.pgcopy import plain_array_literal
 from app.models import Operation, OperationStatus
 from app.operation_kinds import OperationKind, StepTaken, drained_by, get_kind, partition_kind
 from app.operations import UNFINISHED
-from app.points.pgcopy import plain_array_literal
 
 _OPERATIONS = cast(Table, Operation.__table__)
 

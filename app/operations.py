@@ -64,7 +64,7 @@ class Write:
 
 _OPERATIONS = cast(Table, Operation.__table__)
 # One statement records any number of writes (the web process groups its concurrent
-# requests' writes, see app/group_commit.py). Its text never varies with their number, so
+# requests' writes, see app/infra/group_commit.py). Its text never varies with their number, so
 # it is prepared once per connection; and it is plain SQL, as building it through the
 # expression layer per request cost more CPU than PostgreSQL's work. The arrays go in
 # binary (%b): psycopg escapes text arrays element by element with a regex, which cost
@@ -146,26 +146,30 @@ def submit_operations(
             # By position: a row's mapping view costs more than the zip.
             columns = dict(zip(_RETURNED, row, strict=True))
             answers.append(Submission(Operation(**columns, payload=write.payload), created=True))
-            continue
-        existing = connection.execute(
-            _SELECT_BY_KEY,
-            {
-                "tenant_id": write.tenant_id,
-                "env": write.env,
-                "idempotency_key": write.idempotency_key,
-            },
-        ).one()
-        if existing.fingerprint != request_fingerprint:
-            answers.append(
-                DomainError(
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "This Idempotency-Key was already used with a different request",
-                    422,
-                )
-            )
         else:
-            answers.append(Submission(Operation(**existing._mapping), created=False))
+            answers.append(_replay(connection, write, request_fingerprint))
     return answers
+
+
+def _replay(
+    connection: Connection, write: Write, request_fingerprint: str
+) -> Submission | Exception:
+    """The earlier operation of a write's idempotency key, or why it cannot be replayed."""
+    existing = connection.execute(
+        _SELECT_BY_KEY,
+        {
+            "tenant_id": write.tenant_id,
+            "env": write.env,
+            "idempotency_key": write.idempotency_key,
+        },
+    ).one()
+    if existing.fingerprint != request_fingerprint:
+        return DomainError(
+            "IDEMPOTENCY_KEY_REUSED",
+            "This Idempotency-Key was already used with a different request",
+            422,
+        )
+    return Submission(Operation(**existing._mapping), created=False)
 
 
 def _submit_alone(connection: Connection, write: Write) -> Submission | Exception:

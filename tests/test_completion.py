@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from app.completion import CompletionListener, FinishedAnswer, signal_finished
+from app.infra.completion import CompletionListener, FinishedAnswer, signal_finished
 from tests.builders import wait_for, wait_until
 
 

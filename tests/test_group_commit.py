@@ -17,11 +17,11 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import DataError
 
 from app.errors import DomainError
-from app.group_commit import GroupCommit
+from app.infra.group_commit import GroupCommit
+from app.infra.rate_limit import Limit, RateLimiter
 from app.models import Operation
 from app.operations import Submission, Write, submit_operations
 from app.points.kinds import AWARD_KIND
-from app.rate_limit import Limit, RateLimiter
 from tests.builders import wait_until
 
 

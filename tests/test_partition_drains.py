@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import workers.runtime
 import workers.tasks
 from app.config import Settings
+from app.infra.drain_key import DrainKey, drain_key
 from app.models import Operation, OperationStatus
 from app.operation_kinds import get_kind
 from app.operation_runs import OperationsRun
@@ -30,7 +31,7 @@ from app.points.items import batch_entries
 from app.points.kinds import AWARD_BATCH_KIND, AWARD_KIND, DEDUCT_KIND
 from app.tenancy import create_tenant
 from workers.celery_app import QUEUE_OPERATIONS, TASK_DRAIN_PARTITION, create_celery
-from workers.publish import DrainKey, drain_key, publish_accepted
+from workers.publish import publish_accepted
 
 AWARD = {"participant_id": "ann", "amount": 1, "reason": None, "metadata": None}
 AWARD_BATCH = {"awards": batch_entries([{"participant_id": "ann", "amount": 1}])}
@@ -43,9 +44,9 @@ class Partition:
     def __init__(
         self, session_factory: sessionmaker[Session], celery: Celery, client: redis.Redis
     ) -> None:
-        self._session_factory = session_factory
-        self._celery = celery
-        self._redis = client
+        self.session_factory = session_factory
+        self.celery = celery
+        self.client = client
         self._prefix: str = celery.conf.rewards_settings.redis_key_prefix
         with session_factory.begin() as session:
             self._tenant_id = create_tenant(session, "drains").id
@@ -54,7 +55,7 @@ class Partition:
 
     def record_write(self) -> Operation:
         """What the web does for one write: commit its row, then wake a drain."""
-        with self._session_factory.begin() as session:
+        with self.session_factory.begin() as session:
             operation = submit_operation(
                 session.connection(),
                 tenant_id=self._tenant_id,
@@ -64,22 +65,22 @@ class Partition:
                 idempotency_key=None,
             ).operation
         self.key = str(operation.partition_key)
-        publish_accepted(self._celery, self._redis, self._prefix, [operation])
+        publish_accepted(self.celery, self.client, self._prefix, [operation])
         return operation
 
     def queued_drains(self) -> int:
-        return int(self._redis.llen(f"{self._prefix}celery:{QUEUE_OPERATIONS}"))
+        return int(self.client.llen(f"{self._prefix}celery:{QUEUE_OPERATIONS}"))
 
     def run_queued_drain(self) -> None:
         """Take the drain task off the queue and run it here, as a worker would."""
-        assert self._redis.rpop(f"{self._prefix}celery:{QUEUE_OPERATIONS}") is not None
-        self._celery.tasks[TASK_DRAIN_PARTITION].apply(args=[self.key]).get()
+        assert self.client.rpop(f"{self._prefix}celery:{QUEUE_OPERATIONS}") is not None
+        self.celery.tasks[TASK_DRAIN_PARTITION].apply(args=[self.key]).get()
 
     def key_taken(self) -> bool:
-        return bool(self._redis.exists(drain_key(self._prefix, self.key)))
+        return bool(self.client.exists(drain_key(self._prefix, self.key)))
 
     def statuses(self, operations: list[Operation]) -> list[str]:
-        with self._session_factory() as session:
+        with self.session_factory() as session:
             found = dict(
                 session.execute(
                     select(Operation.id, Operation.status).where(
@@ -182,6 +183,47 @@ def test_a_write_committed_between_the_read_and_the_end_is_run_by_that_drain(
     assert partition.statuses([first, *late]) == [OperationStatus.SUCCEEDED.value] * 2
     assert partition.queued_drains() == 0
     assert not partition.key_taken()
+
+
+def test_a_write_that_arrives_while_the_drain_waits_for_one_is_run_by_that_drain(
+    partition: Partition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = partition.record_write()
+    next_writes: list[Operation] = []
+    nudged: list[bool] = []
+    real_wait = DrainKey.await_write
+
+    def client_writes_again(key: DrainKey, seconds: float, *, unless_queued: str) -> bool:
+        if not next_writes:
+            next_writes.append(partition.record_write())  # the client's next request
+        nudged.append(real_wait(key, seconds, unless_queued=unless_queued))
+        return nudged[-1]
+
+    monkeypatch.setattr(DrainKey, "await_write", client_writes_again)
+    sizes = during_each_batch(monkeypatch, lambda batch: None)
+    partition.run_queued_drain()
+
+    assert nudged == [True, False]  # woken by the write; then nothing came
+    assert sizes == [1, 1]  # the same task ran both
+    assert partition.statuses([first, *next_writes]) == [OperationStatus.SUCCEEDED.value] * 2
+    assert partition.queued_drains() == 0
+    assert not partition.key_taken()
+
+
+def test_a_drain_does_not_wait_for_writes_while_another_task_waits_for_its_process(
+    partition: Partition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partition.record_write()
+    other = Partition(partition.session_factory, partition.celery, partition.client)
+    other.record_write()  # another tenant's drain, queued behind this one
+    assert partition.queued_drains() == 2
+    waits: list[object] = []
+    monkeypatch.setattr(redis.Redis, "blpop", lambda *args, **kwargs: waits.append(args))
+
+    partition.run_queued_drain()
+
+    assert waits == []  # ended at once, leaving its process to the queued task
+    assert not partition.key_taken() and other.key_taken()
 
 
 def test_a_write_after_the_drain_ended_queues_a_fresh_drain(partition: Partition) -> None:

@@ -15,7 +15,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-import app.points.kinds  # noqa: F401  (registers the bulk kind stage_bulk_award records)
 from app.clock import utcnow
 from app.models import LedgerEntry, Operation, Participant
 from app.models.points import BulkAwardRow

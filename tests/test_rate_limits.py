@@ -19,8 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.rate_limit import Limit, RateLimiter
-from app.redis_client import RedisOutage
+from app.infra.rate_limit import Limit, RateLimiter
+from app.infra.redis_client import RedisOutage
 from app.tenancy import set_tenant_limits
 from tests.builders import GAMIFY, claim, create_reward
 from tests.conftest import TenantKeys

@@ -15,7 +15,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app.config import Settings, load_settings
 from app.db import make_engine, make_session_factory
-from app.redis_client import make_redis
+from app.infra.redis_client import make_redis
 
 
 @dataclass

@@ -12,18 +12,20 @@ from celery import Task, current_app, shared_task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 import app.kinds  # noqa: F401  (registers every operation kind)
-from app.completion import FinishedAnswer, signal_finished
+from app.infra.completion import FinishedAnswer, signal_finished
+from app.infra.drain_key import DrainKey
 from app.operation_kinds import partition_kind
 from app.operation_runs import OperationsRun, drain_partition, execute_operations
 from app.operation_sweeps import claim_stalled_operations, purge_expired_idempotency_records
 from app.operations import operation_answer
 from app.outbox import events_to_dispatch
 from workers.celery_app import (
+    QUEUE_OPERATIONS,
     TASK_DRAIN_PARTITION,
     TASK_EXECUTE_OPERATION,
     TASK_SWEEP_OPERATIONS,
 )
-from workers.publish import DrainKey, publish_accepted, publish_drain, publish_operation
+from workers.publish import publish_accepted, publish_drain, publish_operation
 from workers.runtime import runtime
 from workers.webhook_publish import wake_webhook_dispatcher
 
@@ -34,6 +36,11 @@ log = logging.getLogger(__name__)
 RETRY_COUNTDOWN_CAP_SECONDS = 10
 # How long one drain task keeps taking batches of a busy partition before handing over.
 DRAIN_TIME_BUDGET_SECONDS = 2.0
+# How long a drain that ran out of work waits for the next write before it ends, when no
+# other task waits for its worker process: a client writing one request after another
+# sends the next within a few milliseconds of its answer, and a running drain takes it
+# without a new task (no broker round trip, no task set-up in the web or the worker).
+DRAIN_LINGER_SECONDS = 0.02
 
 
 def _after_commit(run: OperationsRun, wake_dispatcher: bool) -> None:
@@ -88,7 +95,8 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
     """Execute every queued operation of one partition, a batch per transaction.
 
     The drain marks the partition's drain key clean before each read and ends after a
-    read that did not fill a batch if no write marked it since (see workers/publish.py).
+    read that did not fill a batch if no write marked it since (app/infra/drain_key.py),
+    having waited DRAIN_LINGER_SECONDS for one if no other task was queued.
     A kind that drains side by side frees the key at the start instead, so the next write
     wakes another drain, and this one stops at its first batch that is not full. After a
     time budget the task hands the rest to a fresh task, so one hot partition cannot hold
@@ -97,6 +105,9 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
     rt = runtime()
     kind = partition_kind(partition_key)
     key = DrainKey(rt.redis, rt.settings.redis_key_prefix, partition_key)
+    # The broker's list of waiting operations tasks (kombu's Redis transport, under the
+    # key prefix create_celery gives it).
+    operations_queue = f"{rt.settings.redis_key_prefix}celery:{QUEUE_OPERATIONS}"
     if kind.drains_side_by_side:
         key.release()
     deadline = time.monotonic() + DRAIN_TIME_BUDGET_SECONDS
@@ -110,10 +121,12 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
         except (OperationalError, InterfaceError) as exc:
             _retry_transient(self, f"partition {partition_key}", exc)
         _after_commit(run, wake_dispatcher)
-        if len(run.finished) + len(run.continuing) < kind.max_batch and (
-            kind.drains_side_by_side or key.end()
-        ):
-            return
+        if len(run.finished) + len(run.continuing) < kind.max_batch:
+            if kind.drains_side_by_side:
+                return
+            if not key.await_write(DRAIN_LINGER_SECONDS, unless_queued=operations_queue):
+                if key.end():
+                    return
         if time.monotonic() > deadline:
             key.hold()
             try:

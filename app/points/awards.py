@@ -29,17 +29,17 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.ledger import lock_balance_rows
-from app.models import LedgerEntry, OutboxEvent
-from app.outbox import POINTS_AWARDED, TIER_UPGRADED, endpoint_subscribes, mark_events_recorded
-from app.points.items import AwardItem
-from app.points.pgcopy import (
+from app.infra.pgcopy import (
     COPY_NULL,
     array_literal,
     copy_field,
     copy_lines,
     plain_array_literal,
 )
+from app.ledger import lock_balance_rows
+from app.models import LedgerEntry, OutboxEvent
+from app.outbox import POINTS_AWARDED, TIER_UPGRADED, endpoint_subscribes, mark_events_recorded
+from app.points.items import AwardItem
 from app.points.standings import (
     Credit,
     Placements,
@@ -285,7 +285,7 @@ def _event_line(event_head: str, event_type: str, payload: dict[str, Any]) -> st
 # per row, where the join may be planned as a scan of every participant. The rows exist and
 # are locked by this transaction, so the insert half never happens; the proposed rows still
 # carry consistent totals, as CHECK constraints apply to them. The values travel as array
-# literals (see app.points.pgcopy).
+# literals (see app.infra.pgcopy).
 _WRITE_BALANCES = text(
     """
     INSERT INTO participants AS p (

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.errors import DomainError
+from app.infra.pgcopy import fetch_tuples, plain_array_literal
 from app.ledger import LockedRow, insufficient_points, lock_changing_rows
 from app.models import Operation
 from app.outbox import (
@@ -43,7 +44,6 @@ from app.outbox import (
 )
 from app.points.awards import AWARD_ENTRY_TYPE
 from app.points.multipliers import ActiveMultiplier
-from app.points.pgcopy import fetch_tuples, plain_array_literal
 from app.points.standings import (
     Credit,
     Debit,

@@ -29,6 +29,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
+from app.infra.pgcopy import COPY_NULL, copy_field, copy_lines, fetch_tuples
 from app.models import Operation
 from app.models.points import BulkAwardRow
 from app.operation_kinds import StepTaken
@@ -42,7 +43,6 @@ from app.points.items import (
     check_participant_id,
     check_reason,
 )
-from app.points.pgcopy import COPY_NULL, copy_field, copy_lines, fetch_tuples
 from app.text import unknown_fields_message
 
 AWARD_BULK_KIND = "points.award_bulk"

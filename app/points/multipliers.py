@@ -14,8 +14,8 @@ from sqlalchemy import String, Uuid, any_, bindparam, cast, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from app.infra.pgcopy import plain_array_literal
 from app.models import ParticipantMultiplier
-from app.points.pgcopy import plain_array_literal
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
+from app.infra.pgcopy import COPY_NULL, copy_field
 from app.ledger import LockedRow, insufficient_points
 from app.points.multipliers import ActiveMultiplier, active_multipliers
-from app.points.pgcopy import COPY_NULL, copy_field
 from app.points.tiers import TierLadder, TierRung, load_ladder
 
 ONE = Decimal(1)

@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.errors import DomainError
+from app.infra.pgcopy import array_literal, fetch_tuples, plain_array_literal
 from app.ledger import LockedRow, lock_changing_rows
 from app.models import Operation, Reward
 from app.operation_kinds import OperationKind, lane_of
-from app.points.pgcopy import array_literal, fetch_tuples, plain_array_literal
 from app.rewards.claim_decisions import AcceptedClaim, ClaimRequest, decide_claims
 from app.rewards.claim_writes import write_claims
 from app.rewards.claims import CLAIM_KIND, claim_blocker, unlocked_balances

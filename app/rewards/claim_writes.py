@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from app.infra.pgcopy import fetch_tuples, plain_array_literal
 from app.ledger import LockedRow
 from app.models import ParticipantMultiplier, Reward
 from app.outbox import REWARD_CLAIMED, record_events
-from app.points.pgcopy import fetch_tuples, plain_array_literal
 from app.rewards.catalog import CODELESS_TYPES
 from app.rewards.claim_decisions import AcceptedClaim
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import redis
 
-from app.group_commit import GroupCommit
-from app.redis_client import RedisOutage
+from app.infra.group_commit import GroupCommit
+from app.infra.redis_client import RedisOutage
 
 log = logging.getLogger(__name__)
 
 # One call decides for many subjects (the concurrent requests of one web process, see
-# app/group_commit.py), in order, each exactly as if alone. KEYS[i]: subject i's key.
+# app/infra/group_commit.py), in order, each exactly as if alone. KEYS[i]: subject i's key.
 # ARGV[4i-3..4i]: its rate per second, burst, cost (1 to take, -1 to give one back, e.g.
 # for a request that turned out to be a replay), and 1 if it is decided only when the
 # subject before it was allowed (a request's later units: an API key refused takes

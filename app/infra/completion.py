@@ -23,11 +23,11 @@ from typing import Any
 
 import redis
 
-from app.redis_client import RedisOutage
+from app.infra.redis_client import RedisOutage
 
 log = logging.getLogger(__name__)
 
-# The subscriber's read blocks at most this long (< app.redis_client.SOCKET_TIMEOUT_SECONDS),
+# The subscriber's read blocks at most this long (< app.infra.redis_client.SOCKET_TIMEOUT_SECONDS),
 # so a stalled Redis is noticed then rather than hanging the thread.
 LISTEN_SLICE_SECONDS = 0.5
 RESUBSCRIBE_PAUSE_SECONDS = 0.5

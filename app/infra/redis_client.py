@@ -11,7 +11,7 @@ from app.config import Settings
 # Every command here takes well under a millisecond; one that has not been answered in
 # this long means Redis is stalled (stopped, partitioned), and the caller fails over (the
 # rate limiter admits, a publish is left to the sweeper, a wait answers 503). Blocking
-# waits are cut into slices shorter than this (see app/completion.py).
+# waits are cut into slices shorter than this (see app/infra/completion.py).
 SOCKET_TIMEOUT_SECONDS = 1.0
 
 
