@@ -489,7 +489,7 @@ def _prepare(base_url: str, shares: list[list[Request]]) -> tuple[int, Any, list
     return family, address, prepared
 
 
-def _drive(
+def drive(
     base_url: str,
     shares: list[list[Request]],
     out: list[tuple[int, float, str]],
@@ -538,7 +538,7 @@ def _process(base_url: str, shares: list[list[Request]], start_at: float, queue:
     results: list[tuple[int, float, str]] = []
     cpu: list[float] = []
     try:
-        _drive(base_url, shares, results, start_at, cpu)
+        drive(base_url, shares, results, start_at, cpu)
     except BaseException:
         queue.put(traceback.format_exc())  # the parent raises it: no silent short count
         raise

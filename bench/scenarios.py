@@ -73,21 +73,35 @@ def fund_participants(engine: Engine, tenant: Tenant, count: int, points: int) -
         )
 
 
-def stocked_reward(engine: Engine, tenant: Tenant, codes: int, points_cost: int) -> uuid.UUID:
+def stocked_reward(
+    engine: Engine,
+    tenant: Tenant,
+    codes: int,
+    points_cost: int,
+    *,
+    name: str = "Black Friday drop",
+    code_prefix: str = "BF-",
+    max_claims_per_user: int = 1,
+) -> uuid.UUID:
+    """A coupon with `codes` pre-loaded codes."""
     with sessionmaker(bind=engine).begin() as session:
         reward = create_reward(
             session,
             tenant.tenant_id,
             "live",
             {
-                "name": "Black Friday drop",
+                "name": name,
                 "type": "coupon",
                 "points_cost": points_cost,
-                "max_claims_per_user": 1,
+                "max_claims_per_user": max_claims_per_user,
             },
         )
         upload_codes(
-            session, tenant.tenant_id, "live", reward.id, [f"BF-{n:06d}" for n in range(codes)]
+            session,
+            tenant.tenant_id,
+            "live",
+            reward.id,
+            [f"{code_prefix}{n:07d}" for n in range(codes)],
         )
         return reward.id
 

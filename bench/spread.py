@@ -26,10 +26,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import sessionmaker
 
-from app.rewards.catalog import create_reward
-from app.rewards.inventory import upload_codes
 from bench.load import LoadResult, Request, run_load
 from bench.proc import (
     CLOCK_TICKS_PER_S,
@@ -47,6 +44,7 @@ from bench.scenarios import (
     check_balances,
     fund_participants,
     make_tenant,
+    stocked_reward,
 )
 from bench.services import ADMIN_URL, Database, Services
 
@@ -151,32 +149,20 @@ def make_plan(engine: Engine, options: SpreadOptions) -> Plan:
     points = max(1_000, 2 * per_participant * (DEDUCT_POINTS + CLAIM_COST))
     fund_participants(engine, tenant, options.participants, points=points)
     codes = math.ceil(total / options.rewards) + 1
-    reward_ids = [stocked(engine, tenant, index, codes) for index in range(options.rewards)]
+    reward_ids = [
+        stocked_reward(
+            engine,
+            tenant,
+            codes,
+            CLAIM_COST,
+            name=f"Spread reward {index}",
+            code_prefix=f"SP{index:03d}-",
+            # Round robin gives a participant the same reward again after a while.
+            max_claims_per_user=1_000_000,
+        )
+        for index in range(options.rewards)
+    ]
     return Plan(tenant, options.participants, points, reward_ids)
-
-
-def stocked(engine: Engine, tenant: Tenant, index: int, codes: int) -> uuid.UUID:
-    with sessionmaker(bind=engine).begin() as session:
-        reward = create_reward(
-            session,
-            tenant.tenant_id,
-            "live",
-            {
-                "name": f"Spread reward {index}",
-                "type": "coupon",
-                "points_cost": CLAIM_COST,
-                # Round robin gives a participant the same reward again after a while.
-                "max_claims_per_user": 1_000_000,
-            },
-        )
-        upload_codes(
-            session,
-            tenant.tenant_id,
-            "live",
-            reward.id,
-            [f"SP{index:03d}-{n:07d}" for n in range(codes)],
-        )
-        return reward.id
 
 
 # -- counters ----------------------------------------------------------------------------

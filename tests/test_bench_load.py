@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.load import Request, _drive, parse_chunked, parse_head, run_load, serialize
+from bench.load import Request, drive, parse_chunked, parse_head, run_load, serialize
 
 
 def _response(status: int, body: bytes, *extra: str, version: str = "HTTP/1.1") -> bytes:
@@ -125,7 +125,7 @@ def server_url() -> Iterator[str]:
 
 def _run(url: str, shares: list[list[Request]]) -> list[tuple[int, float, str]]:
     out: list[tuple[int, float, str]] = []
-    _drive(url, shares, out, time.time())
+    drive(url, shares, out, time.time())
     return out
 
 
