@@ -10,20 +10,13 @@ constraints (balance >= 0, balance = earned - spent) back the rules up.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
-from sqlalchemy import String, Uuid, bindparam, func, literal, select, true
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql.selectable import LateralFromClause, TableValuedAlias
+from sqlalchemy.orm import Session
 
-from app.clock import utcnow
 from app.errors import DomainError
 from app.infra.pgcopy import array_literal, fetch_tuples
-from app.models import LedgerEntry, Participant
 
 
 def insufficient_points(available: int, requested: int) -> DomainError:
@@ -34,104 +27,9 @@ def insufficient_points(available: int, requested: int) -> DomainError:
     )
 
 
-def _create_missing(session: Session, tenant_id: uuid.UUID, env: str, ordered: list[str]) -> None:
-    # The ids travel as one array parameter: a statement of constant shape, compiled once,
-    # where a multi-row VALUES list costs a compile per distinct batch size (~1 s at 5,000).
-    incoming = (
-        func.unnest(bindparam("external_ids", ordered, type_=ARRAY(String)))
-        .table_valued("external_id")
-        .render_derived(name="incoming")
-    )
-    session.execute(
-        pg_insert(Participant)
-        .from_select(
-            ["id", "tenant_id", "env", "external_id", "balance", "total_earned", "total_spent"],
-            select(
-                func.gen_random_uuid(),
-                literal(tenant_id, Uuid()),
-                literal(env, String()),
-                incoming.c.external_id,
-                literal(0),
-                literal(0),
-                literal(0),
-            ),
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "env", "external_id"])
-    )
-
-
-def _locked(
-    tenant_id: uuid.UUID, env: str, ordered: list[str]
-) -> tuple[TableValuedAlias, LateralFromClause]:
-    """(ids, locked): `locked` row-locks the participant of each id, taken in `ordered` order.
-
-    A LATERAL subquery per id: the plan is always one index probe per id, taken in array
-    order (the nested loop walks the array), whatever the table statistics and whether
-    the statement runs with a custom or a generic (prepared) plan. `external_id = ANY(...)`
-    with ORDER BY can degrade to a filter over the tenant's every participant.
-    """
-    wanted = (
-        func.unnest(bindparam("locked_ids", ordered, type_=ARRAY(String)))
-        .table_valued("external_id")
-        .render_derived(name="wanted")
-    )
-    locked = (
-        select(Participant)
-        .where(
-            Participant.tenant_id == tenant_id,
-            Participant.env == env,
-            Participant.external_id == wanted.c.external_id,
-        )
-        .with_for_update()
-        .lateral("locked")
-    )
-    return wanted, locked
-
-
-def lock_participants(
-    session: Session, tenant_id: uuid.UUID, env: str, external_ids: Iterable[str]
-) -> dict[str, Participant]:
-    """Lock (creating where missing) the participants, in external-id order (code points)."""
-    ordered = sorted(set(external_ids))
-    if not ordered:
-        return {}
-    _create_missing(session, tenant_id, env, ordered)
-    wanted, locked = _locked(tenant_id, env, ordered)
-    rows = session.execute(
-        select(aliased(Participant, locked))
-        .select_from(wanted)
-        .join(locked, true())
-        .execution_options(populate_existing=True)
-    ).scalars()
-    return {participant.external_id: participant for participant in rows}
-
-
-class LockedBalance(NamedTuple):
-    """A locked participant's balance as plain values, for set-wise writers."""
-
-    id: uuid.UUID
-    external_id: str
-    balance: int
-    total_earned: int
-    total_spent: int
-    tier_code: str | None
-
-
-def lock_balances(
-    session: Session, tenant_id: uuid.UUID, env: str, external_ids: Iterable[str]
-) -> dict[str, LockedBalance]:
-    """`lock_participants` (same lock order) without ORM objects: thousands per statement.
-
-    `lock_balance_rows` with the keys as UUIDs. The caller writes the new balances itself,
-    in one statement for the whole set; the session's identity map is not told, so a later
-    ORM read must lock again (lock_participants refreshes what it loads).
-    """
-    rows = lock_balance_rows(session, tenant_id, env, external_ids)
-    return {external_id: _as_balance(row) for external_id, row in rows.items()}
-
-
 class LockedRow(NamedTuple):
-    """`LockedBalance` with the key as text, as set-wise writers put it in COPY lines."""
+    """A locked participant's balance as plain values (its key as text, as set-wise
+    writers put it in their statements)."""
 
     pk: str
     external_id: str
@@ -141,7 +39,10 @@ class LockedRow(NamedTuple):
     tier_code: str | None
 
 
-# The LATERAL form of _locked(): one index probe per id, in array order.
+# A LATERAL subquery per id: the plan is always one index probe per id, taken in array
+# order (the nested loop walks the array), whatever the table statistics and whether the
+# statement runs with a custom or a generic (prepared) plan. `external_id = ANY(...)` with
+# ORDER BY can degrade to a filter over the tenant's every participant.
 _LOCK_EXISTING = """
     SELECT CAST(p.id AS text), p.external_id, p.balance, p.total_earned, p.total_spent,
            p.tier_code
@@ -170,7 +71,7 @@ def lock_balance_rows(
 
     Usually every participant exists, so the lock is tried first, in a savepoint. If some
     are missing, the savepoint is rolled back (releasing the locks it took) and the slow
-    path runs in the one lock order of `lock_participants`: create the missing ones in
+    path runs in the one lock order: create the missing ones in
     external-id order (a row this transaction inserts is its own until commit), then lock
     the others in that order. Taking locks and then waiting on another transaction's
     insert of a new participant could deadlock; never holding a lock while creating
@@ -238,81 +139,3 @@ def lock_changing_rows(
         return {}
     rows = fetch_tuples(session, _LOCK_EXISTING, {**where, "external_ids": array_literal(ordered)})
     return {row[1]: LockedRow._make(row) for row in rows}
-
-
-def lock_existing_balances(
-    session: Session, tenant_id: uuid.UUID, env: str, external_ids: Iterable[str]
-) -> dict[str, LockedBalance]:
-    """`lock_balances` for writers that only debit: locks the participants that exist, in
-    the one lock order, and creates none (missing ones are absent from the answer).
-
-    A participant with no row has nothing to spend, so a debit from it is refused and must
-    write nothing. One statement and no savepoint: with nothing inserted, the lock never
-    waits on another transaction's new participant, so there is no slow path to fall back to.
-    """
-    ordered = sorted(set(external_ids))
-    if not ordered:
-        return {}
-    rows = fetch_tuples(
-        session,
-        _LOCK_EXISTING,
-        {"tenant_id": tenant_id, "env": env, "external_ids": array_literal(ordered)},
-    )
-    return {row[1]: _as_balance(row) for row in rows}
-
-
-def _as_balance(row: Sequence[Any]) -> LockedBalance:
-    """A locked row (LockedRow, or a tuple in its column order) with its key as a UUID."""
-    return LockedBalance(uuid.UUID(row[0]), *row[1:])
-
-
-def lock_participant(
-    session: Session, tenant_id: uuid.UUID, env: str, external_id: str
-) -> Participant:
-    return lock_participants(session, tenant_id, env, [external_id])[external_id]
-
-
-@dataclass(frozen=True)
-class BalanceChange:
-    """One ledger line to apply to a locked participant."""
-
-    amount: int  # signed: credits positive, debits negative
-    type: str
-    base_amount: int | None = None
-    multipliers: list[dict[str, Any]] | None = None
-    reason: str | None = None
-    metadata: dict[str, Any] | None = None
-    operation_id: uuid.UUID | None = None
-    claim_id: uuid.UUID | None = None
-
-
-def apply_balance_change(
-    session: Session, participant: Participant, change: BalanceChange
-) -> LedgerEntry:
-    """Apply `change` to a participant locked by this transaction; never below zero."""
-    if change.amount < 0 and participant.balance + change.amount < 0:
-        raise insufficient_points(participant.balance, -change.amount)
-    participant.balance += change.amount
-    if change.amount >= 0:
-        participant.total_earned += change.amount
-    else:
-        participant.total_spent -= change.amount
-    participant.updated_at = utcnow()
-    entry = LedgerEntry(
-        id=uuid.uuid4(),
-        tenant_id=participant.tenant_id,
-        env=participant.env,
-        participant_pk=participant.id,
-        type=change.type,
-        amount=change.amount,
-        base_amount=change.base_amount if change.base_amount is not None else change.amount,
-        multipliers=change.multipliers,
-        reason=change.reason,
-        metadata_=change.metadata,
-        balance_after=participant.balance,
-        operation_id=change.operation_id,
-        claim_id=change.claim_id,
-        created_at=utcnow(),
-    )
-    session.add(entry)
-    return entry

@@ -19,9 +19,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.ledger import BalanceChange, apply_balance_change, lock_participant
 from app.models import Environment, WebhookEndpoint
 from app.operation_kinds import OperationKind, register_kind, unregister_kind
+from app.points.awards import award_points
+from app.points.items import AwardItem
 from app.webhooks.signing import generate_secret
 
 GAMIFY = "/api/v1/gamify"
@@ -55,10 +56,11 @@ def fund_participant(
     amount: int,
     env: Environment = Environment.LIVE,
 ) -> None:
-    """Give a participant points straight through the ledger (committed)."""
+    """Give a participant points through the award pass (committed), as an award would."""
     with session_factory.begin() as session:
-        participant = lock_participant(session, tenant_id, env.value, participant_id)
-        apply_balance_change(session, participant, BalanceChange(amount=amount, type="award"))
+        award_points(
+            session, tenant_id, env.value, [AwardItem(participant_id, amount)], operation_id=None
+        )
 
 
 def claim(

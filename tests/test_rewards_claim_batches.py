@@ -9,11 +9,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
-from app.ledger import BalanceChange, apply_balance_change, lock_participant
 from app.models import Claim, LedgerEntry, Operation, OutboxEvent, Participant
 from app.operation_runs import drain_partition
 from app.operations import operation_answer, submit_operation
 from app.outbox import POINTS_AWARDED, REWARD_CLAIMED, events_recorded, events_to_dispatch
+from app.points.awards import award_points
+from app.points.items import AwardItem
 from app.rewards.catalog import create_reward
 from app.rewards.claim_batches import execute_claims
 from app.rewards.claims import CLAIM_KIND, claim_payload
@@ -43,9 +44,7 @@ def _claims(
 
 
 def _fund(session: Session, tenant_id: uuid.UUID, participant_id: str, amount: int) -> None:
-    participant = lock_participant(session, tenant_id, "live", participant_id)
-    apply_balance_change(session, participant, BalanceChange(amount=amount, type="award"))
-    session.flush()
+    award_points(session, tenant_id, "live", [AwardItem(participant_id, amount)], operation_id=None)
 
 
 def _codes(answers: dict[uuid.UUID, object], operations: list[Operation]) -> list[object]:
