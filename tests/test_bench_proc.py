@@ -3,8 +3,8 @@ helpers, on made-up readings (no servers)."""
 
 from __future__ import annotations
 
+from bench.costs import count_statements
 from bench.proc import ProcStat, descendants, parse_stat, ticks_between, tree_ticks
-from bench.spread import count_statements
 
 
 def _stat(pid: int, ppid: int, own: int, reaped: int = 0, comm: str = "python3") -> ProcStat:
