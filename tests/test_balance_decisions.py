@@ -19,7 +19,14 @@ from app.outbox import POINTS_AWARDED, POINTS_DEDUCTED, TIER_UPGRADED
 from app.points.awards import OUTBOX_COLUMNS, AwardPass
 from app.points.balance_changes import Applied, BalanceWrite, decide_changes
 from app.points.multipliers import ActiveMultiplier
-from app.points.standings import Credit, Debit, Placements, Standing, awarded_payload
+from app.points.standings import (
+    Credit,
+    Debit,
+    Placements,
+    Standing,
+    awarded_payload,
+    decide_awards,
+)
 from app.points.tiers import TierLadder, TierRung
 
 SILVER = TierRung("silver", "Silver", 1, 100, Decimal(1))
@@ -209,3 +216,19 @@ def test_the_award_pass_writes_the_awarded_event_as_json_dumps_of_its_payload() 
         payload_field = line[OUTBOX_COLUMNS.index("payload")]
         expected = json.dumps(awarded_payload(credits[0], reason, metadata))
         assert payload_field == expected.replace("\\", "\\\\").replace("\t", "\\t")
+
+
+def test_the_award_pass_decides_each_award_in_order_with_the_multipliers_it_started_with() -> None:
+    ladder = TierLadder([SILVER, GOLD])
+    placements, ann = standing(90, ladder=ladder)
+    awards = [("ann", 5, None, None), ("ann", 500, None, None), ("ann", 2, None, None)]
+
+    decisions = list(decide_awards(awards, {"ann": ann}, placements, ["t1", "t2", "t3"]))
+
+    assert [d.credit.amount for d in decisions] == [5, 500, 3]  # gold's 1.5 x after the climb
+    assert [d.credit.new_balance for d in decisions] == [95, 595, 598]
+    assert [d.total_earned for d in decisions] == [95, 595, 598]
+    upgrade = decisions[1].credit.tier_upgrade
+    assert upgrade is not None and (upgrade.code, upgrade.previous_code) == ("gold", None)
+    assert decisions[1].applied_field == "\\N"  # no multiplier before the climb
+    assert "gold" in decisions[2].applied_field

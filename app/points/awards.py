@@ -44,6 +44,7 @@ from app.points.standings import (
     Credit,
     Placements,
     Standing,
+    decide_awards,
     load_standings,
     upgraded_payload,
 )
@@ -200,7 +201,8 @@ def _apply_awards(
 
 
 class AwardPass:
-    """The per-award loop: computes each credit, formats its ledger line and its events."""
+    """The award pass's writer: formats each decided award (app.points.standings
+    .decide_awards) as its ledger line and its events, as COPY text."""
 
     def __init__(
         self,
@@ -227,9 +229,9 @@ class AwardPass:
         self, awards: Sequence[AwardRow], operation_fields: Sequence[str]
     ) -> Iterator[str]:
         """Each award's ledger line, in order; its events go to `event_lines` meanwhile."""
-        standings, placements, credits = self.standings, self.placements, self.credits
-        event_lines = self.event_lines
+        credits, event_lines = self.credits, self.event_lines
         ids = _uuid4_texts(2 * len(awards))  # a transaction id, then an event id, per award
+        decisions = decide_awards(awards, self.standings, self.placements, ids[0::2])
         # Fields that are the same on every line, formatted once.
         tenant_env = self.tenant_env
         ledger_prefix = f"\t{tenant_env}\t"
@@ -240,13 +242,15 @@ class AwardPass:
         # reason -> (its COPY field, its JSON inside a COPY field)
         reasons: dict[str | None, tuple[str, str]] = {None: (COPY_NULL, "null")}
         points = 0
-        for index, (participant_id, base_amount, reason, metadata_json) in enumerate(awards):
-            standing = standings[participant_id]
-            applied_field = standing.applied_field
-            credited, upgrade = standing.credit(base_amount, placements)
+        for index, (decision, award) in enumerate(zip(decisions, awards, strict=True)):
+            credit = decision.credit
+            transaction_id, credited, balance = (
+                credit.transaction_id,
+                credit.amount,
+                credit.new_balance,
+            )
             points += credited
-            balance = standing.balance
-            transaction_id = ids[2 * index]
+            reason, metadata_json = award[2], award[3]
             reason_fields = reasons.get(reason)
             if reason_fields is None:
                 reason_fields = (copy_field(reason), copy_field(json.dumps(reason)))
@@ -255,24 +259,25 @@ class AwardPass:
             # json.dumps(awarded_payload(...)), by hand (a test holds the two equal).
             event_lines.append(
                 f'{ids[2 * index + 1]}{event_prefix}{{"participant_id": '
-                f'{standing.participant_json}, "transaction_id": "{transaction_id}"'
-                f', "amount": {credited}, "base_amount": {base_amount}'
+                f'{decision.standing.participant_json}, "transaction_id": "{transaction_id}"'
+                f', "amount": {credited}, "base_amount": {credit.base_amount}'
                 f', "new_balance": {balance}, "reason": {reason_fields[1]}'
                 f', "metadata": {"null" if metadata_json is None else metadata_field}}}\n'
             )
-            if upgrade is not None:
+            if credit.tier_upgrade is not None:
                 upgraded = upgraded_payload(
-                    participant_id, transaction_id, upgrade, standing.total_earned
+                    credit.participant_id,
+                    transaction_id,
+                    credit.tier_upgrade,
+                    decision.total_earned,
                 )
                 event_lines.append(_event_line(event_head, TIER_UPGRADED, upgraded))
             if credits is not None:
-                credits.append(
-                    Credit(transaction_id, participant_id, credited, base_amount, balance, upgrade)
-                )
+                credits.append(credit)
             yield (
-                f"{transaction_id}{ledger_prefix}{standing.pk}{ledger_type}{credited}"
-                f"\t{base_amount}\t{applied_field}\t{reason_fields[0]}\t{metadata_field}"
-                f"\t{balance}\t{operation_fields[index]}\t{created_at_field}\n"
+                f"{transaction_id}{ledger_prefix}{decision.standing.pk}{ledger_type}{credited}"
+                f"\t{credit.base_amount}\t{decision.applied_field}\t{reason_fields[0]}"
+                f"\t{metadata_field}\t{balance}\t{operation_fields[index]}\t{created_at_field}\n"
             )
         self.totals = AwardTotals(len(awards), points)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -265,3 +265,32 @@ def upgraded_payload(
         "new_tier": {"code": upgrade.code, "name": upgrade.name, "level": upgrade.level},
         "qualifying_points": total_earned,
     }
+
+
+class AwardDecision(NamedTuple):
+    """One award as decided: what it credited, and what its writer records of it."""
+
+    credit: Credit
+    standing: Standing  # the participant, as it stands after the award
+    applied_field: str  # the multipliers that applied, as a COPY field (see Standing)
+    total_earned: int  # lifetime points after it: an upgrade's qualifying points
+
+
+def decide_awards(
+    awards: Iterable[Sequence[Any]],
+    standings: dict[str, Standing],
+    placements: Placements,
+    transaction_ids: Iterable[str],
+) -> Iterator[AwardDecision]:
+    """Each award's decision, in order, against the running standings (changed in place);
+    an award is (participant_id, base amount, ...). Pure, and lazy: the award pass writes
+    each block of lines while the next is decided, and keeps no list of a million."""
+    for transaction_id, award in zip(transaction_ids, awards, strict=True):
+        participant_id, base_amount = award[0], award[1]
+        standing = standings[participant_id]
+        applied_field = standing.applied_field
+        credited, upgrade = standing.credit(base_amount, placements)
+        credit = Credit(
+            transaction_id, participant_id, credited, base_amount, standing.balance, upgrade
+        )
+        yield AwardDecision(credit, standing, applied_field, standing.total_earned)
