@@ -46,7 +46,7 @@ class OperationKind:
     - `batch_handler` runs many operations of one partition at once and answers each
       (body or DomainError); it decides before it writes, so a refused operation has
       written nothing, and it needs no savepoints. Up to `max_batch` per call.
-    `partition` names what the kind serializes on (e.g. the reward): operations of one
+    `partition` names what the kind serializes on (e.g. a lane of rewards): operations of one
     partition are drained together by one worker transaction, and one drain at a time
     runs them (app/infra/drain_key.py). `drains_side_by_side` is for a partition that only
     groups work which does not serialize (award batches of one tenant, spread over many

@@ -36,7 +36,7 @@ class Operation(Base):
             postgresql_where=text("status IN ('queued', 'processing')"),
         ),
         Index("ix_operations_finished_at", "finished_at"),
-        # A worker drains the queued operations of one partition (e.g. one reward), oldest
+        # A worker drains the queued operations of one partition (e.g. a lane), oldest
         # first: this index answers that without touching anything else.
         Index(
             "ix_operations_queued_partition",
