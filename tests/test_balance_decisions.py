@@ -225,10 +225,15 @@ def test_the_award_pass_decides_each_award_in_order_with_the_multipliers_it_star
 
     decisions = list(decide_awards(awards, {"ann": ann}, placements, ["t1", "t2", "t3"]))
 
-    assert [d.credit.amount for d in decisions] == [5, 500, 3]  # gold's 1.5 x after the climb
-    assert [d.credit.new_balance for d in decisions] == [95, 595, 598]
-    assert [d.total_earned for d in decisions] == [95, 595, 598]
-    upgrade = decisions[1].credit.tier_upgrade
-    assert upgrade is not None and (upgrade.code, upgrade.previous_code) == ("gold", None)
-    assert decisions[1].applied_field == "\\N"  # no multiplier before the climb
-    assert "gold" in decisions[2].applied_field
+    credited, balances, upgrades, applied, earned = (
+        [decision[field] for decision in decisions] for field in (2, 4, 5, 7, 8)
+    )
+    assert credited == [5, 500, 3]  # gold's 1.5 x after the climb
+    assert balances == earned == [95, 595, 598]
+    assert upgrades[0] is None and upgrades[2] is None
+    assert upgrades[1] is not None and (upgrades[1].code, upgrades[1].previous_code) == (
+        "gold",
+        None,
+    )
+    assert applied[1] == "\\N"  # no multiplier before the climb
+    assert "gold" in applied[2]

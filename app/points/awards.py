@@ -243,12 +243,10 @@ class AwardPass:
         reasons: dict[str | None, tuple[str, str]] = {None: (COPY_NULL, "null")}
         points = 0
         for index, (decision, award) in enumerate(zip(decisions, awards, strict=True)):
-            credit = decision.credit
-            transaction_id, credited, balance = (
-                credit.transaction_id,
-                credit.amount,
-                credit.new_balance,
-            )
+            (
+                transaction_id, participant_id, credited, base_amount, balance, upgrade,
+                standing, applied_field, total_earned,
+            ) = decision  # fmt: skip
             points += credited
             reason, metadata_json = award[2], award[3]
             reason_fields = reasons.get(reason)
@@ -259,25 +257,22 @@ class AwardPass:
             # json.dumps(awarded_payload(...)), by hand (a test holds the two equal).
             event_lines.append(
                 f'{ids[2 * index + 1]}{event_prefix}{{"participant_id": '
-                f'{decision.standing.participant_json}, "transaction_id": "{transaction_id}"'
-                f', "amount": {credited}, "base_amount": {credit.base_amount}'
+                f'{standing.participant_json}, "transaction_id": "{transaction_id}"'
+                f', "amount": {credited}, "base_amount": {base_amount}'
                 f', "new_balance": {balance}, "reason": {reason_fields[1]}'
                 f', "metadata": {"null" if metadata_json is None else metadata_field}}}\n'
             )
-            if credit.tier_upgrade is not None:
-                upgraded = upgraded_payload(
-                    credit.participant_id,
-                    transaction_id,
-                    credit.tier_upgrade,
-                    decision.total_earned,
-                )
+            if upgrade is not None:
+                upgraded = upgraded_payload(participant_id, transaction_id, upgrade, total_earned)
                 event_lines.append(_event_line(event_head, TIER_UPGRADED, upgraded))
             if credits is not None:
-                credits.append(credit)
+                credits.append(
+                    Credit(transaction_id, participant_id, credited, base_amount, balance, upgrade)
+                )
             yield (
-                f"{transaction_id}{ledger_prefix}{decision.standing.pk}{ledger_type}{credited}"
-                f"\t{credit.base_amount}\t{decision.applied_field}\t{reason_fields[0]}"
-                f"\t{metadata_field}\t{balance}\t{operation_fields[index]}\t{created_at_field}\n"
+                f"{transaction_id}{ledger_prefix}{standing.pk}{ledger_type}{credited}"
+                f"\t{base_amount}\t{applied_field}\t{reason_fields[0]}\t{metadata_field}"
+                f"\t{balance}\t{operation_fields[index]}\t{created_at_field}\n"
             )
         self.totals = AwardTotals(len(awards), points)
 

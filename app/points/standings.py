@@ -267,13 +267,12 @@ def upgraded_payload(
     }
 
 
-class AwardDecision(NamedTuple):
-    """One award as decided: what it credited, and what its writer records of it."""
-
-    credit: Credit
-    standing: Standing  # the participant, as it stands after the award
-    applied_field: str  # the multipliers that applied, as a COPY field (see Standing)
-    total_earned: int  # lifetime points after it: an upgrade's qualifying points
+# One award as decided, as a plain tuple: a bulk job decides a million, and with a named
+# tuple per award, award-batch and bulk ran 3-6% slower in alternating runs. Fields:
+# transaction id, participant id, points credited, base amount, new balance, tier upgrade
+# or None, the standing after it, the multipliers that applied (a COPY field), lifetime
+# points after it.
+AwardDecision = tuple[str, str, int, int, int, "TierUpgrade | None", Standing, str, int]
 
 
 def decide_awards(
@@ -290,7 +289,14 @@ def decide_awards(
         standing = standings[participant_id]
         applied_field = standing.applied_field
         credited, upgrade = standing.credit(base_amount, placements)
-        credit = Credit(
-            transaction_id, participant_id, credited, base_amount, standing.balance, upgrade
+        yield (
+            transaction_id,
+            participant_id,
+            credited,
+            base_amount,
+            standing.balance,
+            upgrade,
+            standing,
+            applied_field,
+            standing.total_earned,
         )
-        yield AwardDecision(credit, standing, applied_field, standing.total_earned)
