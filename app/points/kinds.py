@@ -1,7 +1,8 @@
 """The points operation kinds: what a worker runs for each accepted points write.
 
-Handlers read plain JSON payloads (validated by the API before acceptance), run inside
-the runner's savepoint and never commit.
+Handlers read plain JSON payloads (validated by the API before acceptance) and never
+commit. The batch handlers decide before they write, so they need no savepoint; the bulk
+job's step handler runs inside the runner's savepoint.
 """
 
 from __future__ import annotations
