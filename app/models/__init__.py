@@ -3,7 +3,14 @@
 from app.models.audit import AuditEntry
 from app.models.operations import Operation, OperationStatus
 from app.models.outbox import OutboxEvent
-from app.models.points import LedgerEntry, Participant, ParticipantMultiplier, Tier
+from app.models.points import (
+    LedgerEntry,
+    Participant,
+    ParticipantMultiplier,
+    PointLot,
+    ProgramSettings,
+    Tier,
+)
 from app.models.rewards import Claim, Reward, RewardCode
 from app.models.tenancy import ApiKey, Environment, Tenant
 from app.models.webhooks import WebhookDelivery, WebhookEndpoint
@@ -19,6 +26,8 @@ __all__ = [
     "OutboxEvent",
     "Participant",
     "ParticipantMultiplier",
+    "PointLot",
+    "ProgramSettings",
     "Reward",
     "RewardCode",
     "Tenant",

@@ -28,7 +28,10 @@ class Participant(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "env", "external_id"),
         CheckConstraint("balance >= 0", name="balance_not_negative"),
-        CheckConstraint("balance = total_earned - total_spent", name="balance_matches_totals"),
+        CheckConstraint(
+            "balance = total_earned - total_spent - total_expired", name="balance_matches_totals"
+        ),
+        CheckConstraint("pending >= 0", name="pending_not_negative"),
         # Every award updates the row: free room on its page keeps the update HOT (no new
         # index entries). Set by migration 0006; autogenerate does not compare it.
         {"postgresql_with": {"fillfactor": 70}},
@@ -41,6 +44,10 @@ class Participant(Base):
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     total_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     total_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_expired: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Points awarded but not yet available (their lots are pending): counted in the ledger,
+    # not in `balance` nor `total_earned` until released.
+    pending: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     tier_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime | None]
@@ -67,6 +74,8 @@ class LedgerEntry(Base):
     base_amount: Mapped[int] = mapped_column(BigInteger)
     multipliers: Mapped[list[dict[str, Any]] | None]
     reason: Mapped[str | None] = mapped_column(String(500))
+    # What the participant did to earn an award (the award's optional `action`).
+    action: Mapped[str | None] = mapped_column(String(100))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata")
     balance_after: Mapped[int] = mapped_column(BigInteger)
     operation_id: Mapped[uuid.UUID | None]
@@ -75,6 +84,75 @@ class LedgerEntry(Base):
     # Insert order. Entries are written under the participant's row lock, so per participant
     # this is the order they were applied in; created_at (transaction start) is not.
     seq: Mapped[int] = mapped_column(BigInteger, Identity())
+
+
+class PointLot(Base):
+    """The unspent rest of one credit that expires or is pending (app.points.lots).
+
+    Credits available at once that never expire are not kept here: they are the
+    participant's open points, `balance` minus the remaining amounts of its available lots,
+    spent after every dated lot. The lot's id is its award's ledger entry id. Rows are
+    written under the participant's row lock, like its balance.
+    """
+
+    __tablename__ = "point_lots"
+    __table_args__ = (
+        CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining"),
+        CheckConstraint("NOT pending OR available_at IS NOT NULL", name="pending_until"),
+        CheckConstraint(
+            "expires_at IS NULL OR available_at IS NULL OR expires_at > available_at",
+            name="expires_after_available",
+        ),
+        # Spending order: soonest-expiring first, never-expiring last, oldest first.
+        Index(
+            "ix_point_lots_spending",
+            "participant_pk",
+            "expires_at",
+            "seq",
+            postgresql_where=text("remaining > 0 AND NOT pending"),
+        ),
+        # The expiry sweep's queue.
+        Index(
+            "ix_point_lots_expiring",
+            "expires_at",
+            postgresql_where=text("remaining > 0 AND NOT pending AND expires_at IS NOT NULL"),
+        ),
+        # The release sweep's queue, and a participant's pending lots.
+        Index(
+            "ix_point_lots_pending",
+            "available_at",
+            postgresql_where=text("pending"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    participant_pk: Mapped[uuid.UUID] = mapped_column(ForeignKey("participants.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    pending: Mapped[bool] = mapped_column(default=False)
+    available_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = created_at_column()
+    seq: Mapped[int] = mapped_column(BigInteger, Identity())
+
+
+class ProgramSettings(Base):
+    """A tenant environment's points program settings; no row means the defaults."""
+
+    __tablename__ = "program_settings"
+    __table_args__ = (
+        CheckConstraint(
+            "points_expiry_days IS NULL OR points_expiry_days BETWEEN 1 AND 36500",
+            name="points_expiry_days",
+        ),
+        CheckConstraint("expiring_soon_days BETWEEN 1 AND 365", name="expiring_soon_days"),
+    )
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    env: Mapped[str] = mapped_column(String(8), primary_key=True)
+    points_expiry_days: Mapped[int | None]
+    expiring_soon_days: Mapped[int] = mapped_column(default=30, server_default="30")
+    updated_at: Mapped[datetime | None]
 
 
 class Tier(Base):
@@ -147,4 +225,10 @@ class BulkAwardRow(Base):
     participant_id: Mapped[str | None] = mapped_column(String(255))
     amount: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str | None] = mapped_column(String(500))
+    # The row's lot terms and action (app.points.lots.LotTerms), as uploaded.
+    action: Mapped[str | None] = mapped_column(String(100))
+    expires_in_days: Mapped[int | None]
+    expires_at: Mapped[datetime | None]
+    pending_days: Mapped[int | None]
+    available_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(String(500))
