@@ -37,6 +37,8 @@ class LockedRow(NamedTuple):
     total_earned: int
     total_spent: int
     tier_code: str | None
+    total_expired: int
+    pending: int
 
 
 # A LATERAL subquery per id: the plan is always one index probe per id, taken in array
@@ -45,7 +47,7 @@ class LockedRow(NamedTuple):
 # ORDER BY can degrade to a filter over the tenant's every participant.
 _LOCK_EXISTING = """
     SELECT CAST(p.id AS text), p.external_id, p.balance, p.total_earned, p.total_spent,
-           p.tier_code
+           p.tier_code, p.total_expired, p.pending
     FROM unnest(CAST(%(external_ids)s AS text[])) AS wanted(external_id)
     CROSS JOIN LATERAL (
         SELECT * FROM participants
@@ -60,7 +62,7 @@ _CREATE_MISSING = """
     FROM unnest(CAST(%(external_ids)s AS text[])) AS wanted(external_id)
     ON CONFLICT (tenant_id, env, external_id) DO NOTHING
     RETURNING CAST(p.id AS text), p.external_id, p.balance, p.total_earned, p.total_spent,
-              p.tier_code
+              p.tier_code, p.total_expired, p.pending
 """
 
 

@@ -86,10 +86,11 @@ def drain_partition(session: Session, key: str, limit: int) -> OperationsRun:
     return run
 
 
-# What a batch handler reads of its operations (and what the drain writes back below).
+# What a batch handler reads of its operations (and what the drain writes back below);
+# created_at is when it was accepted (an award's relative lot terms count from it).
 _BATCH_COLUMNS = (
     "id", "tenant_id", "env", "kind", "idempotency_key", "payload", "partition_key", "status",
-    "attempts",
+    "attempts", "created_at",
 )  # fmt: skip
 _LOCK_QUEUED = (
     select(*(_OPERATIONS.c[name] for name in _BATCH_COLUMNS))

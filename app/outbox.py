@@ -21,6 +21,8 @@ REWARD_CLAIMED = "reward.reward_claimed"
 POINTS_AWARDED = "points.awarded"
 POINTS_DEDUCTED = "points.deducted"
 TIER_UPGRADED = "tier.upgraded"
+POINTS_EXPIRED = "points.expired"
+POINTS_RELEASED = "points.released"
 
 # Set on a session that recorded an event, so the caller knows after commit that the
 # webhook dispatcher has work (a rolled-back savepoint leaves it set: a spare wake-up).

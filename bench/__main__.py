@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from bench import baselines, scenarios
+from bench.expiry import expiry_sweep
 from bench.services import Database, Services
 from bench.spread import KINDS, SpreadOptions, spread_writes
 
@@ -53,7 +54,7 @@ def main() -> int:
     parser.add_argument(
         "--scenarios",
         default="hot,async,batch,bulk,webhooks",
-        help="comma list of: hot, async, batch, bulk, webhooks, spread",
+        help="comma list of: hot, async, batch, batch-expiry, bulk, webhooks, spread, expiry",
     )
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--api-connections", type=int, default=1000)
@@ -63,6 +64,8 @@ def main() -> int:
     parser.add_argument("--codes", type=int, default=5_000)
     parser.add_argument("--awards", type=int, default=1_000_000, help="batch and bulk scenarios")
     parser.add_argument("--events", type=int, default=10_000, help="webhook scenario")
+    parser.add_argument("--lots", type=int, default=1_000_000, help="expiry scenario")
+    parser.add_argument("--lot-participants", type=int, default=100_000, help="expiry scenario")
     parser.add_argument("--spread-kinds", default=",".join(KINDS), help="spread scenario")
     parser.add_argument("--spread-clients", default="1,8,64", help="spread: client counts")
     parser.add_argument(
@@ -134,7 +137,7 @@ def main() -> int:
                             concurrency=args.concurrency,
                         )
                     )
-                elif name == "batch":
+                elif name in ("batch", "batch-expiry"):
                     results.append(
                         scenarios.batch_awarding(
                             engine,
@@ -142,7 +145,12 @@ def main() -> int:
                             awards=args.awards,
                             per_request=100,
                             concurrency=args.concurrency,
+                            terms={"expires_in_days": 30} if name == "batch-expiry" else {},
                         )
+                    )
+                elif name == "expiry":
+                    results.append(
+                        expiry_sweep(engine, lots=args.lots, participants=args.lot_participants)
                     )
                 elif name == "bulk":
                     results.append(scenarios.bulk_awarding(engine, api_url, awards=args.awards))

@@ -240,9 +240,17 @@ def as_json(results: list[ScenarioResult]) -> list[dict[str, Any]]:
 
 
 def batch_awarding(
-    engine: Engine, api_url: str, *, awards: int, per_request: int, concurrency: int
+    engine: Engine,
+    api_url: str,
+    *,
+    awards: int,
+    per_request: int,
+    concurrency: int,
+    terms: dict[str, Any] | None = None,
 ) -> ScenarioResult:
-    """`awards` awards through award-batch, `per_request` per call, over 100k participants."""
+    """`awards` awards through award-batch, `per_request` per call, over 100k participants;
+    each award with `terms` (lot terms such as expires_in_days) if given."""
+    terms = terms or {}
     tenant = make_tenant(engine)
     headers = {"X-API-Key": tenant.participant_key, "Content-Type": "application/json"}
     requests = [
@@ -253,7 +261,7 @@ def batch_awarding(
             json.dumps(
                 {
                     "awards": [
-                        {"participant_id": f"m{(start + n) % 100_000}", "amount": 10}
+                        {"participant_id": f"m{(start + n) % 100_000}", "amount": 10, **terms}
                         for n in range(per_request)
                     ]
                 }
@@ -262,7 +270,10 @@ def batch_awarding(
         for start in range(0, awards, per_request)
     ]
     load = run_load(api_url, requests, concurrency)
-    result = ScenarioResult(f"batch awarding ({per_request} per award-batch request)")
+    result = ScenarioResult(
+        f"batch awarding ({per_request} per award-batch request"
+        + (f", {', '.join(f'{k} {v}' for k, v in terms.items())})" if terms else ")")
+    )
     _load_figures(result, load)
     result.figures["awards_per_s"] = round(awards / load.elapsed_seconds, 1)
     with engine.connect() as connection:

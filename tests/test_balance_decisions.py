@@ -18,6 +18,7 @@ from app.ledger import LockedRow
 from app.outbox import POINTS_AWARDED, POINTS_DEDUCTED, TIER_UPGRADED
 from app.points.awards import OUTBOX_COLUMNS, AwardPass
 from app.points.balance_changes import Applied, BalanceWrite, decide_changes
+from app.points.lots import LotBook
 from app.points.multipliers import ActiveMultiplier
 from app.points.standings import (
     Credit,
@@ -29,6 +30,7 @@ from app.points.standings import (
 )
 from app.points.tiers import TierLadder, TierRung
 
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 SILVER = TierRung("silver", "Silver", 1, 100, Decimal(1))
 GOLD = TierRung("gold", "Gold", 2, 500, Decimal("1.5"))
 
@@ -44,8 +46,12 @@ def standing(
 ) -> tuple[Placements, Standing]:
     placements = Placements(ladder if ladder is not None else TierLadder([]))
     earned = balance if earned is None else earned
-    row = LockedRow(str(uuid.uuid4()), participant_id, balance, earned, earned - balance, tier)
-    return placements, Standing(row, placements, boosts or [])
+    row = LockedRow(
+        str(uuid.uuid4()), participant_id, balance, earned, earned - balance, tier, 0, 0
+    )
+    held = Standing(row, placements, boosts or [])
+    held.lots = LotBook(balance, [])  # all open points
+    return placements, held
 
 
 def award(amount: int, participant_id: str = "ann", **fields: object) -> BalanceWrite:
@@ -64,6 +70,7 @@ def decide(
         {each.external_id: each for each in standings},
         placements,
         (f"tx-{n}" for n in itertools.count(1)),
+        NOW,
     )
 
 
@@ -211,7 +218,8 @@ def test_the_award_pass_writes_the_awarded_event_as_json_dumps_of_its_payload() 
     for reason in ("a\ttab", None):
         credits.clear()
         award_pass.event_lines.clear()
-        list(award_pass.ledger_lines([(participant_id, 4, reason, json.dumps(metadata))], ["\\N"]))
+        award = (participant_id, 4, reason, json.dumps(metadata), None, None, None)
+        list(award_pass.ledger_lines([award], ["\\N"]))
         line = award_pass.event_lines[0].rstrip("\n").split("\t")
         payload_field = line[OUTBOX_COLUMNS.index("payload")]
         expected = json.dumps(awarded_payload(credits[0], reason, metadata))
@@ -221,9 +229,9 @@ def test_the_award_pass_writes_the_awarded_event_as_json_dumps_of_its_payload() 
 def test_the_award_pass_decides_each_award_in_order_with_the_multipliers_it_started_with() -> None:
     ladder = TierLadder([SILVER, GOLD])
     placements, ann = standing(90, ladder=ladder)
-    awards = [("ann", 5, None, None), ("ann", 500, None, None), ("ann", 2, None, None)]
+    awards = [("ann", amount, None, None, None, None, None) for amount in (5, 500, 2)]
 
-    decisions = list(decide_awards(awards, {"ann": ann}, placements, ["t1", "t2", "t3"]))
+    decisions = list(decide_awards(awards, {"ann": ann}, placements, ["t1", "t2", "t3"], NOW))
 
     credited, balances, upgrades, applied, earned = (
         [decision[field] for decision in decisions] for field in (2, 4, 5, 7, 8)
@@ -237,3 +245,28 @@ def test_the_award_pass_decides_each_award_in_order_with_the_multipliers_it_star
     )
     assert applied[1] == "\\N"  # no multiplier before the climb
     assert "gold" in applied[2]
+
+
+def test_spending_takes_lots_soonest_expiring_first_then_open_points() -> None:
+    soon, later = datetime(2026, 12, 5, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    # 100 spendable: 30 in a lot expiring later, 20 expiring soon, 50 open points.
+    book = LotBook(100, [("soon", 20, soon, 2), ("later", 30, later, 1)])
+
+    book.spend(25)
+
+    assert book.spent_from == {"soon": 0, "later": 25}
+    assert book.spendable == 75
+    book.spend(55)  # the 5 left in "later", then 50 open points
+    assert book.spent_from == {"soon": 0, "later": 0}
+    assert book.spendable == 20
+
+
+def test_a_batch_spends_a_lot_it_credited_before_the_deduction_in_expiry_order() -> None:
+    placements, ann = standing(10)  # 10 open points
+    dated = award(40, expires_at=datetime(2027, 1, 1, tzinfo=UTC))
+    decisions = decide([dated, deduct(45)], placements, ann)
+
+    [credit, debit] = decisions
+    assert isinstance(credit, Applied) and credit.lot is not None
+    assert credit.lot.remaining == 0  # the dated lot went first, then 5 open points
+    assert isinstance(debit, Applied) and ann.balance == 5

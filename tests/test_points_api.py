@@ -80,7 +80,10 @@ def test_award_credits_points_and_answers_the_new_balance(
         "amount",
         "new_balance",
         "tier_upgrade",
+        "available_at",
+        "expires_at",
     }
+    assert body["available_at"] is None and body["expires_at"] is None
     assert uuid.UUID(body["transaction_id"])
     assert body["participant_id"] == "user_123"
     assert body["amount"] == 100

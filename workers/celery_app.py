@@ -15,6 +15,7 @@ TASK_EXECUTE_OPERATION = "rewards.execute_operation"
 TASK_SWEEP_OPERATIONS = "rewards.sweep_operations"
 TASK_DRAIN_PARTITION = "rewards.drain_partition"
 TASK_DISPATCH_WEBHOOKS = "rewards.dispatch_webhooks"
+TASK_SWEEP_LOTS = "rewards.sweep_lots"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -45,6 +46,12 @@ def create_celery(settings: Settings) -> Celery:
         beat_schedule={
             "sweep-operations": {
                 "task": TASK_SWEEP_OPERATIONS,
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.sweep_interval_seconds},
+            },
+            # Lots expire and pending points become available on the clock alone.
+            "sweep-lots": {
+                "task": TASK_SWEEP_LOTS,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.sweep_interval_seconds},
             },

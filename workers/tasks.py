@@ -19,10 +19,12 @@ from app.operation_runs import OperationsRun, drain_partition, execute_operation
 from app.operation_sweeps import claim_stalled_operations, purge_expired_idempotency_records
 from app.operations import operation_answer
 from app.outbox import events_to_dispatch
+from app.points.sweeps import sweep_lots
 from workers.celery_app import (
     QUEUE_OPERATIONS,
     TASK_DRAIN_PARTITION,
     TASK_EXECUTE_OPERATION,
+    TASK_SWEEP_LOTS,
     TASK_SWEEP_OPERATIONS,
 )
 from workers.publish import publish_accepted, publish_drain, publish_operation
@@ -157,3 +159,19 @@ def sweep_operations() -> int:
     if stalled:
         log.warning("republished %d stalled operation(s)", len(stalled))
     return len(stalled)
+
+
+@shared_task(
+    name=TASK_SWEEP_LOTS,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def sweep_points_lots() -> None:
+    """Release pending lots and expire lots that are due (app.points.sweeps)."""
+    rt = runtime()
+    report = sweep_lots(rt.session_factory)
+    if report.to_dispatch:
+        wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
+    if report.released or report.expired:
+        log.info("lots: %d released, %d expired", report.released, report.expired)

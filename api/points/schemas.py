@@ -6,15 +6,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from api.schemas import QueryModel, RequestModel
+from app.clock import utcnow
 from app.points.items import (
+    ACTION_MAX_CHARS,
     AWARD_AMOUNT_MAX,
     AWARD_AMOUNT_MIN,
     PARTICIPANT_ID_MAX_CHARS,
     REASON_MAX_CHARS,
 )
+from app.points.lots import EXPIRES_IN_DAYS_MAX, PENDING_DAYS_MAX, LotTerms
 
 ParticipantId = Annotated[
     str,
@@ -38,12 +41,66 @@ Metadata = Annotated[
 BATCH_MAX_AWARDS = 100
 
 
+Action = Annotated[
+    str | None,
+    Field(
+        default=None,
+        min_length=1,
+        max_length=ACTION_MAX_CHARS,
+        description="What the participant did to earn the points (filters the history)",
+    ),
+]
+
+
 class AwardRequest(RequestModel):
     participant_id: ParticipantId
     amount: Amount
     reason: Reason
     metadata: Metadata
     idempotency_key: IdempotencyKey
+    action: Action
+    expires_in_days: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=EXPIRES_IN_DAYS_MAX,
+        description="The points expire this many days after the award (or use expires_at; "
+        "neither: the program's points_expiry_days, counted from availability, or never)",
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the points expire (in the future)"
+    )
+    pending_days: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=PENDING_DAYS_MAX,
+        description="The points are pending (not spendable) this many days (or available_at)",
+    )
+    available_at: AwareDatetime | None = Field(
+        default=None, description="When pending points become available (in the future)"
+    )
+
+    @model_validator(mode="after")
+    def _lot_terms_agree(self) -> AwardRequest:
+        problem = self.lot_terms().problem(utcnow())
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    def lot_terms(self) -> LotTerms:
+        return LotTerms(self.expires_in_days, self.expires_at, self.pending_days, self.available_at)
+
+    def payload(self) -> dict[str, Any]:
+        """The operation's payload: the award as asked; action and lot terms when given
+        (an award without them fingerprints as it did before they existed)."""
+        payload = self.model_dump(
+            include={"participant_id", "amount", "reason", "metadata"}, mode="json"
+        )
+        if self.action is not None:
+            payload["action"] = self.action
+        payload.update(self.lot_terms().as_fields())
+        return payload
 
 
 class DeductRequest(RequestModel):
@@ -61,8 +118,10 @@ class AwardBatchRequest(RequestModel):
         min_length=1,
         max_length=BATCH_MAX_AWARDS,
         description=(
-            "1 to 100 objects {participant_id, amount, reason?, metadata?}. Each is checked on "
-            "its own: a bad one gets an error in `results` and the others are still awarded."
+            "1 to 100 objects {participant_id, amount, reason?, metadata?, action?, "
+            "expires_in_days? | expires_at?, pending_days? | available_at?}. Each is checked "
+            "on its own: a bad one gets an error in `results` and the others are still "
+            "awarded."
         ),
     )
     idempotency_key: IdempotencyKey
@@ -80,8 +139,14 @@ class AwardResponse(BaseModel):
     transaction_id: str
     participant_id: str
     amount: int = Field(description="Points credited, after tier and reward multipliers")
-    new_balance: int
+    new_balance: int = Field(description="The available balance (pending points excluded)")
     tier_upgrade: TierUpgradeBody | None
+    available_at: datetime | None = Field(
+        default=None, description="When the points become available; null: at once"
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="When the points expire; null: never"
+    )
 
 
 class DeductResponse(BaseModel):
@@ -102,6 +167,8 @@ class BatchAwardResult(BaseModel):
     amount: int | None
     new_balance: int | None
     tier_upgrade: TierUpgradeBody | None = None
+    available_at: datetime | None = None
+    expires_at: datetime | None = None
     error: BatchItemError | None
 
 
@@ -141,9 +208,17 @@ class ActiveMultiplierView(BaseModel):
 
 class PointsBalance(BaseModel):
     participant_id: str
-    balance: int
-    total_earned: int
+    balance: int = Field(description="Available points: what can be spent")
+    pending: int = Field(description="Awarded, not yet available")
+    total_earned: int = Field(description="Points that became available, ever")
     total_spent: int
+    total_expired: int
+    lifetime_value: int = Field(description="Points earned, ever (pending excluded)")
+    expiring_soon: int = Field(
+        description="Unspent points expiring within the program's expiring_soon_days"
+    )
+    expiring_soon_date: datetime | None = Field(description="The soonest of those expiries")
+    updated_at: datetime | None
     tier: TierStanding
     multipliers: list[ActiveMultiplierView]
     effective_multiplier: float = Field(description="Tier multiplier times active multipliers")

@@ -45,9 +45,7 @@ IDEMPOTENCY_ERRORS: dict[int, tuple[str, ...]] = {
     write=True,
 )
 def award(body: AwardRequest) -> Response:
-    return accept_write(
-        AWARD_KIND, body.model_dump(exclude={"idempotency_key"}), body.idempotency_key
-    )
+    return accept_write(AWARD_KIND, body.payload(), body.idempotency_key)
 
 
 @endpoint(

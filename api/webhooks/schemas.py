@@ -8,7 +8,14 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from api.schemas import PageQuery, RequestModel
 
-EventType = Literal["reward.reward_claimed", "points.awarded", "points.deducted", "tier.upgraded"]
+EventType = Literal[
+    "reward.reward_claimed",
+    "points.awarded",
+    "points.deducted",
+    "tier.upgraded",
+    "points.expired",
+    "points.released",
+]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 URL_DESCRIPTION = "http(s) URL the events are POSTed to; must resolve to public addresses"
 

@@ -225,10 +225,8 @@ class BulkAwardRow(Base):
     participant_id: Mapped[str | None] = mapped_column(String(255))
     amount: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str | None] = mapped_column(String(500))
-    # The row's lot terms and action (app.points.lots.LotTerms), as uploaded.
+    # The row's action and lot terms, resolved to instants when staged (app.points.lots).
     action: Mapped[str | None] = mapped_column(String(100))
-    expires_in_days: Mapped[int | None]
-    expires_at: Mapped[datetime | None]
-    pending_days: Mapped[int | None]
     available_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(String(500))

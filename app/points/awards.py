@@ -37,9 +37,10 @@ from app.infra.pgcopy import (
     plain_array_literal,
 )
 from app.ledger import lock_balance_rows
-from app.models import LedgerEntry, OutboxEvent
-from app.outbox import POINTS_AWARDED, TIER_UPGRADED, endpoint_subscribes, mark_events_recorded
+from app.models import LedgerEntry, OutboxEvent, PointLot
+from app.outbox import POINTS_AWARDED, TIER_UPGRADED, mark_events_recorded
 from app.points.items import AwardItem
+from app.points.lots import program_expiry_and_subscribed
 from app.points.standings import (
     Credit,
     Placements,
@@ -61,16 +62,30 @@ LEDGER_COLUMNS = (
     "base_amount",
     "multipliers",
     "reason",
+    "action",
     "metadata",
     "balance_after",
     "operation_id",
     "created_at",
 )
+LOT_COLUMNS = (
+    "id",
+    "participant_pk",
+    "amount",
+    "remaining",
+    "pending",
+    "available_at",
+    "expires_at",
+    "created_at",
+)
 OUTBOX_COLUMNS = ("id", "dispatched_at", "tenant_id", "env", "type", "payload")
 
 # One award as the set-wise pass takes it: (participant_id, base amount, reason, metadata
-# already serialized as JSON or None), validated beforehand (app.points.items).
-AwardRow = tuple[str, int, "str | None", "str | None"]
+# already serialized as JSON or None, action, available_at, expires_at), validated and its
+# lot terms resolved beforehand (app.points.items, app.points.lots).
+AwardRow = tuple[
+    str, int, "str | None", "str | None", "str | None", "datetime | None", "datetime | None"
+]
 
 
 @dataclass
@@ -100,7 +115,7 @@ def cyclic_gc_paused() -> Iterator[None]:
 _UUID_VARIANTS = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
-def _uuid4_texts(count: int) -> list[str]:
+def uuid4_texts(count: int) -> list[str]:
     """`count` random (version 4) UUIDs as text, from one urandom call."""
     hexes = os.urandom(16 * count).hex()
     return [
@@ -118,17 +133,21 @@ def award_points(
     operation_id: uuid.UUID | None,
     item_operation_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[Credit]:
-    """Credit every item (already validated), in order; one Credit per item.
+    """Credit every item (already validated), in order; one Credit per item. Its lot
+    terms count from now.
 
     `item_operation_ids` (parallel to `items`) records, per ledger line, the operation it
     came from when several operations are credited together.
     """
-    awards = [
+    now = utcnow()
+    awards: list[AwardRow] = [
         (
             item.participant_id,
             item.amount,
             item.reason,
             json.dumps(item.metadata) if item.metadata is not None else None,
+            item.action,
+            *(item.terms.resolve(now) if item.terms is not None else (None, None)),
         )
         for item in items
     ]
@@ -185,8 +204,12 @@ def _apply_awards(
     placements, standings = load_standings(session, tenant_id, env, locked, now)
     # Asked before the events are written: with no endpoint to send them to, they are
     # stored already dispatched (app.outbox).
-    subscribed = endpoint_subscribes(session, tenant_id, env, (POINTS_AWARDED, TIER_UPGRADED))
-    award_pass = AwardPass(tenant_id, env, now, standings, placements, credits, subscribed)
+    default_expiry_days, subscribed = program_expiry_and_subscribed(
+        session, tenant_id, env, (POINTS_AWARDED, TIER_UPGRADED)
+    )
+    award_pass = AwardPass(
+        tenant_id, env, now, standings, placements, credits, subscribed, default_expiry_days
+    )
     # Streamed: PostgreSQL inserts each block of lines while the next one is computed.
     copy_lines(
         session,
@@ -196,6 +219,8 @@ def _apply_awards(
     )
     write_balances(session, tenant_id, env, standings.values(), now)
     copy_lines(session, OutboxEvent.__tablename__, OUTBOX_COLUMNS, award_pass.event_lines)
+    if award_pass.lot_lines:
+        copy_lines(session, PointLot.__tablename__, LOT_COLUMNS, award_pass.lot_lines)
     mark_events_recorded(session, subscribed=subscribed)
     return award_pass.totals
 
@@ -213,6 +238,7 @@ class AwardPass:
         placements: Placements,
         credits: list[Credit] | None,
         subscribed: bool,
+        default_expiry_days: int | None = None,
     ) -> None:
         self.tenant_env = f"{tenant_id}\t{copy_field(env)}"
         self.created_at_field = now.isoformat()
@@ -222,16 +248,22 @@ class AwardPass:
         self.standings = standings
         self.placements = placements
         self.credits = credits
+        self.default_expiry_days = default_expiry_days
+        self.now = now
         self.event_lines: list[str] = []
+        # Lines of the lots of the awards that expire or are pending (LOT_COLUMNS).
+        self.lot_lines: list[str] = []
         self.totals = AwardTotals()
 
     def ledger_lines(
         self, awards: Sequence[AwardRow], operation_fields: Sequence[str]
     ) -> Iterator[str]:
         """Each award's ledger line, in order; its events go to `event_lines` meanwhile."""
-        credits, event_lines = self.credits, self.event_lines
-        ids = _uuid4_texts(2 * len(awards))  # a transaction id, then an event id, per award
-        decisions = decide_awards(awards, self.standings, self.placements, ids[0::2])
+        credits, event_lines, lot_lines = self.credits, self.event_lines, self.lot_lines
+        ids = uuid4_texts(2 * len(awards))  # a transaction id, then an event id, per award
+        decisions = decide_awards(
+            awards, self.standings, self.placements, ids[0::2], self.now, self.default_expiry_days
+        )
         # Fields that are the same on every line, formatted once.
         tenant_env = self.tenant_env
         ledger_prefix = f"\t{tenant_env}\t"
@@ -241,11 +273,12 @@ class AwardPass:
         created_at_field = self.created_at_field
         # reason -> (its COPY field, its JSON inside a COPY field)
         reasons: dict[str | None, tuple[str, str]] = {None: (COPY_NULL, "null")}
+        actions: dict[str | None, str] = {None: COPY_NULL}
         points = 0
         for index, (decision, award) in enumerate(zip(decisions, awards, strict=True)):
             (
                 transaction_id, participant_id, credited, base_amount, balance, upgrade,
-                standing, applied_field, total_earned,
+                standing, applied_field, total_earned, available_at, expires_at,
             ) = decision  # fmt: skip
             points += credited
             reason, metadata_json = award[2], award[3]
@@ -267,12 +300,34 @@ class AwardPass:
                 event_lines.append(_event_line(event_head, TIER_UPGRADED, upgraded))
             if credits is not None:
                 credits.append(
-                    Credit(transaction_id, participant_id, credited, base_amount, balance, upgrade)
+                    Credit(
+                        transaction_id,
+                        participant_id,
+                        credited,
+                        base_amount,
+                        balance,
+                        upgrade,
+                        available_at,
+                        expires_at,
+                    )
                 )
+            if (available_at is not None or expires_at is not None) and credited > 0:
+                lot_lines.append(
+                    f"{transaction_id}\t{standing.pk}\t{credited}\t{credited}"
+                    f"\t{'f' if available_at is None else 't'}"
+                    f"\t{COPY_NULL if available_at is None else available_at.isoformat()}"
+                    f"\t{COPY_NULL if expires_at is None else expires_at.isoformat()}"
+                    f"\t{created_at_field}\n"
+                )
+            action = award[4]
+            action_field = actions.get(action)
+            if action_field is None:
+                action_field = actions[action] = copy_field(action)
             yield (
                 f"{transaction_id}{ledger_prefix}{standing.pk}{ledger_type}{credited}"
-                f"\t{base_amount}\t{applied_field}\t{reason_fields[0]}\t{metadata_field}"
-                f"\t{balance}\t{operation_fields[index]}\t{created_at_field}\n"
+                f"\t{base_amount}\t{applied_field}\t{reason_fields[0]}\t{action_field}"
+                f"\t{metadata_field}\t{balance}\t{operation_fields[index]}"
+                f"\t{created_at_field}\n"
             )
         self.totals = AwardTotals(len(awards), points)
 
@@ -289,19 +344,25 @@ def _event_line(event_head: str, event_type: str, payload: dict[str, Any]) -> st
 _WRITE_BALANCES = text(
     """
     INSERT INTO participants AS p (
-        id, tenant_id, env, external_id, balance, total_earned, total_spent, tier_code,
-        updated_at
+        id, tenant_id, env, external_id, balance, total_earned, total_spent, total_expired,
+        pending, tier_code, updated_at
     )
     SELECT incoming.pk, :tenant_id, :env, incoming.external_id, incoming.balance,
-           incoming.total_earned, incoming.total_spent, incoming.tier_code, :now
+           incoming.total_earned, incoming.total_spent, incoming.total_expired,
+           incoming.pending, incoming.tier_code, :now
     FROM unnest(
         CAST(:pks AS uuid[]), CAST(:external_ids AS text[]), CAST(:balances AS bigint[]),
-        CAST(:earned AS bigint[]), CAST(:spent AS bigint[]), CAST(:tier_codes AS text[])
-    ) AS incoming(pk, external_id, balance, total_earned, total_spent, tier_code)
+        CAST(:earned AS bigint[]), CAST(:spent AS bigint[]), CAST(:expired AS bigint[]),
+        CAST(:pending AS bigint[]), CAST(:tier_codes AS text[])
+    ) AS incoming(
+        pk, external_id, balance, total_earned, total_spent, total_expired, pending, tier_code
+    )
     ON CONFLICT (id) DO UPDATE SET
         balance = excluded.balance,
         total_earned = excluded.total_earned,
         total_spent = excluded.total_spent,
+        total_expired = excluded.total_expired,
+        pending = excluded.pending,
         tier_code = excluded.tier_code,
         updated_at = excluded.updated_at
     """
@@ -315,7 +376,7 @@ def write_balances(
     standings: Collection[Standing],
     now: datetime,
 ) -> None:
-    """Every participant's new balance, lifetime points and tier in one statement."""
+    """Every participant's new balance, totals, pending points and tier in one statement."""
     session.execute(
         _WRITE_BALANCES,
         {
@@ -327,6 +388,8 @@ def write_balances(
             "balances": plain_array_literal([str(s.balance) for s in standings]),
             "earned": plain_array_literal([str(s.total_earned) for s in standings]),
             "spent": plain_array_literal([str(s.total_spent) for s in standings]),
+            "expired": plain_array_literal([str(s.total_expired) for s in standings]),
+            "pending": plain_array_literal([str(s.pending) for s in standings]),
             "tier_codes": array_literal([s.tier_code for s in standings]),
         },
     )

@@ -43,6 +43,16 @@ from app.outbox import (
     mark_events_recorded,
 )
 from app.points.awards import AWARD_ENTRY_TYPE
+from app.points.lots import (
+    LOT_BOOKS,
+    WRITE_LOTS,
+    LotTerms,
+    NewLot,
+    lot_books_params,
+    lot_dates,
+    parse_lot_books,
+    write_lots_params,
+)
 from app.points.multipliers import ActiveMultiplier
 from app.points.standings import (
     Credit,
@@ -69,6 +79,10 @@ class BalanceWrite:
     debit: bool
     reason: str | None = None
     metadata: dict[str, Any] | None = None
+    action: str | None = None
+    # An award's lot terms as accepted (app.points.lots): None for at once, for never.
+    available_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,7 @@ class Applied:
     # The multipliers that applied, as the ledger records them (None: none, or a debit).
     multipliers: list[dict[str, Any]] | None
     events: tuple[tuple[str, dict[str, Any]], ...]
+    lot: NewLot | None = None  # the lot a credit that expires or is pending creates
 
     def as_body(self) -> dict[str, Any]:
         return self.outcome.as_body()
@@ -94,11 +109,14 @@ def decide_changes(
     standings: dict[str, Standing],
     placements: Placements,
     transaction_ids: Iterator[str],
+    now: datetime,
+    default_expiry_days: int | None = None,
 ) -> list[Decision]:
     """Each write's decision, in order, against the running standings (changed in place).
 
-    `standings` holds every participant that exists (or was created for an award); one
-    missing has nothing to spend. Pure: no I/O; `transaction_ids` supplies the ledger ids.
+    `standings` holds every participant that exists (or was created for an award), with
+    its lots for one the batch debits; one missing has nothing to spend. Pure: no I/O;
+    `transaction_ids` supplies the ledger ids, `now` is when the batch applies.
     """
     decisions: list[Decision] = []
     for write in writes:
@@ -119,15 +137,27 @@ def decide_changes(
                 Applied(write, standing.pk, debit, None, ((POINTS_DEDUCTED, deducted),))
             )
             continue
+        available_at, expires_at = lot_dates(
+            write.available_at, write.expires_at, now, default_expiry_days
+        )
         multipliers = standing.applied
-        credited, upgrade = standing.credit(write.amount, placements)
+        pending = available_at is not None
+        credited, upgrade = standing.credit(write.amount, placements, pending=pending)
+        transaction_id = next(transaction_ids)
+        lot = None
+        if (pending or expires_at is not None) and credited > 0:
+            lot = NewLot(transaction_id, standing.pk, credited, available_at, expires_at)
+        if not pending and standing.lots is not None:
+            standing.lots.credit(credited, lot)
         credit = Credit(
-            next(transaction_ids),
+            transaction_id,
             write.participant_id,
             credited,
             write.amount,
             standing.balance,
             upgrade,
+            available_at,
+            expires_at,
         )
         events: list[tuple[str, dict[str, Any]]] = [
             (POINTS_AWARDED, awarded_payload(credit, write.reason, write.metadata))
@@ -141,13 +171,14 @@ def decide_changes(
                     ),
                 )
             )
-        decisions.append(Applied(write, standing.pk, credit, multipliers, tuple(events)))
+        decisions.append(Applied(write, standing.pk, credit, multipliers, tuple(events), lot))
     return decisions
 
 
-# The tenant's tier ladder, the participants' multipliers in force, and whether any
-# webhook endpoint subscribes to the events this batch may record: one round trip. The
-# lists travel as JSON text, read with Decimal numbers.
+# The tenant's tier ladder, the participants' multipliers in force, whether any webhook
+# endpoint subscribes to the events this batch may record, the program's default expiry
+# and the lots of the participants it may debit: one round trip. The lists travel as JSON
+# text, read with Decimal numbers.
 _READ_CONTEXT = (
     """
     SELECT
@@ -160,9 +191,23 @@ _READ_CONTEXT = (
          FROM participant_multipliers
          WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND starts_at <= %(now)s
            AND (expires_at IS NULL OR expires_at > %(now)s)),
+        (SELECT points_expiry_days FROM program_settings
+         WHERE tenant_id = %(tenant_id)s AND env = %(env)s),
         """  # noqa: S608 (constant fragments, no input)
+    + LOT_BOOKS
+    + ","
     + ANY_SUBSCRIBED
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a batch decides against, read under lock."""
+
+    placements: Placements
+    standings: dict[str, Standing]  # by external id
+    subscribed: bool  # an endpoint subscribes to the events
+    default_expiry_days: int | None  # the program's
 
 
 def _read_context(
@@ -170,18 +215,21 @@ def _read_context(
     tenant_id: uuid.UUID,
     env: str,
     locked: dict[str, LockedRow],
+    spending: dict[str, int],
     now: datetime,
-) -> tuple[Placements, dict[str, Standing], bool]:
-    """The locked participants' standings, and whether an endpoint subscribes."""
-    [(tiers, multipliers, subscribed)] = fetch_tuples(
+) -> Context:
+    """The locked participants' standings (with lots for those in `spending`: points the
+    batch may take from each, by external id), and the tenant's constants."""
+    spending_by_pk = {locked[pid].pk: points for pid, points in spending.items() if pid in locked}
+    [(tiers, multipliers, default_expiry_days, lot_books, subscribed)] = fetch_tuples(
         session,
         _READ_CONTEXT,
         {
             "tenant_id": tenant_id,
             "env": env,
-            "now": now,
             "pks": plain_array_literal(row.pk for row in locked.values()),
             "types": list(EVENT_TYPES),
+            **lot_books_params(spending_by_pk, now),
         },
     )
     ladder = TierLadder([TierRung(*rung) for rung in json.loads(tiers, parse_float=Decimal)])
@@ -199,30 +247,34 @@ def _read_context(
             )
         )
     placements, standings = place_standings(ladder, locked, boosts)
-    return placements, standings, bool(subscribed)
+    books = parse_lot_books(lot_books, {row.pk: row.balance for row in locked.values()})
+    for standing in standings.values():
+        standing.lots = books.get(standing.pk)
+    return Context(placements, standings, bool(subscribed), default_expiry_days)
 
 
-# Every ledger line, event and balance of the batch in one statement, from JSON documents
+# Every ledger line, event, lot and balance of the batch in one statement, from JSON documents
 # (one parameter each, whatever the batch size). Lines and events are inserted in decision
 # order (the ledger's seq follows a participant's balance); the participants are locked
 # by this transaction, found by primary key through the array (see _STORE_ANSWERS in
 # app.operation_runs).
-_WRITE_CHANGES = """
+_WRITE_CHANGES = (
+    """
     WITH ledger AS (
         INSERT INTO ledger_entries (
             id, tenant_id, env, participant_pk, type, amount, base_amount, multipliers,
-            reason, metadata, balance_after, operation_id, created_at
+            reason, action, metadata, balance_after, operation_id, created_at
         )
         SELECT line.id, %(tenant_id)s, %(env)s, line.participant_pk, line.type, line.amount,
-               line.base_amount, line.multipliers, line.reason, line.metadata,
+               line.base_amount, line.multipliers, line.reason, line.action, line.metadata,
                line.balance_after, line.operation_id, %(now)s
         FROM ROWS FROM (jsonb_to_recordset(CAST(%(lines)s AS jsonb)) AS (
                 id uuid, participant_pk uuid, type text, amount bigint, base_amount bigint,
-                multipliers jsonb, reason text, metadata jsonb, balance_after bigint,
-                operation_id uuid
+                multipliers jsonb, reason text, action text, metadata jsonb,
+                balance_after bigint, operation_id uuid
             )) WITH ORDINALITY AS line(
-                id, participant_pk, type, amount, base_amount, multipliers, reason, metadata,
-                balance_after, operation_id, position
+                id, participant_pk, type, amount, base_amount, multipliers, reason, action,
+                metadata, balance_after, operation_id, position
             )
         ORDER BY line.position
     ),
@@ -234,15 +286,20 @@ _WRITE_CHANGES = """
                 type text, payload jsonb
             )) WITH ORDINALITY AS event(type, payload, position)
         ORDER BY event.position
-    )
+    ),
+    """  # noqa: S608 (constant fragments, no input)
+    + WRITE_LOTS
+    + """
     UPDATE participants AS p
     SET balance = b.balance, total_earned = b.total_earned, total_spent = b.total_spent,
-        tier_code = b.tier_code, updated_at = %(now)s
+        pending = b.pending, tier_code = b.tier_code, updated_at = %(now)s
     FROM jsonb_to_recordset(CAST(%(balances)s AS jsonb)) AS b(
-        pk uuid, balance bigint, total_earned bigint, total_spent bigint, tier_code text
+        pk uuid, balance bigint, total_earned bigint, total_spent bigint, pending bigint,
+        tier_code text
     )
     WHERE p.id = ANY(CAST(%(pks)s AS uuid[])) AND p.id = b.pk
 """
+)
 
 
 def _ledger_line(applied: Applied) -> dict[str, Any]:
@@ -259,6 +316,7 @@ def _ledger_line(applied: Applied) -> dict[str, Any]:
         "base_amount": base_amount,
         "multipliers": applied.multipliers,
         "reason": write.reason,
+        "action": write.action,
         "metadata": write.metadata,
         "balance_after": outcome.new_balance,
         "operation_id": str(write.operation_id),
@@ -304,12 +362,17 @@ def write_changes(
                         "balance": each.balance,
                         "total_earned": each.total_earned,
                         "total_spent": each.total_spent,
+                        "pending": each.pending,
                         "tier_code": each.tier_code,
                     }
                     for each in changed
                 ]
             ),
             "pks": plain_array_literal(each.pk for each in changed),
+            **write_lots_params(
+                (each.lot for each in applied if each.lot is not None),
+                (each.lots for each in changed if each.lots is not None),
+            ),
         },
     )
     mark_events_recorded(session, subscribed=subscribed)
@@ -320,16 +383,35 @@ def apply_changes(
 ) -> list[Decision]:
     """Read under lock, decide, write: the writes' decisions, in order."""
     now = utcnow()
+    spending: dict[str, int] = {}
+    for write in writes:
+        if write.debit:
+            spending[write.participant_id] = spending.get(write.participant_id, 0) + write.amount
     locked = lock_changing_rows(
         session,
         tenant_id,
         env,
         create=(write.participant_id for write in writes if not write.debit),
-        existing=(write.participant_id for write in writes if write.debit),
+        existing=spending,
     )
-    placements, standings, subscribed = _read_context(session, tenant_id, env, locked, now)
-    decisions = decide_changes(writes, standings, placements, _new_ids())
-    write_changes(session, tenant_id, env, decisions, standings, now, subscribed=subscribed)
+    context = _read_context(session, tenant_id, env, locked, spending, now)
+    decisions = decide_changes(
+        writes,
+        context.standings,
+        context.placements,
+        _new_ids(),
+        now,
+        context.default_expiry_days,
+    )
+    write_changes(
+        session,
+        tenant_id,
+        env,
+        decisions,
+        context.standings,
+        now,
+        subscribed=context.subscribed,
+    )
     return decisions
 
 
@@ -340,6 +422,10 @@ def _new_ids() -> Iterator[str]:
 
 def balance_write(operation: Operation, *, debit: bool) -> BalanceWrite:
     payload = operation.payload
+    terms = LotTerms.of(payload)
+    available_at, expires_at = (
+        terms.resolve(operation.created_at) if terms is not None else (None, None)
+    )
     return BalanceWrite(
         operation_id=operation.id,
         participant_id=payload["participant_id"],
@@ -347,4 +433,7 @@ def balance_write(operation: Operation, *, debit: bool) -> BalanceWrite:
         debit=debit,
         reason=payload.get("reason"),
         metadata=payload.get("metadata"),
+        action=payload.get("action"),
+        available_at=available_at,
+        expires_at=expires_at,
     )

@@ -23,11 +23,13 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import IO, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.clock import utcnow
 from app.errors import DomainError
 from app.infra.pgcopy import COPY_NULL, copy_field, copy_lines, fetch_tuples
 from app.models import Operation
@@ -39,10 +41,13 @@ from app.points.items import (
     PARTICIPANT_ID_MAX_CHARS,
     REASON_MAX_CHARS,
     InvalidItem,
+    check_action,
     check_amount,
+    check_lot_terms,
     check_participant_id,
     check_reason,
 )
+from app.points.lots import LOT_TERM_FIELDS
 from app.text import unknown_fields_message
 
 AWARD_BULK_KIND = "points.award_bulk"
@@ -53,9 +58,21 @@ BULK_MAX_ROWS = 1_000_000
 BULK_CHUNK_ROWS = 20_000
 REPORT_PAGE_ROWS = 5_000
 ERROR_REPORT_PATH = "/api/v1/gamify/points/award-bulk/{operation_id}/errors"
-CSV_COLUMNS = ("participant_id", "amount", "reason")
+# The first three also make a header-less row; the others need a header naming them.
+CSV_COLUMNS = ("participant_id", "amount", "reason", "action", *LOT_TERM_FIELDS)
 NDJSON_FIELDS = frozenset(CSV_COLUMNS)
-STAGED_COLUMNS = ("operation_id", "row_number", "participant_id", "amount", "reason", "error")
+STAGED_COLUMNS = (
+    "operation_id",
+    "row_number",
+    "participant_id",
+    "amount",
+    "reason",
+    "action",
+    "available_at",
+    "expires_at",
+    "error",
+)
+_DAYS_COLUMNS = frozenset({"expires_in_days", "pending_days"})
 _AMOUNT_TEXT = re.compile(r"[+-]?\d{1,15}")
 _HASH_READ_BYTES = 1 << 20
 
@@ -65,8 +82,19 @@ class UploadFormat(enum.StrEnum):
     NDJSON = "ndjson"
 
 
-# (row_number, participant_id, amount, reason, error): error is None for a valid row.
-StagedRow = tuple[int, str | None, int | None, str | None, str | None]
+# (row_number, participant_id, amount, reason, action, available_at, expires_at, error):
+# error is None for a valid row; the lot terms are resolved when the upload is staged.
+StagedRow = tuple[
+    int,
+    str | None,
+    int | None,
+    str | None,
+    str | None,
+    datetime | None,
+    datetime | None,
+    str | None,
+]
+_NO_EXTRAS: dict[str, object] = {}
 
 
 def _invalid_upload(detail: str) -> DomainError:
@@ -114,13 +142,27 @@ def _clip(value: object, limit: int) -> str | None:
     return value[:limit].replace("\x00", "\ufffd") if isinstance(value, str) else None
 
 
-def _staged(row_number: int, participant_id: object, amount: object, reason: object) -> StagedRow:
+def _staged(
+    row_number: int,
+    participant_id: object,
+    amount: object,
+    reason: object,
+    extras: dict[str, object],
+    now: datetime,
+) -> StagedRow:
+    """A row checked; `extras` holds its action and lot terms, if any."""
     try:
+        terms = check_lot_terms(extras, now) if extras else None
+        # Staged as instants: an upload's key fingerprints its format and file hash only.
+        available_at, expires_at = terms.resolve(now) if terms is not None else (None, None)
         return (
             row_number,
             check_participant_id(participant_id),
             check_amount(amount),
             check_reason(reason),
+            check_action(extras.get("action")),
+            available_at,
+            expires_at,
             None,
         )
     except InvalidItem as exc:
@@ -131,8 +173,21 @@ def _staged(row_number: int, participant_id: object, amount: object, reason: obj
             _clip(participant_id, PARTICIPANT_ID_MAX_CHARS),
             kept_amount,
             _clip(reason, REASON_MAX_CHARS),
+            None,
+            None,
+            None,
             str(exc),
         )
+
+
+def _csv_extras(fields: list[str], columns: dict[str, int]) -> dict[str, object]:
+    """A CSV row's action and lot terms, from the optional columns (empty means none)."""
+    extras: dict[str, object] = {}
+    for name, index in columns.items():
+        if name in _OPTIONAL_CSV_COLUMNS and fields[index].strip():
+            text = fields[index].strip()
+            extras[name] = int(text) if name in _DAYS_COLUMNS and text.isdigit() else text
+    return extras
 
 
 def _amount_from_text(text: str) -> int | str:
@@ -142,7 +197,14 @@ def _amount_from_text(text: str) -> int | str:
     return int(stripped) if _AMOUNT_TEXT.fullmatch(stripped) else stripped
 
 
-def _csv_rows(text: IO[str]) -> Iterator[StagedRow]:
+_OPTIONAL_CSV_COLUMNS = frozenset(CSV_COLUMNS[3:])
+
+
+def _invalid_row(row_number: int, error: str) -> StagedRow:
+    return (row_number, None, None, None, None, None, None, error)
+
+
+def _csv_rows(text: IO[str], now: datetime) -> Iterator[StagedRow]:
     reader = csv.reader(text)
     columns: dict[str, int] | None = None
     row_number = 0
@@ -154,29 +216,34 @@ def _csv_rows(text: IO[str]) -> Iterator[StagedRow]:
             unknown = sorted(set(names) - set(CSV_COLUMNS))
             if unknown or "amount" not in names or len(set(names)) != len(names):
                 raise _invalid_upload(
-                    "The CSV header must name participant_id, amount and optionally reason"
+                    "The CSV header must name participant_id, amount and optionally reason, "
+                    "action, expires_in_days, expires_at, pending_days, available_at"
                 )
             columns = {name: index for index, name in enumerate(names)}
             continue
         row_number += 1
         if columns is not None:
             if len(fields) != len(columns):
-                yield (row_number, None, None, None, f"expected {len(columns)} fields")
+                yield _invalid_row(row_number, f"expected {len(columns)} fields")
                 continue
             reason_index = columns.get("reason")
             participant_id = fields[columns["participant_id"]]
             amount_text = fields[columns["amount"]]
             reason = fields[reason_index] if reason_index is not None else None
+            extras = _csv_extras(fields, columns) if len(columns) > 3 else _NO_EXTRAS
         else:
             if len(fields) not in (2, 3):
-                yield (row_number, None, None, None, "expected participant_id,amount[,reason]")
+                yield _invalid_row(row_number, "expected participant_id,amount[,reason]")
                 continue
             participant_id, amount_text = fields[0], fields[1]
             reason = fields[2] if len(fields) == 3 else None
-        yield _staged(row_number, participant_id, _amount_from_text(amount_text), reason or None)
+            extras = _NO_EXTRAS
+        yield _staged(
+            row_number, participant_id, _amount_from_text(amount_text), reason or None, extras, now
+        )
 
 
-def _ndjson_rows(text: IO[str]) -> Iterator[StagedRow]:
+def _ndjson_rows(text: IO[str], now: datetime) -> Iterator[StagedRow]:
     row_number = 0
     for line in text:
         if not line.strip():
@@ -185,20 +252,22 @@ def _ndjson_rows(text: IO[str]) -> Iterator[StagedRow]:
         try:
             document = json.loads(line)
         except ValueError:
-            yield (row_number, None, None, None, "not valid JSON")
+            yield _invalid_row(row_number, "not valid JSON")
             continue
         if not isinstance(document, dict):
-            yield (row_number, None, None, None, "each line must be a JSON object")
+            yield _invalid_row(row_number, "each line must be a JSON object")
             continue
         unknown = set(document) - NDJSON_FIELDS
         if unknown:
-            yield (row_number, None, None, None, unknown_fields_message(unknown))
+            yield _invalid_row(row_number, unknown_fields_message(unknown))
             continue
         yield _staged(
             row_number,
             document.get("participant_id"),
             document.get("amount"),
             document.get("reason"),
+            {name: document[name] for name in _OPTIONAL_CSV_COLUMNS if name in document},
+            now,
         )
 
 
@@ -212,7 +281,7 @@ def _staging_lines(
     operation_id: uuid.UUID, rows: Iterator[StagedRow], counts: _UploadCounts
 ) -> Iterator[str]:
     operation_field = str(operation_id)
-    for row_number, participant_id, amount, reason, error in rows:
+    for row_number, participant_id, amount, reason, action, available_at, expires_at, error in rows:
         if row_number > BULK_MAX_ROWS:
             raise DomainError(
                 "too_many_rows", f"A bulk award takes at most {BULK_MAX_ROWS} rows", 413
@@ -224,12 +293,18 @@ def _staging_lines(
             f"{operation_field}\t{row_number}\t{copy_field(participant_id)}"
             f"\t{COPY_NULL if amount is None else amount}"
             f"\t{COPY_NULL if reason is None else copy_field(reason)}"
+            f"\t{COPY_NULL if action is None else copy_field(action)}"
+            f"\t{COPY_NULL if available_at is None else available_at.isoformat()}"
+            f"\t{COPY_NULL if expires_at is None else expires_at.isoformat()}"
             f"\t{COPY_NULL if error is None else copy_field(error)}\n"
         )
 
 
 def _parsed(upload_format: UploadFormat, text: IO[str]) -> Iterator[StagedRow]:
-    return _csv_rows(text) if upload_format is UploadFormat.CSV else _ndjson_rows(text)
+    now = utcnow()
+    if upload_format is UploadFormat.CSV:
+        return _csv_rows(text, now)
+    return _ndjson_rows(text, now)
 
 
 def _sha256_of(body: IO[bytes]) -> str:
@@ -305,7 +380,8 @@ def stage_bulk_award(
 # Plain rows, not ORM objects: a step reads BULK_CHUNK_ROWS of them. Rows
 # that failed validation are left for the error report.
 _CHUNK = """
-    SELECT row_number, participant_id, amount, reason FROM bulk_award_rows
+    SELECT row_number, participant_id, amount, reason, action, available_at, expires_at
+    FROM bulk_award_rows
     WHERE operation_id = %(operation_id)s AND row_number BETWEEN %(first)s AND %(last)s
       AND error IS NULL AND participant_id IS NOT NULL AND amount IS NOT NULL
     ORDER BY row_number
@@ -323,8 +399,16 @@ def award_bulk_step(session: Session, operation: Operation) -> dict[str, Any] | 
         )
         # Each ledger line and event names its row: {"bulk_row": n}.
         awards = [
-            (participant_id, amount, reason, f'{{"bulk_row": {row_number}}}')
-            for row_number, participant_id, amount, reason in rows
+            (
+                participant_id,
+                amount,
+                reason,
+                f'{{"bulk_row": {row_number}}}',
+                action,
+                available_at,
+                expires_at,
+            )
+            for row_number, participant_id, amount, reason, action, available_at, expires_at in rows
         ]
         totals = apply_awards(
             session,

@@ -7,15 +7,21 @@ whole request, so items are checked here one by one rather than by the request s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from app.clock import utcnow
+from app.points.lots import LOT_TERM_FIELDS, LotTerms
 from app.text import holds_nul, unknown_fields_message
 
 PARTICIPANT_ID_MAX_CHARS = 255
 AWARD_AMOUNT_MIN = 1
 AWARD_AMOUNT_MAX = 1_000_000
 REASON_MAX_CHARS = 500
-AWARD_ITEM_FIELDS = frozenset({"participant_id", "amount", "reason", "metadata"})
+ACTION_MAX_CHARS = 100
+AWARD_ITEM_FIELDS = frozenset(
+    {"participant_id", "amount", "reason", "metadata", "action", *LOT_TERM_FIELDS}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +30,8 @@ class AwardItem:
     amount: int  # the base amount, before multipliers
     reason: str | None = None
     metadata: dict[str, Any] | None = None
+    action: str | None = None
+    terms: LotTerms | None = None  # when its points become available and expire
 
 
 class InvalidItem(ValueError):
@@ -61,8 +69,56 @@ def check_reason(value: object) -> str | None:
     return value
 
 
-def parse_award_item(raw: object) -> AwardItem:
-    """A batch item (a JSON object) as an AwardItem, or InvalidItem saying what is wrong."""
+def check_action(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidItem("action must be a non-empty string")
+    if len(value) > ACTION_MAX_CHARS:
+        raise InvalidItem(f"action must be at most {ACTION_MAX_CHARS} characters")
+    if holds_nul(value):
+        raise InvalidItem("action must not contain NUL characters")
+    return value
+
+
+def _days(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidItem(f"{name} must be an integer")
+    return value
+
+
+def _moment(name: str, value: object) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise InvalidItem(f"{name} must be an ISO 8601 date-time")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidItem(f"{name} must be an ISO 8601 date-time") from None
+
+
+def check_lot_terms(fields: dict[str, Any], now: datetime) -> LotTerms | None:
+    """An item's lot terms, checked at `now` (accepting it), or InvalidItem."""
+    if not any(fields.get(name) is not None for name in LOT_TERM_FIELDS):
+        return None
+    terms = LotTerms(
+        _days("expires_in_days", fields.get("expires_in_days")),
+        _moment("expires_at", fields.get("expires_at")),
+        _days("pending_days", fields.get("pending_days")),
+        _moment("available_at", fields.get("available_at")),
+    )
+    problem = terms.problem(now)
+    if problem is not None:
+        raise InvalidItem(problem)
+    return terms
+
+
+def parse_award_item(raw: object, now: datetime | None = None) -> AwardItem:
+    """A batch item (a JSON object) as an AwardItem, or InvalidItem saying what is wrong;
+    its lot terms resolved at `now` (when it is accepted)."""
     if not isinstance(raw, dict):
         raise InvalidItem("each award must be an object")
     unknown = set(raw) - AWARD_ITEM_FIELDS
@@ -73,12 +129,31 @@ def parse_award_item(raw: object) -> AwardItem:
         raise InvalidItem("metadata must be an object")
     if metadata is not None and holds_nul(metadata):
         raise InvalidItem("metadata must not contain NUL characters")
+    terms = check_lot_terms(raw, now or utcnow())
     return AwardItem(
         participant_id=check_participant_id(raw.get("participant_id")),
         amount=check_amount(raw.get("amount")),
         reason=check_reason(raw.get("reason")),
         metadata=metadata,
+        action=check_action(raw.get("action")),
+        terms=terms,
     )
+
+
+def item_fields(item: AwardItem) -> dict[str, Any]:
+    """An accepted item as an operation payload carries it; lot terms and action only
+    when given."""
+    fields: dict[str, Any] = {
+        "participant_id": item.participant_id,
+        "amount": item.amount,
+        "reason": item.reason,
+        "metadata": item.metadata,
+    }
+    if item.action is not None:
+        fields["action"] = item.action
+    if item.terms is not None:
+        fields.update(item.terms.as_fields())
+    return fields
 
 
 def batch_entries(raw_items: list[object]) -> list[dict[str, Any]]:
@@ -89,9 +164,10 @@ def batch_entries(raw_items: list[object]) -> list[dict[str, Any]]:
     (some could not even be stored there: jsonb refuses U+0000).
     """
     entries: list[dict[str, Any]] = []
+    now = utcnow()
     for raw in raw_items:
         try:
-            item = parse_award_item(raw)
+            item = parse_award_item(raw, now)
         except InvalidItem as problem:
             named = raw.get("participant_id") if isinstance(raw, dict) else None
             shown = named if isinstance(named, str) and not holds_nul(named) else None
@@ -102,12 +178,5 @@ def batch_entries(raw_items: list[object]) -> list[dict[str, Any]]:
                 }
             )
         else:
-            entries.append(
-                {
-                    "participant_id": item.participant_id,
-                    "amount": item.amount,
-                    "reason": item.reason,
-                    "metadata": item.metadata,
-                }
-            )
+            entries.append(item_fields(item))
     return entries

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,6 +20,7 @@ from app.operation_kinds import OperationKind, lane_of
 from app.points.awards import AwardRow, apply_awards
 from app.points.balance_changes import apply_changes, balance_write
 from app.points.bulk import AWARD_BULK_KIND, award_bulk_step
+from app.points.lots import LotTerms
 from app.points.standings import Credit
 
 AWARD_KIND = "points.award"
@@ -74,8 +76,17 @@ def _credited_result(credit: Credit) -> dict[str, Any]:
         "amount": credit.amount,
         "new_balance": credit.new_balance,
         "tier_upgrade": upgrade.as_body() if upgrade is not None else None,
+        "available_at": credit.available_at.isoformat() if credit.available_at else None,
+        "expires_at": credit.expires_at.isoformat() if credit.expires_at else None,
         "error": None,
     }
+
+
+def _resolved(
+    entry: dict[str, Any], accepted_at: datetime
+) -> tuple[datetime | None, datetime | None]:
+    terms = LotTerms.of(entry)
+    return terms.resolve(accepted_at) if terms is not None else (None, None)
 
 
 def run_award_batches(
@@ -101,6 +112,8 @@ def run_award_batches(
                         entry["amount"],
                         entry.get("reason"),
                         json.dumps(metadata) if metadata is not None else None,
+                        entry.get("action"),
+                        *_resolved(entry, operation.created_at),
                     )
                 )
                 origins.append(origin)

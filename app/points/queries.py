@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.models import LedgerEntry, Participant
+from app.points.lots import EXPIRING_SOON_DAYS_DEFAULT
 from app.points.multipliers import active_multipliers
 from app.points.tiers import load_ladder
 
@@ -38,18 +40,30 @@ def points_summary(
             Participant.total_earned,
             Participant.total_spent,
             Participant.tier_code,
+            Participant.pending,
+            Participant.total_expired,
+            Participant.updated_at,
         ).where(
             Participant.tenant_id == tenant_id,
             Participant.env == env,
             Participant.external_id == participant_id,
         )
     ).first()
-    participant_pk, balance, total_earned, total_spent, tier_code = row or (None, 0, 0, 0, None)
+    (
+        participant_pk, balance, total_earned, total_spent, tier_code, pending, total_expired,
+        updated_at,
+    ) = row or (None, 0, 0, 0, None, 0, 0, None)  # fmt: skip
+    now = utcnow()
+    expiring_soon, expiring_soon_date = (
+        _expiring_soon(session, tenant_id, env, participant_pk, now)
+        if participant_pk is not None
+        else (0, None)
+    )
     ladder = load_ladder(session, tenant_id, env)
     current = ladder.current(tier_code, total_earned)
     following = ladder.next_above(current)
     multipliers = (
-        active_multipliers(session, [participant_pk], utcnow()).get(participant_pk, [])
+        active_multipliers(session, [participant_pk], now).get(participant_pk, [])
         if participant_pk is not None
         else []
     )
@@ -59,8 +73,16 @@ def points_summary(
     return {
         "participant_id": participant_id,
         "balance": balance,
+        "pending": pending,
         "total_earned": total_earned,
         "total_spent": total_spent,
+        "total_expired": total_expired,
+        # Points count once available, as in the vendors' docs: earned - spent - expired
+        # = balance.
+        "lifetime_value": total_earned,
+        "expiring_soon": expiring_soon,
+        "expiring_soon_date": expiring_soon_date,
+        "updated_at": updated_at,
         "tier": {
             "current": {**current.reference(), "points_multiplier": float(current.multiplier)}
             if current is not None
@@ -84,6 +106,41 @@ def points_summary(
         ],
         "effective_multiplier": float(effective),
     }
+
+
+# Unspent available points expiring within the program's window (default 30 days), and
+# the soonest such expiry: the participant's spending index, read from its start.
+_EXPIRING_SOON = text(
+    """
+    SELECT CAST(coalesce(sum(lot.remaining), 0) AS bigint), min(lot.expires_at)
+    FROM point_lots AS lot
+    WHERE lot.participant_pk = :participant_pk AND lot.remaining > 0 AND NOT lot.pending
+      AND lot.expires_at > :now
+      AND lot.expires_at <= :now + make_interval(days => coalesce(
+          (SELECT expiring_soon_days FROM program_settings
+           WHERE tenant_id = :tenant_id AND env = :env), :default_days))
+    """
+)
+
+
+def _expiring_soon(
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    participant_pk: uuid.UUID,
+    now: datetime,
+) -> tuple[int, datetime | None]:
+    points, soonest = session.execute(
+        _EXPIRING_SOON,
+        {
+            "participant_pk": participant_pk,
+            "now": now,
+            "tenant_id": tenant_id,
+            "env": env,
+            "default_days": EXPIRING_SOON_DAYS_DEFAULT,
+        },
+    ).one()
+    return int(points), soonest
 
 
 def transactions_page(

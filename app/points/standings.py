@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.errors import DomainError
 from app.infra.pgcopy import COPY_NULL, copy_field
 from app.ledger import LockedRow, insufficient_points
+from app.points.lots import LotBook, lot_dates
 from app.points.multipliers import ActiveMultiplier, active_multipliers
 from app.points.tiers import TierLadder, TierRung, load_ladder
 
@@ -44,7 +45,8 @@ class TierUpgrade:
 
 
 class Credit(NamedTuple):
-    """One award as applied: `amount` is what was credited, after multipliers."""
+    """One award as applied: `amount` is what was credited, after multipliers;
+    `new_balance` the available balance after it (a pending award leaves it unchanged)."""
 
     transaction_id: str
     participant_id: str
@@ -52,6 +54,8 @@ class Credit(NamedTuple):
     base_amount: int
     new_balance: int
     tier_upgrade: TierUpgrade | None
+    available_at: datetime | None = None  # None: available at once
+    expires_at: datetime | None = None  # None: never
 
     def as_body(self) -> dict[str, Any]:
         return {
@@ -60,6 +64,8 @@ class Credit(NamedTuple):
             "amount": self.amount,
             "new_balance": self.new_balance,
             "tier_upgrade": self.tier_upgrade.as_body() if self.tier_upgrade else None,
+            "available_at": self.available_at.isoformat() if self.available_at else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
         }
 
 
@@ -137,11 +143,14 @@ class Standing:
         "boosts",
         "external_id",
         "factor",
+        "lots",
         "participant_json",
+        "pending",
         "pk",
         "tier",
         "tier_code",
         "total_earned",
+        "total_expired",
         "total_spent",
         "upgrade_at",
     )
@@ -156,6 +165,10 @@ class Standing:
         self.balance = locked.balance
         self.total_earned = locked.total_earned
         self.total_spent = locked.total_spent
+        self.total_expired = locked.total_expired
+        self.pending = locked.pending
+        # What it can spend, for a participant the batch may debit (else None).
+        self.lots: LotBook | None = None
         self.boosts = boosts
         ladder = placements.ladder
         self._place(placements.of(ladder.current(locked.tier_code, locked.total_earned), boosts))
@@ -168,23 +181,47 @@ class Standing:
         self.applied = placement.applied
         self.applied_field = placement.applied_field
 
-    def credit(self, base_amount: int, placements: Placements) -> tuple[int, TierUpgrade | None]:
+    def credit(
+        self, base_amount: int, placements: Placements, *, pending: bool = False
+    ) -> tuple[int, TierUpgrade | None]:
         """Credit an award: its base amount times the placement's factor, rounded down (the
         product is never negative, so int() does it); then climb to the tier it reaches.
         Returns the points credited and the upgrade, if any. Read `applied` before:
-        the multipliers that applied are those of the tier the award started in."""
+        the multipliers that applied are those of the tier the award started in.
+
+        Pending points count for nothing (balance, lifetime points, tier) until released."""
         factor = self.factor
         credited = base_amount if factor is None else int(base_amount * factor)
+        if pending:
+            self.pending += credited
+            return credited, None
         self.balance += credited
         earned = self.total_earned = self.total_earned + credited
         if self.upgrade_at is not None and earned >= self.upgrade_at:
             return credited, self.climb(placements)
         return credited, None
 
+    def release(self, amount: int, placements: Placements) -> TierUpgrade | None:
+        """Pending points become available: they count from now on, like a credit."""
+        self.pending -= amount
+        self.balance += amount
+        self.total_earned += amount
+        return self.climb(placements)
+
+    def expire(self, amount: int) -> None:
+        """An available lot's remaining points expire."""
+        self.balance -= amount
+        self.total_expired += amount
+
     def debit(self, amount: int) -> DomainError | None:
-        """Spend `amount`, or refuse (and change nothing) when the balance is short."""
-        if self.balance < amount:
-            return insufficient_points(self.balance, amount)
+        """Spend `amount` from its lots in order, or refuse (and change nothing) when what
+        it can spend (`lots`, read for a participant the batch may debit) is short."""
+        lots = self.lots
+        if lots is None:
+            raise RuntimeError(f"participant {self.external_id}: debited without its lots")
+        if lots.spendable < amount:
+            return insufficient_points(lots.spendable, amount)
+        lots.spend(amount)
         self.balance -= amount
         self.total_spent += amount
         return None
@@ -271,8 +308,20 @@ def upgraded_payload(
 # tuple per award, award-batch and bulk ran 3-6% slower in alternating runs. Fields:
 # transaction id, participant id, points credited, base amount, new balance, tier upgrade
 # or None, the standing after it, the multipliers that applied (a COPY field), lifetime
-# points after it.
-AwardDecision = tuple[str, str, int, int, int, "TierUpgrade | None", Standing, str, int]
+# points after it, available_at and expires_at (app.points.lots.lot_dates).
+AwardDecision = tuple[
+    str,
+    str,
+    int,
+    int,
+    int,
+    "TierUpgrade | None",
+    Standing,
+    str,
+    int,
+    "datetime | None",
+    "datetime | None",
+]
 
 
 def decide_awards(
@@ -280,15 +329,23 @@ def decide_awards(
     standings: dict[str, Standing],
     placements: Placements,
     transaction_ids: Iterable[str],
+    now: datetime,
+    default_expiry_days: int | None = None,
 ) -> Iterator[AwardDecision]:
     """Each award's decision, in order, against the running standings (changed in place);
-    an award is (participant_id, base amount, ...). Pure, and lazy: the award pass writes
-    each block of lines while the next is decided, and keeps no list of a million."""
+    an award is (participant_id, base amount, reason, metadata, action, available_at,
+    expires_at). Pure, and lazy: the award pass writes each block of lines while the next
+    is decided, and keeps no list of a million."""
     for transaction_id, award in zip(transaction_ids, awards, strict=True):
         participant_id, base_amount = award[0], award[1]
+        available_at, expires_at = award[5], award[6]
+        if available_at is not None or expires_at is not None or default_expiry_days:
+            available_at, expires_at = lot_dates(available_at, expires_at, now, default_expiry_days)
         standing = standings[participant_id]
         applied_field = standing.applied_field
-        credited, upgrade = standing.credit(base_amount, placements)
+        credited, upgrade = standing.credit(
+            base_amount, placements, pending=available_at is not None
+        )
         yield (
             transaction_id,
             participant_id,
@@ -299,4 +356,6 @@ def decide_awards(
             standing,
             applied_field,
             standing.total_earned,
+            available_at,
+            expires_at,
         )

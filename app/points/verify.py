@@ -1,8 +1,14 @@
 """`rewards ledger verify`: do balances agree with the append-only ledger?
 
-Checks, for every participant (or one tenant's): balance = sum of its entries' amounts,
-total_earned = sum of credits, total_spent = sum of debits, and along its entries in
-application order (seq) each balance_after is the running sum and never negative.
+Checks, for every participant (or one tenant's):
+- the ledger's sum is balance + pending (release lines only show points awarded earlier
+  and are not counted again);
+- total_earned = credits - pending, total_spent = spending debits, total_expired =
+  expiry debits;
+- along its entries in application order (seq) each balance_after is the running
+  available balance (a pending award adds to it only at its release) and never negative;
+- its lots: the pending ones hold exactly `pending`, the available ones at most
+  `balance` (the rest are its open points, app.points.lots).
 """
 
 from __future__ import annotations
@@ -18,23 +24,40 @@ VIOLATIONS_SHOWN = 100
 
 _TOTALS_MISMATCHES = text(
     """
-    SELECT p.tenant_id, p.env, p.external_id, p.balance, p.total_earned, p.total_spent,
+    SELECT p.tenant_id, p.env, p.external_id, p.balance, p.pending, p.total_earned,
+           p.total_spent, p.total_expired,
            coalesce(l.sum_amount, 0) AS ledger_balance,
-           coalesce(l.sum_credits, 0) AS ledger_earned,
-           coalesce(l.sum_debits, 0) AS ledger_spent
+           coalesce(l.sum_credits, 0) - p.pending AS ledger_earned,
+           coalesce(l.sum_spent, 0) AS ledger_spent,
+           coalesce(l.sum_expired, 0) AS ledger_expired,
+           coalesce(lots.pending, 0) AS lots_pending,
+           coalesce(lots.available, 0) AS lots_available
     FROM participants p
     LEFT JOIN (
         SELECT participant_pk,
-               CAST(sum(amount) AS bigint) AS sum_amount,
-               CAST(sum(amount) FILTER (WHERE amount > 0) AS bigint) AS sum_credits,
-               CAST(-sum(amount) FILTER (WHERE amount < 0) AS bigint) AS sum_debits
+               CAST(sum(amount) FILTER (WHERE type <> 'release') AS bigint) AS sum_amount,
+               CAST(sum(amount) FILTER (WHERE amount > 0 AND type <> 'release') AS bigint)
+                   AS sum_credits,
+               CAST(-sum(amount) FILTER (WHERE amount < 0 AND type <> 'expire') AS bigint)
+                   AS sum_spent,
+               CAST(-sum(amount) FILTER (WHERE type = 'expire') AS bigint) AS sum_expired
         FROM ledger_entries
         GROUP BY participant_pk
     ) l ON l.participant_pk = p.id
+    LEFT JOIN (
+        SELECT participant_pk,
+               CAST(sum(remaining) FILTER (WHERE pending) AS bigint) AS pending,
+               CAST(sum(remaining) FILTER (WHERE NOT pending) AS bigint) AS available
+        FROM point_lots
+        GROUP BY participant_pk
+    ) lots ON lots.participant_pk = p.id
     WHERE (CAST(:tenant_id AS uuid) IS NULL OR p.tenant_id = :tenant_id)
-      AND (p.balance <> coalesce(l.sum_amount, 0)
-           OR p.total_earned <> coalesce(l.sum_credits, 0)
-           OR p.total_spent <> coalesce(l.sum_debits, 0))
+      AND (p.balance + p.pending <> coalesce(l.sum_amount, 0)
+           OR p.total_earned <> coalesce(l.sum_credits, 0) - p.pending
+           OR p.total_spent <> coalesce(l.sum_spent, 0)
+           OR p.total_expired <> coalesce(l.sum_expired, 0)
+           OR p.pending <> coalesce(lots.pending, 0)
+           OR p.balance < coalesce(lots.available, 0))
     ORDER BY p.tenant_id, p.env, p.external_id
     LIMIT :shown
     """
@@ -45,11 +68,14 @@ _RUNNING_MISMATCHES = text(
     SELECT p.tenant_id, p.env, p.external_id, r.id AS transaction_id, r.seq,
            r.balance_after, r.running_balance
     FROM (
-        SELECT id, participant_pk, seq, balance_after,
-               CAST(sum(amount) OVER (PARTITION BY participant_pk ORDER BY seq) AS bigint)
+        SELECT e.id, e.participant_pk, e.seq, e.balance_after,
+               CAST(sum(CASE WHEN lot.available_at IS NOT NULL AND e.type <> 'release'
+                             THEN 0 ELSE e.amount END)
+                    OVER (PARTITION BY e.participant_pk ORDER BY e.seq) AS bigint)
                    AS running_balance
-        FROM ledger_entries
-        WHERE CAST(:tenant_id AS uuid) IS NULL OR tenant_id = :tenant_id
+        FROM ledger_entries e
+        LEFT JOIN point_lots lot ON lot.id = e.id
+        WHERE CAST(:tenant_id AS uuid) IS NULL OR e.tenant_id = :tenant_id
     ) r
     JOIN participants p ON p.id = r.participant_pk
     WHERE r.balance_after <> r.running_balance OR r.balance_after < 0
@@ -93,11 +119,16 @@ def verify_ledger(session: Session, tenant_id: uuid.UUID | None = None) -> Ledge
                 "env": row["env"],
                 "participant_id": row["external_id"],
                 "balance": row["balance"],
+                "pending": row["pending"],
                 "ledger_balance": row["ledger_balance"],
                 "total_earned": row["total_earned"],
                 "ledger_earned": row["ledger_earned"],
                 "total_spent": row["total_spent"],
                 "ledger_spent": row["ledger_spent"],
+                "total_expired": row["total_expired"],
+                "ledger_expired": row["ledger_expired"],
+                "lots_pending": row["lots_pending"],
+                "lots_available": row["lots_available"],
             }
         )
     for row in session.execute(_RUNNING_MISMATCHES, params).mappings():

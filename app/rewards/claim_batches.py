@@ -22,6 +22,7 @@ claims all fall in one lane, so a drop is drained by one worker at a time.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -33,6 +34,7 @@ from app.infra.pgcopy import array_literal, fetch_tuples, plain_array_literal
 from app.ledger import LockedRow, lock_changing_rows
 from app.models import Operation, Reward
 from app.operation_kinds import OperationKind, lane_of
+from app.points.lots import LotBook, read_lot_books
 from app.rewards.claim_decisions import AcceptedClaim, ClaimRequest, decide_claims
 from app.rewards.claim_writes import write_claims
 from app.rewards.claims import CLAIM_KIND, claim_blocker, unlocked_balances
@@ -83,12 +85,12 @@ def execute_claims(
         )
         is None
     ]
-    locked, balances = _lock_payers(session, tenant_id, env, open_requests, rewards)
+    locked, balances, lots = _lock_payers(session, tenant_id, env, open_requests, rewards, now)
     # Read for every reward, open or not: the per-user cap is answered before stock.
     claims_so_far = _claims_so_far(session, [r for r in requests if r.reward_id in rewards])
-    decisions = decide_claims(requests, rewards, balances, claims_so_far, now)
+    decisions = decide_claims(requests, rewards, balances, claims_so_far, now, lots=lots)
     accepted = [decision for decision in decisions if isinstance(decision, AcceptedClaim)]
-    bodies = write_claims(session, tenant_id, env, accepted, locked, now) if accepted else {}
+    bodies = write_claims(session, tenant_id, env, accepted, locked, lots, now) if accepted else {}
     return {
         request.operation_id: (
             bodies[decision.claim_id] if isinstance(decision, AcceptedClaim) else decision
@@ -118,26 +120,35 @@ def _lock_payers(
     env: str,
     requests: list[ClaimRequest],
     rewards: dict[uuid.UUID, Reward],
-) -> tuple[dict[str, LockedRow], dict[str, int]]:
-    """Lock the participants the batch may write to; the balances its decisions read."""
+    now: datetime,
+) -> tuple[dict[str, LockedRow], dict[str, int], dict[str, LotBook]]:
+    """Lock the participants the batch may write to; the balances its decisions read,
+    and the lots of those who may pay (by participant id)."""
     # Every claimant of a multiplier gets a multiplier row, so needs a participant row.
     create = {
         r.participant_id for r in requests if rewards[r.reward_id].type == "points_multiplier"
     }
     # Otherwise only payers are written to, and one with no row has nothing to pay with:
     # none is created for it (its refused claim writes nothing).
-    payers = {
-        r.participant_id
-        for r in requests
-        if r.points_deduction and (rewards[r.reward_id].points_cost or 0) > 0
-    }
-    locked = lock_changing_rows(session, tenant_id, env, create=create, existing=payers)
+    spending: dict[str, int] = {}
+    for r in requests:
+        cost = rewards[r.reward_id].points_cost or 0
+        if r.points_deduction and cost > 0:
+            spending[r.participant_id] = spending.get(r.participant_id, 0) + cost
+    locked = lock_changing_rows(session, tenant_id, env, create=create, existing=spending)
     balances = {participant_id: row.balance for participant_id, row in locked.items()}
+    by_pk = read_lot_books(
+        session,
+        {locked[pid].pk: points for pid, points in spending.items() if pid in locked},
+        {row.pk: row.balance for row in locked.values()},
+        now,
+    )
+    lots = {pid: by_pk[row.pk] for pid, row in locked.items() if row.pk in by_pk}
     # A free claim with points_deduction answers the balance it leaves, unchanged.
     free = {r.participant_id for r in requests if r.points_deduction} - set(balances)
     if free:
         balances.update(unlocked_balances(session, tenant_id, env, free))
-    return locked, balances
+    return locked, balances, lots
 
 
 # One index probe per (reward, participant): `participant_id = ANY(...)` was planned as a

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from app.errors import DomainError
 from app.models import Reward
+from app.points.lots import LotBook
 from app.rewards.catalog import CODELESS_TYPES, reward_not_found
 from app.rewards.claims import claim_blocker
 
@@ -45,9 +46,13 @@ def decide_claims(
     claims_so_far: dict[tuple[uuid.UUID, str], int],
     now: datetime,
     new_claim_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    lots: dict[str, LotBook] | None = None,
 ) -> list[ClaimDecision]:
     """Each claim's decision, in order. No I/O: it reads and advances the locked state
-    it is given (the rewards' counters, balances, claims so far) as each claim is taken."""
+    it is given (the rewards' counters, balances, claims so far, and what each payer can
+    spend, from its lots) as each claim is taken. A participant without lots can spend
+    its whole balance."""
+    lots = {} if lots is None else lots
     decisions: list[ClaimDecision] = []
     for request in requests:
         reward = rewards.get(request.reward_id)
@@ -56,12 +61,13 @@ def decide_claims(
             continue
         participant_id, deduct = request.participant_id, request.points_deduction
         counted = (reward.id, participant_id)
+        book = lots.get(participant_id)
         blocker = claim_blocker(
             reward,
             now=now,
             claims_by_participant=claims_so_far.get(counted, 0),
             points_deduction=deduct,
-            balance=balances.get(participant_id, 0),
+            balance=book.spendable if book is not None else balances.get(participant_id, 0),
         )
         if blocker is not None:
             decisions.append(blocker)
@@ -70,6 +76,8 @@ def decide_claims(
         points_deducted = new_balance = None
         if deduct:
             cost = reward.points_cost or 0
+            if book is not None:
+                book.spend(cost)
             balances[participant_id] = balances.get(participant_id, 0) - cost
             points_deducted, new_balance = cost, balances[participant_id]
         preloaded = (

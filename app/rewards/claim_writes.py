@@ -17,6 +17,7 @@ from app.infra.pgcopy import fetch_tuples, plain_array_literal
 from app.ledger import LockedRow
 from app.models import ParticipantMultiplier, Reward
 from app.outbox import REWARD_CLAIMED, record_events
+from app.points.lots import WRITE_LOTS, LotBook, write_lots_params
 from app.rewards.catalog import CODELESS_TYPES
 from app.rewards.claim_decisions import AcceptedClaim
 
@@ -31,11 +32,12 @@ def write_claims(
     env: str,
     accepted: list[AcceptedClaim],
     locked: dict[str, LockedRow],
+    lots: dict[str, LotBook],
     now: datetime,
 ) -> dict[uuid.UUID, dict[str, Any]]:
     """Write the accepted claims; returns each one's answer by claim id."""
     _hand_out_codes(session, accepted, now)
-    _debit_payers(session, tenant_id, env, accepted, locked, now)
+    _debit_payers(session, tenant_id, env, accepted, locked, lots, now)
     _activate_multipliers(session, tenant_id, env, accepted, locked, now)
     bodies: dict[uuid.UUID, dict[str, Any]] = {}
     events = []
@@ -177,11 +179,12 @@ def _insert_claims(
 
 
 # One ledger line per paid claim, in claim order (the ledger's seq is its insert order,
-# so a participant's lines follow its balance down), then each payer's balance, debited
-# once by its total: one statement. The payers are locked by this transaction; their ids
-# also come as an array, so that they are found by primary key (see _STORE_ANSWERS in
-# app.operation_runs).
-_DEBIT_CLAIMS = """
+# so a participant's lines follow its balance down), the lots paid from, then each
+# payer's balance, debited once by its total: one statement. The payers are locked by
+# this transaction; their ids also come as an array, so that they are found by primary
+# key (see _STORE_ANSWERS in app.operation_runs).
+_DEBIT_CLAIMS = (
+    """
     WITH lines AS (
         SELECT * FROM ROWS FROM (
             jsonb_to_recordset(CAST(%(lines)s AS jsonb)) AS (
@@ -201,7 +204,10 @@ _DEBIT_CLAIMS = """
                -amount, reason, balance_after, operation_id, claim_id, %(now)s
         FROM lines
         ORDER BY position
-    )
+    ),
+    """  # noqa: S608 (constant fragments, no input)
+    + WRITE_LOTS
+    + """
     UPDATE participants AS p
     SET balance = p.balance - spent.amount,
         total_spent = p.total_spent + spent.amount,
@@ -210,6 +216,7 @@ _DEBIT_CLAIMS = """
         AS spent
     WHERE p.id = ANY(CAST(%(payers)s AS uuid[])) AND p.id = spent.participant_pk
 """
+)
 
 
 def _debit_payers(
@@ -218,9 +225,11 @@ def _debit_payers(
     env: str,
     accepted: list[AcceptedClaim],
     locked: dict[str, LockedRow],
+    lots: dict[str, LotBook],
     now: datetime,
 ) -> None:
-    """One ledger line per paid claim and one balance update per participant."""
+    """One ledger line per paid claim, the lots paid from, and one balance update per
+    participant."""
     paid = [claim for claim in accepted if claim.points_deducted]
     if not paid:
         return
@@ -246,6 +255,7 @@ def _debit_payers(
             "now": now,
             "lines": json.dumps(lines),
             "payers": plain_array_literal(payers.values()),
+            **write_lots_params((), (lots[payer] for payer in payers if payer in lots)),
         },
     )
 

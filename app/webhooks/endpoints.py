@@ -18,12 +18,26 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.errors import Conflict, NotFound
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from app.outbox import POINTS_AWARDED, POINTS_DEDUCTED, REWARD_CLAIMED, TIER_UPGRADED
+from app.outbox import (
+    POINTS_AWARDED,
+    POINTS_DEDUCTED,
+    POINTS_EXPIRED,
+    POINTS_RELEASED,
+    REWARD_CLAIMED,
+    TIER_UPGRADED,
+)
 from app.webhooks.dispatch import disable_endpoints
 from app.webhooks.signing import generate_secret
 from app.webhooks.transport import Resolver, resolve_with_system, validate_endpoint_url
 
-SUBSCRIBABLE_EVENTS = (REWARD_CLAIMED, POINTS_AWARDED, POINTS_DEDUCTED, TIER_UPGRADED)
+SUBSCRIBABLE_EVENTS = (
+    REWARD_CLAIMED,
+    POINTS_AWARDED,
+    POINTS_DEDUCTED,
+    TIER_UPGRADED,
+    POINTS_EXPIRED,
+    POINTS_RELEASED,
+)
 # Sent by "send a test event" to that endpoint only, whatever it subscribes to.
 TEST_EVENT = "webhook.test"
 SECRET_ROTATION_OVERLAP = timedelta(hours=24)

@@ -40,10 +40,8 @@ def upgrade() -> None:
     op.add_column("ledger_entries", sa.Column("action", sa.String(length=100), nullable=True))
     for name, column_type in (
         ("action", sa.String(length=100)),
-        ("expires_in_days", sa.Integer()),
-        ("expires_at", sa.DateTime(timezone=True)),
-        ("pending_days", sa.Integer()),
         ("available_at", sa.DateTime(timezone=True)),
+        ("expires_at", sa.DateTime(timezone=True)),
     ):
         op.add_column("bulk_award_rows", sa.Column(name, column_type, nullable=True))
     op.create_table(
@@ -119,7 +117,7 @@ def downgrade() -> None:
     op.drop_index("ix_point_lots_expiring", table_name="point_lots")
     op.drop_index("ix_point_lots_spending", table_name="point_lots")
     op.drop_table("point_lots")
-    for name in ("available_at", "pending_days", "expires_at", "expires_in_days", "action"):
+    for name in ("expires_at", "available_at", "action"):
         op.drop_column("bulk_award_rows", name)
     op.drop_column("ledger_entries", "action")
     op.drop_constraint("pending_not_negative", "participants", type_="check")

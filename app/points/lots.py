@@ -1,0 +1,352 @@
+"""Lots: what is left of each credit that expires or is pending, and the order points are
+spent in.
+
+A credit that expires (`expires_at`) or becomes available later (`available_at`) is a
+lot with its remaining amount. Credits available at once that never expire are a
+participant's open points: they are not kept as rows, being `balance` minus the
+remaining amounts of its available lots (that difference is never negative; `rewards
+ledger verify` proves it). They are interchangeable, spent after every dated lot, and
+cost an award nothing more than it cost before lots existed.
+
+Spending (a deduction, a paid claim) takes from the available lots soonest-expiring first,
+never-expiring last, oldest first among equals, then from the open points. A pending lot,
+or one past its `expires_at` that no sweep has expired yet, is never spent: what a
+participant can spend is `balance` minus its overdue lots.
+
+The rules here are pure: the writers read a participant's lots under its row lock
+(`LOT_BOOKS`), decide with a `LotBook`, and write the lots it changed with their other
+rows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.infra.pgcopy import fetch_tuples, plain_array_literal
+from app.outbox import ANY_SUBSCRIBED
+
+# An award's optional lot terms, in the API and in uploads.
+LOT_TERM_FIELDS = ("expires_in_days", "expires_at", "pending_days", "available_at")
+EXPIRES_IN_DAYS_MAX = 36500
+EXPIRING_SOON_DAYS_DEFAULT = 30
+PENDING_DAYS_MAX = 3650
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LotTerms:
+    """When an award's points become available and when they expire, as the client asked
+    (at most one of each pair). Checked when the award is accepted; its operation keeps
+    them as asked (a retry must fingerprint alike), and relative days count from the
+    moment it was accepted."""
+
+    expires_in_days: int | None = None
+    expires_at: datetime | None = None
+    pending_days: int | None = None
+    available_at: datetime | None = None
+
+    @classmethod
+    def of(cls, fields: dict[str, Any]) -> LotTerms | None:
+        """The terms an accepted payload carries (see as_fields); None when none."""
+        if not any(fields.get(name) is not None for name in LOT_TERM_FIELDS):
+            return None
+        return cls(
+            fields.get("expires_in_days"),
+            instant(fields.get("expires_at")),
+            fields.get("pending_days"),
+            instant(fields.get("available_at")),
+        )
+
+    def as_fields(self) -> dict[str, Any]:
+        """The terms given, as a payload carries them."""
+        fields: dict[str, Any] = {}
+        if self.expires_in_days is not None:
+            fields["expires_in_days"] = self.expires_in_days
+        if self.expires_at is not None:
+            fields["expires_at"] = self.expires_at.isoformat()
+        if self.pending_days is not None:
+            fields["pending_days"] = self.pending_days
+        if self.available_at is not None:
+            fields["available_at"] = self.available_at.isoformat()
+        return fields
+
+    def problem(self, now: datetime) -> str | None:
+        """Why these terms cannot be accepted at `now`, or None."""
+        if self.expires_in_days is not None and self.expires_at is not None:
+            return "give expires_in_days or expires_at, not both"
+        if self.pending_days is not None and self.available_at is not None:
+            return "give pending_days or available_at, not both"
+        if self.expires_in_days is not None and not (
+            1 <= self.expires_in_days <= EXPIRES_IN_DAYS_MAX
+        ):
+            return f"expires_in_days must be between 1 and {EXPIRES_IN_DAYS_MAX}"
+        if self.pending_days is not None and not 1 <= self.pending_days <= PENDING_DAYS_MAX:
+            return f"pending_days must be between 1 and {PENDING_DAYS_MAX}"
+        for name, instant in (("expires_at", self.expires_at), ("available_at", self.available_at)):
+            if instant is not None and instant.tzinfo is None:
+                return f"{name} must carry a time zone"
+            if instant is not None and instant <= now:
+                return f"{name} must be in the future"
+        available_at, expires_at = self.resolve(now)
+        if available_at is not None and expires_at is not None and expires_at <= available_at:
+            return "the points must expire after they become available"
+        return None
+
+    def resolve(self, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """(available_at, expires_at) for an award accepted at `now`; None: at once, never."""
+        available_at = self.available_at
+        if self.pending_days is not None:
+            available_at = now + timedelta(days=self.pending_days)
+        expires_at = self.expires_at
+        if self.expires_in_days is not None:
+            expires_at = now + timedelta(days=self.expires_in_days)
+        return available_at, expires_at
+
+
+def lot_dates(
+    available_at: datetime | None,
+    expires_at: datetime | None,
+    now: datetime,
+    default_expiry_days: int | None,
+) -> tuple[datetime | None, datetime | None]:
+    """An accepted award's (available_at, expires_at) when it is applied at `now`: one
+    that waited in the queue past its release is available at once, and without its own
+    expiry it takes the program's, counted from when its points become available. (Terms
+    mixing an instant and days were checked against the web's clock; should the
+    database's acceptance time put the release at or after the expiry, the points are
+    available at once.)"""
+    if available_at is not None and (
+        available_at <= now or (expires_at is not None and expires_at <= available_at)
+    ):
+        available_at = None
+    if expires_at is None and default_expiry_days is not None:
+        expires_at = (available_at or now) + timedelta(days=default_expiry_days)
+    return available_at, expires_at
+
+
+def instant(value: object) -> datetime | None:
+    """An instant as an operation payload (ISO 8601 text) or a row carries it."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+# Asked with the subscriber check of set-wise writers (app.outbox.ANY_SUBSCRIBED): one
+# round trip for both of a pass's per-tenant questions.
+_PROGRAM_AND_SUBSCRIBED = (
+    """
+    SELECT (SELECT points_expiry_days FROM program_settings
+            WHERE tenant_id = %(tenant_id)s AND env = %(env)s),
+    """  # noqa: S608 (constant fragments, no input)
+    + ANY_SUBSCRIBED
+)
+
+
+def program_expiry_and_subscribed(
+    session: Session, tenant_id: uuid.UUID, env: str, event_types: Sequence[str]
+) -> tuple[int | None, bool]:
+    """The program's default expiry in days (None: never by default), and whether an
+    endpoint subscribes to `event_types` (see app.outbox.endpoint_subscribes)."""
+    [(expiry_days, subscribed)] = fetch_tuples(
+        session,
+        _PROGRAM_AND_SUBSCRIBED,
+        {"tenant_id": tenant_id, "env": env, "types": list(event_types)},
+    )
+    return expiry_days, bool(subscribed)
+
+
+class NewLot:
+    """A lot this batch creates; `remaining` drops as the batch spends from it."""
+
+    __slots__ = ("amount", "available_at", "expires_at", "id", "participant_pk", "remaining")
+
+    def __init__(
+        self,
+        lot_id: str,
+        participant_pk: str,
+        amount: int,
+        available_at: datetime | None,
+        expires_at: datetime | None,
+    ) -> None:
+        self.id = lot_id
+        self.participant_pk = participant_pk
+        self.amount = self.remaining = amount
+        self.available_at = available_at
+        self.expires_at = expires_at
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "participant_pk": self.participant_pk,
+            "amount": self.amount,
+            "remaining": self.remaining,
+            "pending": self.available_at is not None,
+            "available_at": self.available_at.isoformat() if self.available_at else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+        }
+
+
+class _HeldLot:
+    """An available lot read under lock."""
+
+    __slots__ = ("id", "remaining")
+
+    def __init__(self, lot_id: str, remaining: int) -> None:
+        self.id = lot_id
+        self.remaining = remaining
+
+
+class LotBook:
+    """What a participant can spend, and its available lots in spending order: those read
+    under lock (as many as the batch could spend, see LOT_BOOKS) and those the batch
+    credits. Spending past the lots takes the open points."""
+
+    __slots__ = ("_keys", "_lots", "_next_new", "spendable", "spent_from")
+
+    def __init__(self, spendable: int, held: Iterable[tuple[str, int, datetime | None, int]]):
+        self.spendable = spendable
+        self._keys: list[tuple[datetime, int]] = []
+        self._lots: list[_HeldLot | NewLot] = []
+        for lot_id, remaining, expires_at, seq in held:
+            self._keys.append((expires_at or _NEVER, seq))
+            self._lots.append(_HeldLot(lot_id, remaining))
+        # Lots this batch creates are newer than any read: they sort after them among
+        # equal expiries, in the order they are credited.
+        self._next_new = 1 << 62
+        # Lots read under lock that spending changed: id -> remaining.
+        self.spent_from: dict[str, int] = {}
+
+    def credit(self, amount: int, lot: NewLot | None) -> None:
+        """An available credit: a new lot, or open points (`lot` None)."""
+        self.spendable += amount
+        if lot is None:
+            return
+        key = (lot.expires_at or _NEVER, self._next_new)
+        self._next_new += 1
+        position = bisect.bisect(self._keys, key)
+        self._keys.insert(position, key)
+        self._lots.insert(position, lot)
+
+    def spend(self, amount: int) -> None:
+        """Take `amount` (at most `spendable`) from the lots in order, then open points."""
+        self.spendable -= amount
+        for lot in self._lots:
+            if amount == 0:
+                return
+            taken = min(lot.remaining, amount)
+            if taken == 0:
+                continue
+            lot.remaining -= taken
+            amount -= taken
+            if isinstance(lot, _HeldLot):
+                self.spent_from[lot.id] = lot.remaining
+
+
+# Under the participants' row locks: for each (participant, points the batch may spend),
+# its overdue points (available lots past expires_at; never spendable) and, in spending
+# order, as many of its spendable lots as could be needed to pay that many points. A
+# scalar subquery: one text JSON value whatever the number of participants.
+LOT_BOOKS = """
+    (SELECT coalesce(json_agg(json_build_array(wanted.pk, late.overdue, picked.lots)), '[]')::text
+     FROM unnest(CAST(%(spending_pks)s AS uuid[]), CAST(%(spending)s AS bigint[]))
+         AS wanted(pk, requested)
+     CROSS JOIN LATERAL (
+         SELECT coalesce(sum(remaining), 0) AS overdue FROM point_lots
+         WHERE participant_pk = wanted.pk AND remaining > 0 AND NOT pending
+           AND expires_at <= %(now)s
+     ) AS late
+     CROSS JOIN LATERAL (
+         SELECT coalesce(json_agg(json_build_array(id, remaining, expires_at, seq)
+                                  ORDER BY expires_at, seq), '[]') AS lots
+         FROM (
+             SELECT id, remaining, expires_at, seq,
+                    sum(remaining) OVER (ORDER BY expires_at, seq) - remaining AS before
+             FROM point_lots
+             WHERE participant_pk = wanted.pk AND remaining > 0 AND NOT pending
+               AND (expires_at IS NULL OR expires_at > %(now)s)
+         ) AS ordered
+         WHERE before < wanted.requested
+     ) AS picked)
+"""
+
+
+def lot_books_params(spending: dict[str, int], now: datetime) -> dict[str, Any]:
+    """LOT_BOOKS's parameters: points each participant (by key) may spend in the batch."""
+    return {
+        "spending_pks": plain_array_literal(spending),
+        "spending": plain_array_literal(str(points) for points in spending.values()),
+        "now": now,
+    }
+
+
+def parse_lot_books(text: str, balances: dict[str, int]) -> dict[str, LotBook]:
+    """LOT_BOOKS's answer as a LotBook per participant key; `balances` by key."""
+    books: dict[str, LotBook] = {}
+    for pk, overdue, lots in json.loads(text):
+        books[pk] = LotBook(
+            balances[pk] - int(overdue),
+            (
+                (
+                    lot_id,
+                    int(remaining),
+                    datetime.fromisoformat(expires_at) if expires_at else None,
+                    int(seq),
+                )
+                for lot_id, remaining, expires_at, seq in lots
+            ),
+        )
+    return books
+
+
+def read_lot_books(
+    session: Session, spending: dict[str, int], balances: dict[str, int], now: datetime
+) -> dict[str, LotBook]:
+    """Each spending participant's LotBook (participants locked by this transaction)."""
+    if not spending:
+        return {}
+    [(text,)] = fetch_tuples(session, "SELECT " + LOT_BOOKS, lot_books_params(spending, now))
+    return parse_lot_books(text, balances)
+
+
+# The lots a batch created and those it spent from, in one statement (a CTE of the
+# batch's write, or alone).
+WRITE_LOTS = """
+    new_lots AS (
+        INSERT INTO point_lots (
+            id, participant_pk, amount, remaining, pending, available_at, expires_at,
+            created_at
+        )
+        SELECT lot.id, lot.participant_pk, lot.amount, lot.remaining, lot.pending,
+               lot.available_at, lot.expires_at, %(now)s
+        FROM jsonb_to_recordset(CAST(%(new_lots)s AS jsonb)) AS lot(
+            id uuid, participant_pk uuid, amount bigint, remaining bigint, pending boolean,
+            available_at timestamptz, expires_at timestamptz
+        )
+    ),
+    spent_lots AS (
+        UPDATE point_lots AS lot SET remaining = spent.remaining
+        FROM jsonb_to_recordset(CAST(%(spent_lots)s AS jsonb)) AS spent(id uuid, remaining bigint)
+        WHERE lot.id = ANY(CAST(%(spent_ids)s AS uuid[])) AND lot.id = spent.id
+    )
+"""
+
+
+def write_lots_params(new_lots: Iterable[NewLot], books: Iterable[LotBook]) -> dict[str, str]:
+    """WRITE_LOTS's parameters. The lots spent from are found by primary key through
+    an array (a join on the JSON rows may be planned as a scan of every lot)."""
+    spent = {lot_id: remaining for book in books for lot_id, remaining in book.spent_from.items()}
+    return {
+        "new_lots": json.dumps([lot.as_row() for lot in new_lots]),
+        "spent_lots": json.dumps(
+            [{"id": lot_id, "remaining": remaining} for lot_id, remaining in spent.items()]
+        ),
+        "spent_ids": plain_array_literal(spent),
+    }
