@@ -15,6 +15,12 @@ from app.points.items import (
     PARTICIPANT_ID_MAX_CHARS,
     REASON_MAX_CHARS,
 )
+from app.points.program import (
+    EXPIRING_SOON_DAYS_MAX,
+    EXPIRING_SOON_DAYS_MIN,
+    POINTS_EXPIRY_DAYS_MAX,
+    POINTS_EXPIRY_DAYS_MIN,
+)
 
 ParticipantId = Annotated[
     str,
@@ -234,3 +240,34 @@ class TierView(BaseModel):
 
 class TierList(BaseModel):
     tiers: list[TierView]
+
+
+def _no_default_in_schema(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _kept_when_absent(description: str) -> Any:
+    """A PATCH field: one not sent keeps its stored value, so the document shows no default.
+    (The None default is never read: the view applies only the fields sent.)"""
+    return Field(default=None, description=description, json_schema_extra=_no_default_in_schema)
+
+
+PointsExpiryDays = Annotated[
+    int, Field(strict=True, ge=POINTS_EXPIRY_DAYS_MIN, le=POINTS_EXPIRY_DAYS_MAX)
+]
+ExpiringSoonDays = Annotated[
+    int, Field(strict=True, ge=EXPIRING_SOON_DAYS_MIN, le=EXPIRING_SOON_DAYS_MAX)
+]
+_POINTS_EXPIRY_NOTE = "Days until awarded points expire when the award names no expiry; null: never"
+_EXPIRING_SOON_NOTE = "A balance's expiring_soon counts points expiring within this many days"
+
+
+class ProgramUpdate(RequestModel):
+    points_expiry_days: PointsExpiryDays | None = _kept_when_absent(_POINTS_EXPIRY_NOTE)
+    expiring_soon_days: ExpiringSoonDays = _kept_when_absent(_EXPIRING_SOON_NOTE)
+
+
+class ProgramView(BaseModel):
+    points_expiry_days: int | None = Field(description=_POINTS_EXPIRY_NOTE)
+    expiring_soon_days: int = Field(description=_EXPIRING_SOON_NOTE)
+    updated_at: datetime | None = Field(description="Last change; null while the defaults hold")
