@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
 
 from api.schemas import QueryModel, RequestModel
 from app.points.items import (
@@ -21,6 +21,7 @@ from app.points.program import (
     POINTS_EXPIRY_DAYS_MAX,
     POINTS_EXPIRY_DAYS_MIN,
 )
+from app.points.queries import ACTION_MAX_CHARS, ENTRY_TYPE_MAX_CHARS, Direction
 
 ParticipantId = Annotated[
     str,
@@ -157,26 +158,70 @@ class PointsBalance(BaseModel):
 
 class TransactionView(BaseModel):
     transaction_id: str
-    type: str = Field(description="award, deduct or claim")
+    type: str = Field(description="award, deduct, claim, expire, release, ...")
+    direction: Direction = Field(
+        description="credit: points in (a positive amount, or a release); debit: points out"
+    )
     amount: int = Field(description="Signed: credits positive, debits negative")
     base_amount: int = Field(description="Before multipliers")
     multipliers: list[dict[str, Any]] | None
     reason: str | None
+    action: str | None = Field(description="What the participant did to earn an award")
     balance_after: int
     created_at: datetime
+    expires_at: datetime | None = Field(
+        description="Credits: when the points expire; null for never, and for debits"
+    )
+    available_at: datetime | None = Field(
+        description="Credits: when pending points become spendable; null when they were "
+        "spendable at once, and for debits"
+    )
     metadata: dict[str, Any] | None
 
 
 class TransactionsPage(BaseModel):
     transactions: list[TransactionView]
-    total: int
+    total: int = Field(description="Transactions matching the filters")
     page: int
     page_size: int
+
+
+_ZONE_NOTE = "ISO 8601 with a time zone (Z, or +hh:mm with + sent as %2B)"
+
+
+def _iso_8601(value: Any) -> Any:
+    """Query strings parsed as ISO 8601 only: pydantic would also read "1700000000" as
+    Unix time, which the document does not promise."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time with a time zone") from None
+
+
+# A naive result (no zone given) is then refused by AwareDatetime.
+IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 
 
 class TransactionsQuery(QueryModel):
     page: int = Field(default=1, ge=1, le=1_000_000)
     page_size: int = Field(default=20, ge=1, le=100)
+    direction: Direction | None = None
+    type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ENTRY_TYPE_MAX_CHARS,
+        description="Ledger entry type: award, deduct, claim, expire, release, ...",
+    )
+    action: str | None = Field(default=None, min_length=1, max_length=ACTION_MAX_CHARS)
+    # `from` is a Python keyword: the field goes by its alias on the wire.
+    created_from: IsoInstant | None = Field(
+        default=None, alias="from", description=f"Created at or after; {_ZONE_NOTE}"
+    )
+    created_before: IsoInstant | None = Field(
+        default=None, alias="to", description=f"Created before (exclusive); {_ZONE_NOTE}"
+    )
 
     @property
     def offset(self) -> int:
