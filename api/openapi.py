@@ -49,16 +49,17 @@ def _path_and_params(rule: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
+    # The JSON schema names properties by alias, as the query string does (`from`).
     properties = model.model_json_schema(ref_template=_REF)["properties"]
     params = []
     for name, info in model.model_fields.items():
-        field_schema = properties[name]
+        wire_name = info.alias or name
         params.append(
             {
-                "name": info.alias or name,
+                "name": wire_name,
                 "in": "query",
                 "required": info.is_required(),
-                "schema": field_schema,
+                "schema": properties[wire_name],
                 **({"description": info.description} if info.description else {}),
             }
         )

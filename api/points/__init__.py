@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from api.points import balances, bulk, tiers, writes
+from api.points import balances, bulk, program, tiers, writes
 
-blueprints: tuple[Blueprint, ...] = (writes.bp, balances.bp, tiers.bp, bulk.bp)
+blueprints: tuple[Blueprint, ...] = (writes.bp, balances.bp, tiers.bp, program.bp, bulk.bp)

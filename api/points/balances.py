@@ -9,7 +9,7 @@ from api.endpoint import Access, endpoint
 from api.points.schemas import PointsBalance, TransactionsPage, TransactionsQuery
 from api.runtime import runtime
 from api.validation import check_participant_id
-from app.points.queries import points_summary, transactions_page
+from app.points.queries import TransactionFilter, points_summary, transactions_page
 
 bp = Blueprint("points_balances", __name__, url_prefix="/api/v1/gamify")
 
@@ -35,7 +35,7 @@ def get_points(participant_id: str) -> tuple[PointsBalance, int]:
     bp,
     "GET",
     "/participants/<participant_id>/points/transactions",
-    summary="The participant's points transactions, newest first",
+    summary="The participant's points transactions, newest first, optionally filtered",
     tag="points",
     access=Access.PARTICIPANT,
     query=TransactionsQuery,
@@ -54,6 +54,13 @@ def list_transactions(
             participant_id,
             query.offset,
             query.page_size,
+            TransactionFilter(
+                direction=query.direction,
+                entry_type=query.type,
+                action=query.action,
+                created_from=query.created_from,
+                created_before=query.created_before,
+            ),
         )
     return TransactionsPage.model_validate(
         {"transactions": entries, "total": total, "page": query.page, "page_size": query.page_size}

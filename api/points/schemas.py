@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
 
 from api.schemas import QueryModel, RequestModel
 from app.clock import utcnow
@@ -18,6 +18,13 @@ from app.points.items import (
     REASON_MAX_CHARS,
 )
 from app.points.lots import EXPIRES_IN_DAYS_MAX, PENDING_DAYS_MAX, LotTerms
+from app.points.program import (
+    EXPIRING_SOON_DAYS_MAX,
+    EXPIRING_SOON_DAYS_MIN,
+    POINTS_EXPIRY_DAYS_MAX,
+    POINTS_EXPIRY_DAYS_MIN,
+)
+from app.points.queries import ENTRY_TYPE_MAX_CHARS, Direction
 
 ParticipantId = Annotated[
     str,
@@ -226,26 +233,70 @@ class PointsBalance(BaseModel):
 
 class TransactionView(BaseModel):
     transaction_id: str
-    type: str = Field(description="award, deduct or claim")
+    type: str = Field(description="award, deduct, claim, expire, release, ...")
+    direction: Direction = Field(
+        description="credit: points in (a positive amount, or a release); debit: points out"
+    )
     amount: int = Field(description="Signed: credits positive, debits negative")
     base_amount: int = Field(description="Before multipliers")
     multipliers: list[dict[str, Any]] | None
     reason: str | None
+    action: str | None = Field(description="What the participant did to earn an award")
     balance_after: int
     created_at: datetime
+    expires_at: datetime | None = Field(
+        description="Credits: when the points expire; null for never, and for debits"
+    )
+    available_at: datetime | None = Field(
+        description="Credits: when pending points become spendable; null when they were "
+        "spendable at once, and for debits"
+    )
     metadata: dict[str, Any] | None
 
 
 class TransactionsPage(BaseModel):
     transactions: list[TransactionView]
-    total: int
+    total: int = Field(description="Transactions matching the filters")
     page: int
     page_size: int
+
+
+_ZONE_NOTE = "ISO 8601 with a time zone (Z, or +hh:mm with + sent as %2B)"
+
+
+def _iso_8601(value: Any) -> Any:
+    """Query strings parsed as ISO 8601 only: pydantic would also read "1700000000" as
+    Unix time, which the document does not promise."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time with a time zone") from None
+
+
+# A naive result (no zone given) is then refused by AwareDatetime.
+IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 
 
 class TransactionsQuery(QueryModel):
     page: int = Field(default=1, ge=1, le=1_000_000)
     page_size: int = Field(default=20, ge=1, le=100)
+    direction: Direction | None = None
+    type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ENTRY_TYPE_MAX_CHARS,
+        description="Ledger entry type: award, deduct, claim, expire, release, ...",
+    )
+    action: str | None = Field(default=None, min_length=1, max_length=ACTION_MAX_CHARS)
+    # `from` is a Python keyword: the field goes by its alias on the wire.
+    created_from: IsoInstant | None = Field(
+        default=None, alias="from", description=f"Created at or after; {_ZONE_NOTE}"
+    )
+    created_before: IsoInstant | None = Field(
+        default=None, alias="to", description=f"Created before (exclusive); {_ZONE_NOTE}"
+    )
 
     @property
     def offset(self) -> int:
@@ -309,3 +360,34 @@ class TierView(BaseModel):
 
 class TierList(BaseModel):
     tiers: list[TierView]
+
+
+def _no_default_in_schema(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _kept_when_absent(description: str) -> Any:
+    """A PATCH field: one not sent keeps its stored value, so the document shows no default.
+    (The None default is never read: the view applies only the fields sent.)"""
+    return Field(default=None, description=description, json_schema_extra=_no_default_in_schema)
+
+
+PointsExpiryDays = Annotated[
+    int, Field(strict=True, ge=POINTS_EXPIRY_DAYS_MIN, le=POINTS_EXPIRY_DAYS_MAX)
+]
+ExpiringSoonDays = Annotated[
+    int, Field(strict=True, ge=EXPIRING_SOON_DAYS_MIN, le=EXPIRING_SOON_DAYS_MAX)
+]
+_POINTS_EXPIRY_NOTE = "Days until awarded points expire when the award names no expiry; null: never"
+_EXPIRING_SOON_NOTE = "A balance's expiring_soon counts points expiring within this many days"
+
+
+class ProgramUpdate(RequestModel):
+    points_expiry_days: PointsExpiryDays | None = _kept_when_absent(_POINTS_EXPIRY_NOTE)
+    expiring_soon_days: ExpiringSoonDays = _kept_when_absent(_EXPIRING_SOON_NOTE)
+
+
+class ProgramView(BaseModel):
+    points_expiry_days: int | None = Field(description=_POINTS_EXPIRY_NOTE)
+    expiring_soon_days: int = Field(description=_EXPIRING_SOON_NOTE)
+    updated_at: datetime | None = Field(description="Last change; null while the defaults hold")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, Row, func, not_, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.models import LedgerEntry, Participant
+from app.models import LedgerEntry, Participant, PointLot
 from app.points.lots import EXPIRING_SOON_DAYS_DEFAULT
 from app.points.multipliers import active_multipliers
 from app.points.tiers import load_ladder
@@ -143,46 +144,106 @@ def _expiring_soon(
     return int(points), soonest
 
 
+# Entries of these types are credits whatever their amount: a release makes pending
+# points spendable and shows their amount, though the ledger counted them at the award.
+CREDIT_TYPES_WITHOUT_MONEY = ("release",)
+ENTRY_TYPE_MAX_CHARS = 32  # ledger_entries.type
+
+Direction = Literal["credit", "debit"]
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionFilter:
+    """Which of a participant's ledger entries a history page lists; None: any."""
+
+    direction: Direction | None = None
+    entry_type: str | None = None
+    action: str | None = None
+    created_from: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
+
+
+# One definition of a credit serves the filter and each entry's `direction`, so an entry
+# listed under direction=debit always says "debit". Its complement is amount < 0: no
+# writer records a zero amount (a claim is debited only when it costs points).
+_IS_CREDIT = or_(LedgerEntry.amount > 0, LedgerEntry.type.in_(CREDIT_TYPES_WITHOUT_MONEY))
+
+
+def _matching(participant_pk: uuid.UUID, wanted: TransactionFilter) -> list[ColumnElement[bool]]:
+    conditions = [LedgerEntry.participant_pk == participant_pk]
+    if wanted.direction is not None:
+        conditions.append(_IS_CREDIT if wanted.direction == "credit" else not_(_IS_CREDIT))
+    if wanted.entry_type is not None:
+        conditions.append(LedgerEntry.type == wanted.entry_type)
+    if wanted.action is not None:
+        conditions.append(LedgerEntry.action == wanted.action)
+    if wanted.created_from is not None:
+        conditions.append(LedgerEntry.created_at >= wanted.created_from)
+    if wanted.created_before is not None:
+        conditions.append(LedgerEntry.created_at < wanted.created_before)
+    return conditions
+
+
 def transactions_page(
-    session: Session, tenant_id: uuid.UUID, env: str, participant_id: str, offset: int, limit: int
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    participant_id: str,
+    offset: int,
+    limit: int,
+    wanted: TransactionFilter = TransactionFilter(),  # frozen: safe to share
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of a participant's ledger, newest first, and the entry count."""
+    """One page of a participant's ledger entries that match `wanted`, newest first, and
+    how many match."""
     participant_pk = _participant_pk(session, tenant_id, env, participant_id)
     if participant_pk is None:
         return [], 0
-    total = session.execute(
-        select(func.count()).where(LedgerEntry.participant_pk == participant_pk)
-    ).scalar_one()
+    conditions = _matching(participant_pk, wanted)
+    total = session.execute(select(func.count()).where(*conditions)).scalar_one()
     entries = session.execute(
         select(
             LedgerEntry.id,
             LedgerEntry.type,
+            _IS_CREDIT.label("is_credit"),
             LedgerEntry.amount,
             LedgerEntry.base_amount,
             LedgerEntry.multipliers,
             LedgerEntry.reason,
+            LedgerEntry.action,
             LedgerEntry.balance_after,
             LedgerEntry.created_at,
+            PointLot.expires_at,
+            PointLot.available_at,
             LedgerEntry.metadata_,
         )
-        .where(LedgerEntry.participant_pk == participant_pk)
+        # A lot shares its award's ledger entry id. Credits that were spendable at once and
+        # never expire have no lot: their dates read as null.
+        .outerjoin(PointLot, PointLot.id == LedgerEntry.id)
+        .where(*conditions)
         # seq, not created_at: entries are numbered under the participant's lock, in the
         # order they were applied; created_at is each transaction's start time.
         .order_by(LedgerEntry.seq.desc())
         .offset(offset)
         .limit(limit)
     )
-    return [
-        {
-            "transaction_id": str(entry.id),
-            "type": entry.type,
-            "amount": entry.amount,
-            "base_amount": entry.base_amount,
-            "multipliers": entry.multipliers,
-            "reason": entry.reason,
-            "balance_after": entry.balance_after,
-            "created_at": entry.created_at,
-            "metadata": entry.metadata_,
-        }
-        for entry in entries
-    ], total
+    return [_transaction(entry) for entry in entries], total
+
+
+def _transaction(entry: Row[Any]) -> dict[str, Any]:
+    return {
+        "transaction_id": str(entry.id),
+        "type": entry.type,
+        "direction": "credit" if entry.is_credit else "debit",
+        "amount": entry.amount,
+        "base_amount": entry.base_amount,
+        "multipliers": entry.multipliers,
+        "reason": entry.reason,
+        "action": entry.action,
+        "balance_after": entry.balance_after,
+        "created_at": entry.created_at,
+        # Only a credit can have a lot (the lot's id is its award's entry id); the guard
+        # keeps the answer's promise without relying on that.
+        "expires_at": entry.expires_at if entry.is_credit else None,
+        "available_at": entry.available_at if entry.is_credit else None,
+        "metadata": entry.metadata_,
+    }

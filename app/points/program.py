@@ -1,0 +1,100 @@
+"""A tenant environment's points program settings: default expiry, the expiring-soon window.
+
+Stored one row per tenant and environment in `program_settings`; no row means the
+defaults, so a tenant that never changed its program costs no write and no row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.models import ProgramSettings
+
+POINTS_EXPIRY_DAYS_MIN, POINTS_EXPIRY_DAYS_MAX = 1, 36_500
+EXPIRING_SOON_DAYS_MIN, EXPIRING_SOON_DAYS_MAX = 1, 365
+DEFAULT_EXPIRING_SOON_DAYS = 30
+PROGRAM_FIELDS = frozenset({"points_expiry_days", "expiring_soon_days"})
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """The settings the write paths and balance reads go by."""
+
+    # Days until an award's points expire when the award names no expiry; None: never.
+    points_expiry_days: int | None = None
+    # How far ahead a balance's `expiring_soon` looks.
+    expiring_soon_days: int = DEFAULT_EXPIRING_SOON_DAYS
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProgram:
+    """The settings as the admin API shows them: when they last changed (None: never)."""
+
+    program: Program
+    updated_at: datetime | None
+
+
+DEFAULT_PROGRAM = Program()
+_STORED_COLUMNS = (
+    ProgramSettings.points_expiry_days,
+    ProgramSettings.expiring_soon_days,
+    ProgramSettings.updated_at,
+)
+
+
+def _stored(row: Row[int | None, int, datetime | None]) -> StoredProgram:
+    return StoredProgram(Program(row.points_expiry_days, row.expiring_soon_days), row.updated_at)
+
+
+def read_program(session: Session, tenant_id: uuid.UUID, env: str) -> StoredProgram:
+    row = session.execute(
+        select(*_STORED_COLUMNS).where(
+            ProgramSettings.tenant_id == tenant_id, ProgramSettings.env == env
+        )
+    ).first()
+    return _stored(row) if row is not None else StoredProgram(DEFAULT_PROGRAM, None)
+
+
+def load_program(session: Session, tenant_id: uuid.UUID, env: str) -> Program:
+    """The program of one tenant environment: its stored settings, or the defaults."""
+    return read_program(session, tenant_id, env).program
+
+
+def update_program(
+    session: Session, tenant_id: uuid.UUID, env: str, changes: dict[str, Any]
+) -> StoredProgram:
+    """Apply the given PROGRAM_FIELDS changes (values already validated); fields not given
+    keep their values. Never commits.
+
+    One upsert rather than read-then-write: two first changes of a tenant's program at
+    once cannot both insert (the second updates the first's row), and neither loses the
+    field the other set.
+    """
+    unknown = set(changes) - PROGRAM_FIELDS
+    if unknown:
+        raise ValueError(f"not program fields: {sorted(unknown)}")
+    if not changes:
+        return read_program(session, tenant_id, env)
+    now = utcnow()
+    defaults = {
+        "points_expiry_days": DEFAULT_PROGRAM.points_expiry_days,
+        "expiring_soon_days": DEFAULT_PROGRAM.expiring_soon_days,
+    }
+    statement = insert(ProgramSettings).values(
+        tenant_id=tenant_id, env=env, **{**defaults, **changes}, updated_at=now
+    )
+    row = session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ProgramSettings.tenant_id, ProgramSettings.env],
+            set_={**{name: statement.excluded[name] for name in changes}, "updated_at": now},
+        ).returning(*_STORED_COLUMNS)
+    ).one()
+    return _stored(row)
