@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     auth_cache_ttl_seconds: float = Field(default=10.0, ge=0)
     sync_wait_timeout_seconds: float = Field(default=5.0, ge=0, le=60)
     operation_stall_seconds: float = Field(default=30.0, gt=0)
+    # Runs of one operation that may raise an unexpected error (a bug, not a refusal)
+    # before it is marked failed instead of being republished forever.
+    operation_max_attempts: int = Field(default=5, ge=1, le=100)
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
     idempotency_retention_hours: float = Field(default=24.0, ge=24)
     db_pool_size: int = Field(default=10, ge=1, le=200)
