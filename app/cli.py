@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib import metadata
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -202,7 +203,8 @@ def _publish_requeued(settings: Settings, operation: Operation) -> bool:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from api.server import serve
 
-    serve(settings, args.host, args.port, args.workers, args.connections)
+    processes = settings.web_concurrency if args.workers is None else args.workers
+    serve(settings, args.host, args.port, processes, args.connections)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
@@ -217,8 +219,16 @@ def cmd_standalone(settings: Settings, args: argparse.Namespace) -> None:
     run_standalone(settings, host=args.host, port=args.port)
 
 
+def _version() -> str:
+    try:
+        return metadata.version("rewards-engine")
+    except metadata.PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewards", description="rewards-engine")
+    parser.add_argument("--version", action="version", version=f"rewards-engine {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(required=True)
@@ -273,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the API under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument(
+        "--workers", type=int, help="web processes (default: WEB_CONCURRENCY, else 2)"
+    )
     serve.add_argument(
         "--connections", type=int, default=1000, help="open client connections per process"
     )
