@@ -14,7 +14,9 @@ COPY app ./app
 COPY api ./api
 COPY workers ./workers
 COPY migrations ./migrations
-RUN pip install . && useradd --create-home --uid 10001 rewards
+# Optional extras, e.g. "[flower]" for the compose file's flower service.
+ARG EXTRAS=""
+RUN pip install ".${EXTRAS}" && useradd --create-home --uid 10001 rewards
 
 # Nothing is written at run time: the app is installed in site-packages, Celery beat
 # keeps its schedule in memory and gunicorn's heartbeat files go to /tmp.

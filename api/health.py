@@ -1,6 +1,14 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
+
+`/livez` answers from the process alone: a restart cannot fix a database outage. `/readyz`
+is ready while PostgreSQL answers: with Redis down the API still serves what PostgreSQL
+alone can (reads, and 202 for writes, which run once Redis is back), so a load balancer
+must keep sending it traffic; Redis and the broker are reported, as `degraded`.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from flask import Blueprint
 from pydantic import BaseModel
@@ -13,7 +21,7 @@ bp = Blueprint("health", __name__)
 
 
 class Readiness(BaseModel):
-    status: str
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, str]
 
 
@@ -38,7 +46,7 @@ def livez() -> tuple[Liveness, int]:
     bp,
     "GET",
     "/readyz",
-    summary="Database and broker reachable",
+    summary="Ready while the database answers; Redis and the broker are reported",
     tag="health",
     access=Access.PUBLIC,
     responses={200: Readiness, 503: Readiness},
@@ -66,6 +74,7 @@ def readyz() -> tuple[Readiness, int]:
             checks["broker"] = "ok"
         except Exception as exc:
             checks["broker"] = f"unavailable: {type(exc).__name__}"
-    ready = all(value == "ok" for value in checks.values())
-    body = Readiness(status="ok" if ready else "unavailable", checks=checks)
-    return body, 200 if ready else 503
+    if checks["database"] != "ok":
+        return Readiness(status="unavailable", checks=checks), 503
+    healthy = all(value == "ok" for value in checks.values())
+    return Readiness(status="ok" if healthy else "degraded", checks=checks), 200

@@ -13,7 +13,7 @@ from api.runtime import runtime
 from api.schemas import OperationView
 from app.errors import NotFound
 from app.models import Operation, OperationStatus
-from app.operations import FINISHED, get_operation
+from app.operations import FINISHED, client_error, get_operation
 
 bp = Blueprint("operations", __name__, url_prefix="/api/v1/gamify")
 
@@ -25,7 +25,9 @@ def operation_view(operation: Operation) -> dict[str, Any]:
         "kind": operation.kind,
         "status": operation.status,
         "result": operation.result if operation.status == OperationStatus.SUCCEEDED else None,
-        "error": operation.error if operation.status == OperationStatus.FAILED else None,
+        "error": (
+            client_error(operation.error) if operation.status == OperationStatus.FAILED else None
+        ),
         "progress": operation.progress,
         "created_at": operation.created_at,
         "finished_at": operation.finished_at,

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib import metadata
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings, SettingsError, load_settings
 from app.db import make_engine, make_session_factory
 from app.errors import DomainError
-from app.models import Environment
+from app.models import Environment, Operation
 
 
 def _print_json(document: dict[str, Any]) -> None:
@@ -153,10 +154,57 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> None:
         raise DomainError("ledger_violations", "balances disagree with the ledger", 1)
 
 
+def cmd_operations_failed(settings: Settings, args: argparse.Namespace) -> None:
+    from app.operation_failures import failed_operations, failure_summary
+
+    with _transaction(settings) as session:
+        listed = [failure_summary(failed) for failed in failed_operations(session, args.limit)]
+    for summary in listed:  # one JSON object per line
+        _print_json(summary)
+
+
+def cmd_operations_retry(settings: Settings, args: argparse.Namespace) -> None:
+    from app.operation_failures import requeue_failed_operation
+
+    with _transaction(settings) as session:
+        operation = requeue_failed_operation(session, args.operation_id)
+    # Printed after the commit: the operation is queued whether or not the publish below
+    # goes through; if it does not, the sweeper republishes it.
+    _print_json(
+        {
+            "operation_id": str(operation.id),
+            "status": operation.status,
+            "published": _publish_requeued(settings, operation),
+        }
+    )
+
+
+def _publish_requeued(settings: Settings, operation: Operation) -> bool:
+    from app.infra.redis_client import make_redis
+    from workers.celery_app import create_celery
+    from workers.publish import publish_accepted
+
+    celery = create_celery(settings)
+    redis_client = make_redis(settings)
+    try:
+        publish_accepted(celery, redis_client, settings.redis_key_prefix, [operation])
+    except Exception as exc:
+        sys.stderr.write(
+            f"rewards: not published ({type(exc).__name__}); the sweeper republishes it "
+            f"within OPERATION_STALL_SECONDS={settings.operation_stall_seconds:g}\n"
+        )
+        return False
+    finally:
+        redis_client.close()
+        celery.close()
+    return True
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from api.server import serve
 
-    serve(settings, args.host, args.port, args.workers, args.connections)
+    processes = settings.web_concurrency if args.workers is None else args.workers
+    serve(settings, args.host, args.port, processes, args.connections)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
@@ -171,8 +219,16 @@ def cmd_standalone(settings: Settings, args: argparse.Namespace) -> None:
     run_standalone(settings, host=args.host, port=args.port)
 
 
+def _version() -> str:
+    try:
+        return metadata.version("rewards-engine")
+    except metadata.PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewards", description="rewards-engine")
+    parser.add_argument("--version", action="version", version=f"rewards-engine {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(required=True)
@@ -212,10 +268,24 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--tenant", type=_uuid, help="only this tenant's participants")
     verify.set_defaults(run=cmd_ledger_verify)
 
+    operations = commands.add_parser(
+        "operations", help="accepted writes set aside after failing unexpectedly"
+    ).add_subparsers(required=True)
+    failed = operations.add_parser(
+        "failed", help="list them, oldest first (one JSON object per line)"
+    )
+    failed.add_argument("--limit", type=int, default=100)
+    failed.set_defaults(run=cmd_operations_failed)
+    retry = operations.add_parser("retry", help="queue one again and publish it")
+    retry.add_argument("operation_id", type=_uuid)
+    retry.set_defaults(run=cmd_operations_retry)
+
     serve = commands.add_parser("serve", help="run the API under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument(
+        "--workers", type=int, help="web processes (default: WEB_CONCURRENCY, else 2)"
+    )
     serve.add_argument(
         "--connections", type=int, default=1000, help="open client connections per process"
     )

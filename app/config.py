@@ -38,8 +38,14 @@ class Settings(BaseSettings):
     auth_cache_ttl_seconds: float = Field(default=10.0, ge=0)
     sync_wait_timeout_seconds: float = Field(default=5.0, ge=0, le=60)
     operation_stall_seconds: float = Field(default=30.0, gt=0)
+    # Runs of one operation that may raise an unexpected error (a bug, not a refusal)
+    # before it is marked failed instead of being republished forever.
+    operation_max_attempts: int = Field(default=5, ge=1, le=100)
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
     idempotency_retention_hours: float = Field(default=24.0, ge=24)
+    # Web processes under `rewards serve` when --workers is not given (the name Procfile
+    # hosts and gunicorn itself use).
+    web_concurrency: int = Field(default=2, ge=1, le=64)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_connect_timeout_seconds: int = Field(default=5, ge=1)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)

@@ -86,6 +86,18 @@ def drain_partition(session: Session, key: str, limit: int) -> OperationsRun:
     return run
 
 
+def lock_oldest_queued(session: Session, key: str) -> uuid.UUID | None:
+    """The oldest queued operation of a partition that no other worker holds, locked: what
+    a drain runs alone when a batch of the partition failed (workers/tasks.py)."""
+    return session.execute(
+        select(Operation.id)
+        .where(Operation.partition_key == key, Operation.status == OperationStatus.QUEUED.value)
+        .order_by(Operation.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+
+
 # What a batch handler reads of its operations (and what the drain writes back below);
 # created_at is when it was accepted (an award's relative lot terms count from it).
 _BATCH_COLUMNS = (
@@ -149,6 +161,7 @@ def _finish(
         operation.status = OperationStatus.SUCCEEDED.value
         operation.http_status = kind.success_status
         operation.result = answer
+        operation.error = None  # the diagnosis of earlier failed runs, if any
     operation.finished_at = utcnow()
 
 

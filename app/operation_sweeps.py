@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.models import Operation
+from app.operation_failures import set_aside_condition
 from app.operation_kinds import kinds_retained_forever
 from app.operations import FINISHED, UNFINISHED
 
@@ -40,13 +41,15 @@ def claim_stalled_operations(
 
 
 def purge_expired_idempotency_records(session: Session, retention: timedelta) -> int:
-    """Delete finished operations past retention, except kinds whose key is kept forever."""
+    """Delete finished operations past retention, except kinds whose key is kept forever
+    and operations set aside after failing unexpectedly (kept for the operator to retry)."""
     forever = kinds_retained_forever()
     result = session.execute(
         delete(Operation).where(
             Operation.status.in_(FINISHED),
             Operation.finished_at < utcnow() - retention,
             Operation.kind.not_in(forever),
+            ~set_aside_condition(),
         )
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -25,6 +25,10 @@ from app.operation_kinds import get_kind, partition_key
 
 FINISHED = (OperationStatus.SUCCEEDED.value, OperationStatus.FAILED.value)
 UNFINISHED = (OperationStatus.QUEUED.value, OperationStatus.PROCESSING.value)
+# The key of an operation's error that tells the operator how its runs failed
+# (app/operation_failures.py). Never part of an answer: an exception's text may quote SQL
+# and its parameters.
+FAILURE_DIAGNOSIS = "failures"
 
 
 def canonical_json(payload: dict[str, Any]) -> str:
@@ -212,9 +216,16 @@ def operation_answer(operation: Operation) -> tuple[int, dict[str, Any]]:
     if operation.status == OperationStatus.SUCCEEDED.value:
         return int(operation.http_status or 200), dict(operation.result or {})
     if operation.status == OperationStatus.FAILED.value:
-        error = dict(operation.error or {})
+        error = client_error(operation.error) or {}
         return int(operation.http_status or error.get("status", 400)), error
     raise ValueError(f"operation {operation.id} has not finished")
+
+
+def client_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An operation's error as its client sees it: without the operator's diagnosis."""
+    if error is None:
+        return None
+    return {key: value for key, value in error.items() if key != FAILURE_DIAGNOSIS}
 
 
 def find_finished_replay(

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.cli import main
 from app.models import Tenant
 from tests.builders import wait_for
 from tests.conftest import TenantKeys
@@ -224,3 +226,28 @@ def test_an_unreachable_database_is_one_line_on_stderr_not_a_traceback(
     assert result.stdout == ""
     assert result.stderr.startswith("rewards: database unavailable:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_version_prints_the_installed_package_version(service_env: dict[str, str]) -> None:
+    result = rewards(service_env, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"rewards-engine {metadata.version('rewards-engine')}"
+
+
+def test_serve_runs_web_concurrency_processes_unless_workers_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import api.server
+
+    processes: list[int] = []
+    monkeypatch.setattr(
+        api.server,
+        "serve",
+        lambda settings, host, port, workers, connections: processes.append(workers),
+    )
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert main(["serve"]) == 0
+    assert main(["serve", "--workers", "1"]) == 0
+    monkeypatch.delenv("WEB_CONCURRENCY")
+    assert main(["serve"]) == 0
+    assert processes == [3, 1, 2]

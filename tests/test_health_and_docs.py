@@ -23,18 +23,32 @@ def test_readyz_names_the_unreachable_database(make_app: Any) -> None:
     )
     response = broken.test_client().get("/readyz")
     assert response.status_code == 503
+    assert response.json["status"] == "unavailable"
     assert response.json["checks"]["database"].startswith("unavailable")
     assert response.json["checks"]["broker"] == "ok"
 
 
-def test_readyz_names_the_unreachable_broker(make_app: Any) -> None:
+def test_readyz_stays_ready_without_redis_and_names_it_degraded(make_app: Any) -> None:
     broken = make_app(redis_url="redis://127.0.0.1:1/0")
     response = broken.test_client().get("/readyz")
-    assert response.status_code == 503
-    assert response.json["checks"] == {
-        "database": "ok",
-        "broker": "unavailable: ConnectionError",
+    assert response.status_code == 200
+    assert response.json == {
+        "status": "degraded",
+        "checks": {"database": "ok", "broker": "unavailable: ConnectionError"},
     }
+
+
+def test_livez_answers_ok_with_neither_database_nor_redis_reachable(make_app: Any) -> None:
+    broken = make_app(
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/none",
+        db_connect_timeout_seconds=1,
+        redis_url="redis://127.0.0.1:1/0",
+    )
+    client = broken.test_client()
+    assert client.get("/readyz").status_code == 503
+    response = client.get("/livez")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
 
 
 def test_openapi_document_is_3_1_and_lists_the_declared_endpoints(client: FlaskClient) -> None:

@@ -7,6 +7,10 @@ it does not know, so a misspelled reliability option would pass silently without
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,3 +278,29 @@ def test_rewards_worker_consumes_every_queue_and_runs_the_sweeper(
 def test_log_level_is_accepted_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOG_LEVEL", "warning")
     assert load_settings().log_level == "WARNING"
+
+
+@pytest.mark.slow
+def test_the_celery_command_finds_the_app_and_pings_a_running_worker(
+    worker: Any, service_env: dict[str, str]
+) -> None:
+    """What Flower and `celery inspect` rely on: `-A workers.celery_app` finds the app,
+    built from the environment with the deployment's key prefix."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "inspect", "ping"],
+        env={**os.environ, **service_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr + completed.stdout
+    assert "pong" in completed.stdout
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+    assert {name.upper() for name in Settings.model_fields} - documented == set()

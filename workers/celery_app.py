@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from app.config import Settings
+from app.config import Settings, load_settings
 
 QUEUE_OPERATIONS = "operations"
 QUEUE_MAINTENANCE = "maintenance"
@@ -70,3 +70,18 @@ def create_celery(settings: Settings) -> Celery:
     celery.conf.rewards_settings = settings
     celery.conf.include = ["workers.tasks", "workers.webhook_tasks"]
     return celery
+
+
+_module_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Celery:
+    """`workers.celery_app:app`, for the celery command (`celery -A workers.celery_app
+    inspect ping`, Flower): built from the environment's settings on first use, never at
+    import, so importing this module stays free of side effects."""
+    global _module_app
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _module_app is None:
+        _module_app = create_celery(load_settings())
+    return _module_app

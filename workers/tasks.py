@@ -9,13 +9,19 @@ from datetime import timedelta
 from typing import NoReturn
 
 from celery import Task, current_app, shared_task
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 import app.kinds  # noqa: F401  (registers every operation kind)
 from app.infra.completion import FinishedAnswer, signal_finished
 from app.infra.drain_key import DrainKey
+from app.operation_failures import record_failed_run
 from app.operation_kinds import partition_kind
-from app.operation_runs import OperationsRun, drain_partition, execute_operations
+from app.operation_runs import (
+    OperationsRun,
+    drain_partition,
+    execute_operations,
+    lock_oldest_queued,
+)
 from app.operation_sweeps import claim_stalled_operations, purge_expired_idempotency_records
 from app.operations import operation_answer
 from app.outbox import events_to_dispatch
@@ -60,10 +66,81 @@ def _after_commit(run: OperationsRun, wake_dispatcher: bool) -> None:
         wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
 
 
+def _is_transient(exc: Exception) -> bool:
+    """A lost connection, lock timeout, deadlock or serialization failure: the run is
+    retried, not counted against the operation (app/operation_failures.py)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def _retry_transient(task: Task, subject: str, exc: Exception) -> NoReturn:
     countdown = min(2**task.request.retries * 0.2, RETRY_COUNTDOWN_CAP_SECONDS)
     log.warning("%s: transient database error, retrying: %s", subject, exc)
     raise task.retry(exc=exc, countdown=countdown) from exc
+
+
+def _record_failed_run(operation_id: uuid.UUID, exc: Exception) -> bool:
+    """Count a run of one operation that raised an unexpected error (its transaction has
+    rolled back). True if it is out of the way: set aside as failed (its waiters told), or
+    finished by someone else; False if it stays queued for another run."""
+    rt = runtime()
+    max_attempts = rt.settings.operation_max_attempts
+    with rt.session_factory.begin() as session:
+        failed = record_failed_run(session, operation_id, exc, max_attempts)
+    if failed is None:
+        return True
+    log.error(
+        "operation %s (%s) failed unexpectedly, %d of %d",
+        operation_id,
+        failed.operation.kind,
+        failed.failures,
+        max_attempts,
+        exc_info=exc,
+    )
+    if not failed.set_aside:
+        return False
+    log.error(
+        "operation %s is marked failed; `rewards operations retry %s` runs it again",
+        operation_id,
+        operation_id,
+    )
+    _after_commit(OperationsRun([failed.operation], []), wake_dispatcher=False)
+    return True
+
+
+def _execute_alone(task: Task, operation_id: uuid.UUID | None, key: str | None = None) -> bool:
+    """Run one operation in a transaction of its own: `operation_id`, or the oldest queued
+    one of partition `key`. False if it failed unexpectedly and stays queued (see
+    _record_failed_run); True otherwise, including when there was nothing to run."""
+    rt = runtime()
+    try:
+        with rt.session_factory.begin() as session:
+            if key is not None:
+                operation_id = lock_oldest_queued(session, key)
+            if operation_id is None:
+                return True
+            run = execute_operations(session, [operation_id])
+            wake_dispatcher = events_to_dispatch(session)
+    except Exception as exc:
+        if _is_transient(exc):
+            _retry_transient(task, f"operation {operation_id}", exc)
+        if operation_id is None:
+            raise  # reading the partition failed: there is no operation to count it on
+        return _record_failed_run(operation_id, exc)
+    _after_commit(run, wake_dispatcher)
+    return True
+
+
+def _drain_one_by_one(task: Task, partition_key: str, limit: int) -> bool:
+    """After a batch of the partition raised an unexpected error: run up to `limit` of its
+    queued operations one per transaction, oldest first, so the one that fails is found
+    and counted and those before it are applied. False if it stays queued (the partition
+    waits for its next run, keeping the order of its writes)."""
+    for _ in range(limit):
+        if not _execute_alone(task, None, partition_key):
+            return False
+    return True
 
 
 @shared_task(
@@ -75,14 +152,7 @@ def _retry_transient(task: Task, subject: str, exc: Exception) -> NoReturn:
     ignore_result=True,
 )
 def execute_operation(self, operation_id: str) -> None:  # type: ignore[no-untyped-def]
-    rt = runtime()
-    try:
-        with rt.session_factory.begin() as session:
-            run = execute_operations(session, [uuid.UUID(operation_id)])
-            wake_dispatcher = events_to_dispatch(session)
-    except (OperationalError, InterfaceError) as exc:
-        _retry_transient(self, f"operation {operation_id}", exc)
-    _after_commit(run, wake_dispatcher)
+    _execute_alone(self, uuid.UUID(operation_id))
 
 
 @shared_task(
@@ -116,14 +186,12 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
     while True:
         if not kind.drains_side_by_side:
             key.hold()
-        try:
-            with rt.session_factory.begin() as session:
-                run = drain_partition(session, partition_key, kind.max_batch)
-                wake_dispatcher = events_to_dispatch(session)
-        except (OperationalError, InterfaceError) as exc:
-            _retry_transient(self, f"partition {partition_key}", exc)
-        _after_commit(run, wake_dispatcher)
-        if len(run.finished) + len(run.continuing) < kind.max_batch:
+        ran = _drain_batch(self, partition_key, kind.max_batch)
+        if ran is None:
+            if not kind.drains_side_by_side:
+                key.release()  # the next write, or the sweeper, runs the partition again
+            return
+        if ran < kind.max_batch:
             if kind.drains_side_by_side:
                 return
             if not key.await_write(DRAIN_LINGER_SECONDS, unless_queued=operations_queue):
@@ -137,6 +205,27 @@ def drain_partition_task(self, partition_key: str) -> None:  # type: ignore[no-u
                 key.release()  # no drain was queued: the next write's wake queues one
                 raise
             return
+
+
+def _drain_batch(task: Task, partition_key: str, limit: int) -> int | None:
+    """Run one batch of up to `limit` queued operations of a partition; how many ran.
+
+    A batch that raises an unexpected error is run again one by one (_drain_one_by_one):
+    then `limit` if that went through (read again, more may wait), None if an operation
+    failed and stays queued (the partition waits for its next run)."""
+    rt = runtime()
+    try:
+        with rt.session_factory.begin() as session:
+            run = drain_partition(session, partition_key, limit)
+            wake_dispatcher = events_to_dispatch(session)
+    except Exception as exc:
+        if _is_transient(exc):
+            _retry_transient(task, f"partition {partition_key}", exc)
+        # The run one by one logs the failing operation's traceback.
+        log.warning("partition %s: a batch failed (%r); running it one by one", partition_key, exc)
+        return limit if _drain_one_by_one(task, partition_key, limit) else None
+    _after_commit(run, wake_dispatcher)
+    return len(run.finished) + len(run.continuing)
 
 
 @shared_task(
