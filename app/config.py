@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # before it is marked failed instead of being republished forever.
     operation_max_attempts: int = Field(default=5, ge=1, le=100)
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    # The lot sweeps (expiry, release) run as this many tasks side by side, each over its
+    # share of the participants: one per worker process keeps them all busy.
+    lot_sweep_shards: int = Field(default=2, ge=1, le=64)
     idempotency_retention_hours: float = Field(default=24.0, ge=24)
     # Web processes under `rewards serve` when --workers is not given (the name Procfile
     # hosts and gunicorn itself use).

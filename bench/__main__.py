@@ -150,7 +150,9 @@ def main() -> int:
                     )
                 elif name == "expiry":
                     results.append(
-                        expiry_sweep(engine, lots=args.lots, participants=args.lot_participants)
+                        expiry_sweep(
+                            engine, services, lots=args.lots, participants=args.lot_participants
+                        )
                     )
                 elif name == "bulk":
                     results.append(scenarios.bulk_awarding(engine, api_url, awards=args.awards))

@@ -16,6 +16,7 @@ TASK_SWEEP_OPERATIONS = "rewards.sweep_operations"
 TASK_DRAIN_PARTITION = "rewards.drain_partition"
 TASK_DISPATCH_WEBHOOKS = "rewards.dispatch_webhooks"
 TASK_SWEEP_LOTS = "rewards.sweep_lots"
+TASK_SWEEP_LOT_SHARD = "rewards.sweep_lot_shard"
 
 
 def create_celery(settings: Settings) -> Celery:

@@ -25,11 +25,13 @@ from app.operation_runs import (
 from app.operation_sweeps import claim_stalled_operations, purge_expired_idempotency_records
 from app.operations import operation_answer
 from app.outbox import events_to_dispatch
-from app.points.sweeps import sweep_lots
+from app.points.sweeps import Shard, sweep_lots
 from workers.celery_app import (
+    QUEUE_MAINTENANCE,
     QUEUE_OPERATIONS,
     TASK_DRAIN_PARTITION,
     TASK_EXECUTE_OPERATION,
+    TASK_SWEEP_LOT_SHARD,
     TASK_SWEEP_LOTS,
     TASK_SWEEP_OPERATIONS,
 )
@@ -250,16 +252,32 @@ def sweep_operations() -> int:
     return len(stalled)
 
 
+@shared_task(name=TASK_SWEEP_LOTS, ignore_result=True)
+def start_lot_sweeps() -> None:
+    """The periodic start of the lot sweeps: one task per shard, so that every worker
+    process takes a share of a large expiry."""
+    rt = runtime()
+    shards = rt.settings.lot_sweep_shards
+    for index in range(shards):
+        current_app.send_task(
+            TASK_SWEEP_LOT_SHARD,
+            args=[index, shards],
+            queue=QUEUE_MAINTENANCE,
+            expires=rt.settings.sweep_interval_seconds,
+        )
+
+
 @shared_task(
-    name=TASK_SWEEP_LOTS,
+    name=TASK_SWEEP_LOT_SHARD,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
 )
-def sweep_points_lots() -> None:
-    """Release pending lots and expire lots that are due (app.points.sweeps)."""
+def sweep_lot_shard(index: int, shards: int) -> None:
+    """Release pending lots and expire lots that are due, of one shard of the
+    participants (app.points.sweeps)."""
     rt = runtime()
-    report = sweep_lots(rt.session_factory)
+    report = sweep_lots(rt.session_factory, shard=Shard(index, shards))
     if report.to_dispatch:
         wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
     if report.released or report.expired:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,17 +35,34 @@ from app.outbox import (
     mark_events_recorded,
 )
 from app.points.awards import LEDGER_COLUMNS, OUTBOX_COLUMNS, uuid4_texts, write_balances
-from app.points.standings import Placements, Standing, load_standings, upgraded_payload
+from app.points.standings import (
+    Placements,
+    Standing,
+    TierUpgrade,
+    load_standings,
+    upgraded_payload,
+)
 
 EXPIRE_ENTRY_TYPE = "expire"
 # A release line shows the points that became available; the ledger counted them when
 # they were awarded, so its amount is not counted again (app.points.verify).
 RELEASE_ENTRY_TYPE = "release"
-SWEEP_BATCH_LOTS = 5_000
+SWEEP_BATCH_LOTS = 20_000
 
 
-@dataclass(frozen=True, slots=True)
-class DueLot:
+class Shard(NamedTuple):
+    """The participants whose key hashes to `position` modulo `total`: sweeps of
+    different shards take disjoint participants, so they run side by side without waiting
+    on each other's locks."""
+
+    position: int
+    total: int
+
+
+WHOLE = Shard(0, 1)
+
+
+class DueLot(NamedTuple):
     """A lot a sweep found due, read under its participant's lock."""
 
     lot_id: str
@@ -54,44 +71,20 @@ class DueLot:
     due_at: datetime  # its expires_at (expiry) or available_at (release)
 
 
-@dataclass(frozen=True, slots=True)
-class LotEvent:
-    """What one due lot becomes: a ledger line and its events."""
-
-    lot: DueLot
-    transaction_id: str
-    entry_type: str
-    amount: int  # signed, as the ledger line carries it
-    new_balance: int
-    events: tuple[tuple[str, dict[str, Any]], ...]
+# One due lot as decided, as a plain tuple (a sweep decides a million): the ledger line's
+# transaction id, the lot, the line's signed amount, the balance after it, and the tier
+# upgrade its release brings (None for an expiry).
+LotDecision = tuple[str, DueLot, int, int, "TierUpgrade | None"]
 
 
 def decide_expiries(
     due: Iterable[DueLot], standings: dict[str, Standing], transaction_ids: Iterable[str]
-) -> list[LotEvent]:
-    """Each due lot's remaining points expire, in order. Pure."""
-    decided = []
-    for lot, transaction_id in zip(due, transaction_ids, strict=False):
+) -> Iterator[LotDecision]:
+    """Each due lot's remaining points expire, in order. Pure, and lazy."""
+    for lot, transaction_id in zip(due, transaction_ids, strict=True):
         standing = standings[lot.participant_id]
         standing.expire(lot.remaining)
-        payload = {
-            "participant_id": lot.participant_id,
-            "transaction_id": transaction_id,
-            "amount": lot.remaining,
-            "new_balance": standing.balance,
-            "expired_at": lot.due_at.isoformat(),
-        }
-        decided.append(
-            LotEvent(
-                lot,
-                transaction_id,
-                EXPIRE_ENTRY_TYPE,
-                -lot.remaining,
-                standing.balance,
-                ((POINTS_EXPIRED, payload),),
-            )
-        )
-    return decided
+        yield transaction_id, lot, -lot.remaining, standing.balance, None
 
 
 def decide_releases(
@@ -99,45 +92,37 @@ def decide_releases(
     standings: dict[str, Standing],
     placements: Placements,
     transaction_ids: Iterable[str],
-) -> list[LotEvent]:
+) -> Iterator[LotDecision]:
     """Each due pending lot becomes available, in order: its points count from now on,
-    and may lift the participant to a higher tier. Pure."""
-    decided = []
-    for lot, transaction_id in zip(due, transaction_ids, strict=False):
+    and may lift the participant to a higher tier. Pure, and lazy."""
+    for lot, transaction_id in zip(due, transaction_ids, strict=True):
         standing = standings[lot.participant_id]
         upgrade = standing.release(lot.remaining, placements)
-        events: list[tuple[str, dict[str, Any]]] = [
-            (
-                POINTS_RELEASED,
-                {
-                    "participant_id": lot.participant_id,
-                    "transaction_id": transaction_id,
-                    "amount": lot.remaining,
-                    "new_balance": standing.balance,
-                    "released_at": lot.due_at.isoformat(),
-                },
-            )
-        ]
-        if upgrade is not None:
-            events.append(
-                (
-                    TIER_UPGRADED,
-                    upgraded_payload(
-                        lot.participant_id, transaction_id, upgrade, standing.total_earned
-                    ),
-                )
-            )
-        decided.append(
-            LotEvent(
-                lot,
-                transaction_id,
-                RELEASE_ENTRY_TYPE,
-                lot.remaining,
-                standing.balance,
-                tuple(events),
-            )
-        )
-    return decided
+        yield transaction_id, lot, lot.remaining, standing.balance, upgrade
+
+
+def expired_payload(decision: LotDecision) -> dict[str, Any]:
+    """The points.expired event's payload (the sweep formats the same JSON by hand)."""
+    transaction_id, lot, amount, new_balance, _ = decision
+    return {
+        "participant_id": lot.participant_id,
+        "transaction_id": transaction_id,
+        "amount": -amount,
+        "new_balance": new_balance,
+        "expired_at": lot.due_at.isoformat(),
+    }
+
+
+def released_payload(decision: LotDecision) -> dict[str, Any]:
+    """The points.released event's payload (the sweep formats the same JSON by hand)."""
+    transaction_id, lot, amount, new_balance, _ = decision
+    return {
+        "participant_id": lot.participant_id,
+        "transaction_id": transaction_id,
+        "amount": amount,
+        "new_balance": new_balance,
+        "released_at": lot.due_at.isoformat(),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +134,12 @@ class _Sweep:
     find_due: str
     # The due lots of locked participants (keys in %(pks)s), in their application order.
     read_due: str
-    # Marks the swept lots (ids in %(lot_ids)s).
+    # Marks the lots read_due read as swept.
     mark_swept: str
     event_types: tuple[str, ...]
+    entry_type: str
+    event_type: str
+    due_field: str  # the event payload's field for the lot's due_at
 
 
 EXPIRY = _Sweep(
@@ -161,6 +149,7 @@ EXPIRY = _Sweep(
         FROM (
             SELECT participant_pk FROM point_lots
             WHERE remaining > 0 AND NOT pending AND expires_at <= %(now)s
+              AND abs(hashtext(CAST(participant_pk AS text))) %% %(shards)s = %(shard)s
             ORDER BY expires_at
             LIMIT %(limit)s
         ) AS due
@@ -173,10 +162,16 @@ EXPIRY = _Sweep(
           AND expires_at <= %(now)s
         ORDER BY participant_pk, expires_at, seq
     """,
+    # The lots read_due read: the same predicate, under the same participant locks.
     mark_swept="""
-        UPDATE point_lots SET remaining = 0 WHERE id = ANY(CAST(%(lot_ids)s AS uuid[]))
+        UPDATE point_lots SET remaining = 0
+        WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND remaining > 0 AND NOT pending
+          AND expires_at <= %(now)s
     """,
     event_types=(POINTS_EXPIRED,),
+    entry_type=EXPIRE_ENTRY_TYPE,
+    event_type=POINTS_EXPIRED,
+    due_field="expired_at",
 )
 RELEASE = _Sweep(
     name="release",
@@ -185,6 +180,7 @@ RELEASE = _Sweep(
         FROM (
             SELECT participant_pk FROM point_lots
             WHERE pending AND available_at <= %(now)s
+              AND abs(hashtext(CAST(participant_pk AS text))) %% %(shards)s = %(shard)s
             ORDER BY available_at
             LIMIT %(limit)s
         ) AS due
@@ -198,17 +194,31 @@ RELEASE = _Sweep(
         ORDER BY participant_pk, available_at, seq
     """,
     mark_swept="""
-        UPDATE point_lots SET pending = false WHERE id = ANY(CAST(%(lot_ids)s AS uuid[]))
+        UPDATE point_lots SET pending = false
+        WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND pending
+          AND available_at <= %(now)s
     """,
     event_types=(POINTS_RELEASED, TIER_UPGRADED),
+    entry_type=RELEASE_ENTRY_TYPE,
+    event_type=POINTS_RELEASED,
+    due_field="released_at",
 )
 
 
 def sweep_batch(
-    session: Session, sweep: _Sweep, now: datetime, limit: int = SWEEP_BATCH_LOTS
+    session: Session,
+    sweep: _Sweep,
+    now: datetime,
+    limit: int = SWEEP_BATCH_LOTS,
+    shard: Shard = WHOLE,
 ) -> int:
-    """Sweep up to about `limit` due lots in this transaction; how many were swept."""
-    found = fetch_tuples(session, sweep.find_due, {"now": now, "limit": limit})
+    """Sweep up to about `limit` due lots (of the participants in `shard`) in this
+    transaction; how many were swept."""
+    found = fetch_tuples(
+        session,
+        sweep.find_due,
+        {"now": now, "limit": limit, "shard": shard.position, "shards": shard.total},
+    )
     by_program: dict[tuple[uuid.UUID, str], list[str]] = {}
     for tenant_id, env, external_id in found:
         by_program.setdefault((tenant_id, env), []).append(external_id)
@@ -230,7 +240,8 @@ def _sweep_program(
 ) -> int:
     locked = lock_changing_rows(session, tenant_id, env, create=(), existing=external_ids)
     by_pk = {row.pk: external_id for external_id, row in locked.items()}
-    rows = fetch_tuples(session, sweep.read_due, {"pks": plain_array_literal(by_pk), "now": now})
+    due_pks = plain_array_literal(by_pk)
+    rows = fetch_tuples(session, sweep.read_due, {"pks": due_pks, "now": now})
     if not rows:
         return 0
     due = [
@@ -238,51 +249,84 @@ def _sweep_program(
         for lot_id, participant_pk, remaining, due_at in rows
     ]
     placements, standings = load_standings(session, tenant_id, env, locked, now)
-    ids = uuid4_texts(len(due))
+    ids = uuid4_texts(2 * len(due))  # a transaction id, then an event id, per lot
     if sweep is EXPIRY:
-        decided = decide_expiries(due, standings, ids)
+        decided = decide_expiries(due, standings, ids[0::2])
     else:
-        decided = decide_releases(due, standings, placements, ids)
+        decided = decide_releases(due, standings, placements, ids[0::2])
     subscribed = endpoint_subscribes(session, tenant_id, env, sweep.event_types)
-    _write(session, sweep, tenant_id, env, decided, standings, now, subscribed=subscribed)
-    return len(decided)
-
-
-def _write(
-    session: Session,
-    sweep: _Sweep,
-    tenant_id: uuid.UUID,
-    env: str,
-    decided: list[LotEvent],
-    standings: dict[str, Standing],
-    now: datetime,
-    *,
-    subscribed: bool,
-) -> None:
-    tenant_env = f"{tenant_id}\t{copy_field(env)}"
-    created_at = now.isoformat()
-    event_head = f"\t{COPY_NULL if subscribed else created_at}\t{tenant_env}\t"
-    ledger_lines = []
-    event_lines = []
-    for each in decided:
-        standing = standings[each.lot.participant_id]
-        ledger_lines.append(
-            f"{each.transaction_id}\t{tenant_env}\t{standing.pk}\t{each.entry_type}"
-            f"\t{each.amount}\t{each.amount}\t{COPY_NULL}\t{COPY_NULL}\t{COPY_NULL}"
-            f"\t{COPY_NULL}\t{each.new_balance}\t{COPY_NULL}\t{created_at}\n"
-        )
-        for event_type, payload in each.events:
-            event_lines.append(
-                f"{uuid.uuid4()}{event_head}{event_type}\t{copy_field(json.dumps(payload))}\n"
-            )
-    copy_lines(session, LedgerEntry.__tablename__, LEDGER_COLUMNS, ledger_lines)
-    session.connection().exec_driver_sql(
-        sweep.mark_swept, {"lot_ids": plain_array_literal(each.lot.lot_id for each in decided)}
-    )
-    changed = {each.lot.participant_id for each in decided}
-    write_balances(session, tenant_id, env, [standings[pid] for pid in sorted(changed)], now)
-    copy_lines(session, OutboxEvent.__tablename__, OUTBOX_COLUMNS, event_lines)
+    lot_pass = _LotPass(sweep, tenant_id, env, now, standings, ids[1::2], subscribed)
+    # Streamed: PostgreSQL inserts each block of lines while the next one is decided.
+    copy_lines(session, LedgerEntry.__tablename__, LEDGER_COLUMNS, lot_pass.ledger_lines(decided))
+    session.connection().exec_driver_sql(sweep.mark_swept, {"pks": due_pks, "now": now})
+    changed = sorted({lot.participant_id for lot in due})
+    write_balances(session, tenant_id, env, [standings[pid] for pid in changed], now)
+    copy_lines(session, OutboxEvent.__tablename__, OUTBOX_COLUMNS, lot_pass.event_lines)
     mark_events_recorded(session, subscribed=subscribed)
+    return len(due)
+
+
+class _LotPass:
+    """Formats each decided lot as its ledger line and events, as COPY text."""
+
+    def __init__(
+        self,
+        sweep: _Sweep,
+        tenant_id: uuid.UUID,
+        env: str,
+        now: datetime,
+        standings: dict[str, Standing],
+        event_ids: list[str],
+        subscribed: bool,
+    ) -> None:
+        self.sweep = sweep
+        self.tenant_env = f"{tenant_id}\t{copy_field(env)}"
+        self.created_at = now.isoformat()
+        self.event_head = f"\t{COPY_NULL if subscribed else self.created_at}\t{self.tenant_env}\t"
+        self.standings = standings
+        self.event_ids = event_ids
+        self.event_lines: list[str] = []
+
+    def ledger_lines(self, decided: Iterable[LotDecision]) -> Iterator[str]:
+        sweep, standings, event_lines, event_ids = (
+            self.sweep,
+            self.standings,
+            self.event_lines,
+            self.event_ids,
+        )
+        ledger_prefix = f"\t{self.tenant_env}\t"
+        # The line's fields from multipliers to metadata, then after balance_after.
+        ledger_middle = f"\t{COPY_NULL}\t{COPY_NULL}\t{COPY_NULL}\t{COPY_NULL}\t"
+        ledger_tail = f"\t{COPY_NULL}\t{self.created_at}\n"
+        event_prefix = f"{self.event_head}{sweep.event_type}\t"
+        upgrade_head = self.event_head
+        instants: dict[datetime, str] = {}
+        for index, decision in enumerate(decided):
+            transaction_id, lot, amount, new_balance, upgrade = decision
+            standing = standings[lot.participant_id]
+            due_at = instants.get(lot.due_at)
+            if due_at is None:
+                due_at = instants[lot.due_at] = lot.due_at.isoformat()
+            # json.dumps(expired_payload(...)) or of released_payload, by hand (a test
+            # holds them equal).
+            event_lines.append(
+                f'{event_ids[index]}{event_prefix}{{"participant_id": '
+                f'{standing.participant_json}, "transaction_id": "{transaction_id}"'
+                f', "amount": {lot.remaining}, "new_balance": {new_balance}'
+                f', "{sweep.due_field}": "{due_at}"}}\n'
+            )
+            if upgrade is not None:
+                upgraded = upgraded_payload(
+                    lot.participant_id, transaction_id, upgrade, standing.total_earned
+                )
+                event_lines.append(
+                    f"{uuid.uuid4()}{upgrade_head}{TIER_UPGRADED}"
+                    f"\t{copy_field(json.dumps(upgraded))}\n"
+                )
+            yield (
+                f"{transaction_id}{ledger_prefix}{standing.pk}\t{sweep.entry_type}\t{amount}"
+                f"\t{amount}{ledger_middle}{new_balance}{ledger_tail}"
+            )
 
 
 @dataclass
@@ -298,15 +342,17 @@ def sweep_lots(
     *,
     now: Callable[[], datetime] = utcnow,
     limit: int = SWEEP_BATCH_LOTS,
+    shard: Shard = WHOLE,
 ) -> SweepReport:
-    """Release, then expire, every lot due when it starts, a batch per transaction.
-    Releases go first: a lot released and expired in one run expires available points."""
+    """Release, then expire, every lot (of the participants in `shard`) due when it
+    starts, a batch per transaction. Releases go first: a lot released and expired in one
+    run expires available points."""
     started = now()
     report = SweepReport()
     for sweep in (RELEASE, EXPIRY):
         while True:
             with session_factory.begin() as session:
-                swept = sweep_batch(session, sweep, started, limit)
+                swept = sweep_batch(session, sweep, started, limit, shard)
                 report.to_dispatch = report.to_dispatch or events_to_dispatch(session)
             if sweep is RELEASE:
                 report.released += swept
