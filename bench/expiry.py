@@ -21,7 +21,7 @@ from workers.celery_app import QUEUE_MAINTENANCE, TASK_SWEEP_LOTS
 _DUE_LEFT = text(
     """
     SELECT count(*) FROM point_lots
-    WHERE remaining > 0 AND NOT pending AND expires_at IS NOT NULL AND expires_at <= now()
+    WHERE NOT pending AND expires_at IS NOT NULL AND expires_at <= now()
     """
 )
 
@@ -34,18 +34,19 @@ _SETUP = (
     """,
     """
     INSERT INTO ledger_entries (id, tenant_id, env, participant_pk, type, amount, base_amount,
-                                balance_after, created_at)
-    SELECT gen_random_uuid(), p.tenant_id, p.env, p.id, 'award', 10, 10, 10 * k, now()
+                                balance_after, expires_at, created_at)
+    SELECT gen_random_uuid(), p.tenant_id, p.env, p.id, 'award', 10, 10, 10 * k,
+           now() - interval '1 minute', now()
     FROM participants p, generate_series(1, :per) AS k
     WHERE p.tenant_id = :tenant
     ORDER BY p.id, k
     """,
     """
-    INSERT INTO point_lots (id, participant_pk, amount, remaining, pending, expires_at,
-                            created_at)
-    SELECT e.id, e.participant_pk, 10, 10, false, now() - interval '1 minute', now()
+    INSERT INTO point_lots (participant_pk, amount, remaining, pending, expires_at, created_at)
+    SELECT e.participant_pk, 10, 10, false, e.expires_at, now()
     FROM ledger_entries e
     WHERE e.tenant_id = :tenant
+    ORDER BY e.seq
     """,
 )
 
@@ -84,7 +85,7 @@ def expiry_sweep(
                 """
                 SELECT (SELECT count(*) FROM point_lots l JOIN participants p
                           ON p.id = l.participant_pk
-                        WHERE p.tenant_id = :t AND l.remaining > 0),
+                        WHERE p.tenant_id = :t),
                        sum(balance), sum(total_expired)
                 FROM participants WHERE tenant_id = :t
                 """

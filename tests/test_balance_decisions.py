@@ -250,14 +250,14 @@ def test_the_award_pass_decides_each_award_in_order_with_the_multipliers_it_star
 def test_spending_takes_lots_soonest_expiring_first_then_open_points() -> None:
     soon, later = datetime(2026, 12, 5, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
     # 100 spendable: 30 in a lot expiring later, 20 expiring soon, 50 open points.
-    book = LotBook(100, [("soon", 20, soon, 2), ("later", 30, later, 1)])
+    book = LotBook(100, [(2, 20, soon), (1, 30, later)])  # (seq, remaining, expires_at)
 
     book.spend(25)
 
-    assert book.spent_from == {"soon": 0, "later": 25}
+    assert book.spent_from == {2: 0, 1: 25}
     assert book.spendable == 75
-    book.spend(55)  # the 5 left in "later", then 50 open points
-    assert book.spent_from == {"soon": 0, "later": 0}
+    book.spend(55)  # the 5 left in the later lot, then 50 open points
+    assert book.spent_from == {2: 0, 1: 0}
     assert book.spendable == 20
 
 

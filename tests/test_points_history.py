@@ -1,26 +1,21 @@
 """Points history filters and fields: `GET /participants/{id}/points/transactions` with
 direction, type, action, from and to, and each entry's direction, action and lot dates.
 
-Entries written through the API (awards, deductions) where the API can write them; the
-ledger lines it cannot write yet (an award's `action`, lots, expire and release lines) are
-inserted with plain SQL by `ledger_lines`, which deletes them after the test so the
-database's ledger stays whole for `rewards ledger verify` in later tests.
+Entries are written through the API (awards with their action and terms, deductions),
+and expire and release lines by the lot sweeps.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.clock import utcnow
-from app.models import Environment
+from app.points.sweeps import sweep_lots
 from tests.builders import GAMIFY
 from tests.conftest import TenantKeys, WorkerProcess
 
@@ -174,110 +169,27 @@ def test_openapi_documents_the_filters_by_their_names_on_the_wire(client: FlaskC
     assert names[1:] == ["page", "page_size", "direction", "type", "action", "from", "to"]
 
 
-# --- ledger lines the API cannot write yet, inserted with plain SQL ----------------------
+# --- an award's action and terms, and the sweeps' lines ---------------------------------
 
 
-@dataclass
-class LedgerLines:
-    """Inserts a participant's ledger lines (and lots) as the write paths will store them."""
-
-    engine: Engine
-    tenant: TenantKeys
-    inserted_participants: list[uuid.UUID] = field(default_factory=list)
-
-    def participant(self, participant_id: str) -> uuid.UUID:
-        pk = uuid.uuid4()
-        with self.engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO participants (id, tenant_id, env, external_id, balance,"
-                    " total_earned, total_spent) VALUES (:id, :tenant_id, :env, :external_id,"
-                    " 0, 0, 0)"
-                ),
-                {
-                    "id": pk,
-                    "tenant_id": self.tenant.tenant_id,
-                    "env": Environment.LIVE.value,
-                    "external_id": participant_id,
-                },
-            )
-        self.inserted_participants.append(pk)
-        return pk
-
-    def line(
-        self,
-        participant_pk: uuid.UUID,
-        entry_type: str,
-        amount: int,
-        *,
-        action: str | None = None,
-        lot: tuple[datetime | None, datetime | None] | None = None,
-    ) -> uuid.UUID:
-        """One ledger line; `lot` = (expires_at, available_at) adds its lot row."""
-        entry_id = uuid.uuid4()
-        with self.engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO ledger_entries (id, tenant_id, env, participant_pk, type,"
-                    " amount, base_amount, action, balance_after) VALUES (:id, :tenant_id,"
-                    " :env, :participant_pk, :type, :amount, :amount, :action, 0)"
-                ),
-                {
-                    "id": entry_id,
-                    "tenant_id": self.tenant.tenant_id,
-                    "env": Environment.LIVE.value,
-                    "participant_pk": participant_pk,
-                    "type": entry_type,
-                    "amount": amount,
-                    "action": action,
-                },
-            )
-            if lot is not None:
-                expires_at, available_at = lot
-                connection.execute(
-                    text(
-                        "INSERT INTO point_lots (id, participant_pk, amount, remaining, pending,"
-                        " expires_at, available_at) VALUES (:id, :participant_pk, :amount,"
-                        " :amount, :pending, :expires_at, :available_at)"
-                    ),
-                    {
-                        "id": entry_id,
-                        "participant_pk": participant_pk,
-                        "amount": amount,
-                        "pending": available_at is not None and available_at > utcnow(),
-                        "expires_at": expires_at,
-                        "available_at": available_at,
-                    },
-                )
-        return entry_id
-
-    def delete_all(self) -> None:
-        with self.engine.begin() as connection:
-            for table in ("point_lots", "ledger_entries"):
-                connection.execute(
-                    text(f"DELETE FROM {table} WHERE participant_pk = ANY(:pks)"),  # noqa: S608
-                    {"pks": self.inserted_participants},
-                )
-            connection.execute(
-                text("DELETE FROM participants WHERE id = ANY(:pks)"),
-                {"pks": self.inserted_participants},
-            )
+def awarded(client: FlaskClient, tenant: TenantKeys, participant_id: str, **fields: Any) -> Any:
+    body = {"participant_id": participant_id, "amount": 100, **fields}
+    response = client.post(f"{GAMIFY}/points/award", json=body, headers=tenant.participant())
+    assert response.status_code == 200, response.json
+    return response.json
 
 
-@pytest.fixture
-def ledger_lines(engine: Engine, tenant: TenantKeys) -> Iterator[LedgerLines]:
-    lines = LedgerLines(engine, tenant)
-    yield lines
-    lines.delete_all()
+def same_instant(shown: str | None, answered: str | None) -> bool:
+    assert shown is not None and answered is not None
+    return datetime.fromisoformat(shown) == datetime.fromisoformat(answered)
 
 
 def test_action_filter_and_field_come_from_the_award_entry(
-    client: FlaskClient, tenant: TenantKeys, ledger_lines: LedgerLines
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
 ) -> None:
-    pk = ledger_lines.participant("actor")
-    ledger_lines.line(pk, "award", 10, action="purchase")
-    ledger_lines.line(pk, "award", 20, action="signup")
-    ledger_lines.line(pk, "award", 30)
+    awarded(client, tenant, "actor", amount=10, action="purchase")
+    awarded(client, tenant, "actor", amount=20, action="signup")
+    awarded(client, tenant, "actor", amount=30)
 
     everything = listed(client, tenant, "actor")
     purchases = listed(client, tenant, "actor", action="purchase")
@@ -286,25 +198,21 @@ def test_action_filter_and_field_come_from_the_award_entry(
     assert (amounts(purchases), purchases["total"]) == ([10], 1)
 
 
-def test_a_credit_with_a_lot_shows_its_expiry_and_availability(
-    client: FlaskClient, tenant: TenantKeys, ledger_lines: LedgerLines
+def test_a_credit_shows_its_expiry_and_availability(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
 ) -> None:
-    now = utcnow()
-    expires_at, available_at = now + timedelta(days=365), now + timedelta(days=7)
-    pk = ledger_lines.participant("lotted")
-    ledger_lines.line(pk, "award", 100, lot=(expires_at, available_at))
+    answer = awarded(client, tenant, "lotted", expires_in_days=365, pending_days=7)
 
     (entry,) = listed(client, tenant, "lotted")["transactions"]
 
-    assert datetime.fromisoformat(entry["expires_at"]) == expires_at
-    assert datetime.fromisoformat(entry["available_at"]) == available_at
+    assert same_instant(entry["expires_at"], answer["expires_at"])
+    assert same_instant(entry["available_at"], answer["available_at"])
 
 
-def test_a_credit_without_a_lot_has_no_expiry_and_was_available_at_once(
-    client: FlaskClient, tenant: TenantKeys, ledger_lines: LedgerLines
+def test_a_credit_without_terms_has_no_expiry_and_was_available_at_once(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
 ) -> None:
-    pk = ledger_lines.participant("open")
-    ledger_lines.line(pk, "award", 100)
+    awarded(client, tenant, "open")
 
     (entry,) = listed(client, tenant, "open")["transactions"]
 
@@ -315,35 +223,35 @@ def test_a_credit_without_a_lot_has_no_expiry_and_was_available_at_once(
     )
 
 
-def test_an_expiring_lot_available_at_once_shows_only_its_expiry(
-    client: FlaskClient, tenant: TenantKeys, ledger_lines: LedgerLines
+def test_an_expiring_credit_available_at_once_shows_only_its_expiry(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
 ) -> None:
-    expires_at = utcnow() + timedelta(days=90)
-    pk = ledger_lines.participant("expiring")
-    ledger_lines.line(pk, "award", 100, lot=(expires_at, None))
+    answer = awarded(client, tenant, "expiring", expires_in_days=90)
 
     (entry,) = listed(client, tenant, "expiring")["transactions"]
 
-    assert datetime.fromisoformat(entry["expires_at"]) == expires_at
+    assert same_instant(entry["expires_at"], answer["expires_at"])
     assert entry["available_at"] is None
 
 
 def test_expire_lines_are_debits_and_release_lines_credits_without_lot_dates(
-    client: FlaskClient, tenant: TenantKeys, ledger_lines: LedgerLines
+    client: FlaskClient,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
 ) -> None:
-    pk = ledger_lines.participant("cycled")
-    ledger_lines.line(pk, "award", 100, lot=(utcnow() + timedelta(days=1), None))
-    ledger_lines.line(pk, "expire", -40)
-    ledger_lines.line(pk, "release", 0)  # no new money: its amount is the award's
+    awarded(client, tenant, "cycled", pending_days=1, expires_in_days=3)
+    sweep_lots(session_factory, now=lambda: utcnow() + timedelta(days=2))  # released
+    sweep_lots(session_factory, now=lambda: utcnow() + timedelta(days=4))  # expired
 
     everything = listed(client, tenant, "cycled")["transactions"]
     credits = listed(client, tenant, "cycled", direction="credit")
     debits = listed(client, tenant, "cycled", direction="debit")
 
-    assert [(entry["type"], entry["direction"]) for entry in everything] == [
-        ("release", "credit"),
-        ("expire", "debit"),
-        ("award", "credit"),
+    assert [(entry["type"], entry["direction"], entry["amount"]) for entry in everything] == [
+        ("expire", "debit", -100),
+        ("release", "credit", 100),
+        ("award", "credit", 100),
     ]
     assert [entry["type"] for entry in credits["transactions"]] == ["release", "award"]
     assert [entry["type"] for entry in debits["transactions"]] == ["expire"]

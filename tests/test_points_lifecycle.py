@@ -102,18 +102,11 @@ def test_a_deduction_spends_the_soonest_expiring_lot_first_and_open_points_last(
 
     assert spent.status_code == 200, spent.json
     assert spent.json["new_balance"] == 150
-    # The 10-day lot is gone, the 30-day one gave 30; the yearly one and open points wait.
-    assert lots_of(session_factory, tenant, "ann") == [
-        (50, 20, False),
-        (40, 0, False),
-        (30, 30, False),
-    ]
+    # The 10-day lot is spent (and gone), the 30-day one gave 30; the yearly one and the
+    # open points wait.
+    assert lots_of(session_factory, tenant, "ann") == [(50, 20, False), (30, 30, False)]
     assert deduct(client, tenant, "ann", 100).status_code == 200
-    assert lots_of(session_factory, tenant, "ann") == [
-        (50, 0, False),
-        (40, 0, False),
-        (30, 0, False),
-    ]
+    assert lots_of(session_factory, tenant, "ann") == []
     assert balance_of(client, tenant, "ann")["balance"] == 50  # open points, spent last
     assert run_ledger_verify(service_env, "--tenant", str(tenant.tenant_id))[0] == 0
 
@@ -304,6 +297,9 @@ def test_award_batch_items_carry_their_own_terms_and_answer_their_own_errors(
                 {"participant_id": "hal", "amount": 10, "expires_in_days": 3, "action": "review"},
                 {"participant_id": "hal", "amount": 5, "pending_days": 2},
                 {"participant_id": "hal", "amount": 7, "expires_in_days": 3, "expires_at": "x"},
+                {"participant_id": "hal", "amount": 8, "expires_in_days": True},
+                {"participant_id": "hal", "amount": 9, "expires_in_days": [3]},
+                {"participant_id": "hal", "amount": 1, "expires_in_days": 1},
             ]
         },
         headers=tenant.participant(),
@@ -313,8 +309,13 @@ def test_award_batch_items_carry_their_own_terms_and_answer_their_own_errors(
     results = response.json["results"]
     assert results[0]["expires_at"] is not None and results[0]["new_balance"] == 10
     assert results[1]["available_at"] is not None and results[1]["new_balance"] == 10
-    assert results[2]["error"]["code"] == "invalid_award"
-    assert lots_of(session_factory, tenant, "hal") == [(10, 10, False), (5, 5, True)]
+    assert [result["error"]["detail"] for result in results[2:5]] == [
+        "expires_at must be an ISO 8601 date-time",
+        "expires_in_days must be an integer",  # true is not 1
+        "expires_in_days must be an integer",
+    ]
+    assert results[5]["error"] is None
+    assert lots_of(session_factory, tenant, "hal") == [(10, 10, False), (5, 5, True), (1, 1, False)]
     assert balance_of(client, tenant, "hal")["pending"] == 5
 
 

@@ -63,13 +63,14 @@ LEDGER_COLUMNS = (
     "multipliers",
     "reason",
     "action",
+    "available_at",
+    "expires_at",
     "metadata",
     "balance_after",
     "operation_id",
     "created_at",
 )
 LOT_COLUMNS = (
-    "id",
     "participant_pk",
     "amount",
     "remaining",
@@ -274,6 +275,9 @@ class AwardPass:
         # reason -> (its COPY field, its JSON inside a COPY field)
         reasons: dict[str | None, tuple[str, str]] = {None: (COPY_NULL, "null")}
         actions: dict[str | None, str] = {None: COPY_NULL}
+        no_terms = f"\t{COPY_NULL}\t{COPY_NULL}"  # available_at, expires_at: at once, never
+        # (available_at, expires_at) -> their COPY fields: a request's awards share them.
+        terms_texts: dict[tuple[datetime | None, datetime | None], str] = {}
         points = 0
         for index, (decision, award) in enumerate(zip(decisions, awards, strict=True)):
             (
@@ -311,14 +315,21 @@ class AwardPass:
                         expires_at,
                     )
                 )
-            if (available_at is not None or expires_at is not None) and credited > 0:
-                lot_lines.append(
-                    f"{transaction_id}\t{standing.pk}\t{credited}\t{credited}"
-                    f"\t{'f' if available_at is None else 't'}"
-                    f"\t{COPY_NULL if available_at is None else available_at.isoformat()}"
-                    f"\t{COPY_NULL if expires_at is None else expires_at.isoformat()}"
-                    f"\t{created_at_field}\n"
-                )
+            terms_fields = no_terms
+            if available_at is not None or expires_at is not None:
+                known = terms_texts.get((available_at, expires_at))
+                if known is None:
+                    known = terms_texts[(available_at, expires_at)] = (
+                        f"\t{COPY_NULL if available_at is None else available_at.isoformat()}"
+                        f"\t{COPY_NULL if expires_at is None else expires_at.isoformat()}"
+                    )
+                terms_fields = known
+                if credited > 0:
+                    lot_lines.append(
+                        f"{standing.pk}\t{credited}\t{credited}"
+                        f"\t{'f' if available_at is None else 't'}{terms_fields}"
+                        f"\t{created_at_field}\n"
+                    )
             action = award[4]
             action_field = actions.get(action)
             if action_field is None:
@@ -326,7 +337,7 @@ class AwardPass:
             yield (
                 f"{transaction_id}{ledger_prefix}{standing.pk}{ledger_type}{credited}"
                 f"\t{base_amount}\t{applied_field}\t{reason_fields[0]}\t{action_field}"
-                f"\t{metadata_field}\t{balance}\t{operation_fields[index]}"
+                f"{terms_fields}\t{metadata_field}\t{balance}\t{operation_fields[index]}"
                 f"\t{created_at_field}\n"
             )
         self.totals = AwardTotals(len(awards), points)

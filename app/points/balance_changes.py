@@ -146,7 +146,7 @@ def decide_changes(
         transaction_id = next(transaction_ids)
         lot = None
         if (pending or expires_at is not None) and credited > 0:
-            lot = NewLot(transaction_id, standing.pk, credited, available_at, expires_at)
+            lot = NewLot(standing.pk, credited, available_at, expires_at)
         if not pending and standing.lots is not None:
             standing.lots.credit(credited, lot)
         credit = Credit(
@@ -263,18 +263,19 @@ _WRITE_CHANGES = (
     WITH ledger AS (
         INSERT INTO ledger_entries (
             id, tenant_id, env, participant_pk, type, amount, base_amount, multipliers,
-            reason, action, metadata, balance_after, operation_id, created_at
+            reason, action, available_at, expires_at, metadata, balance_after, operation_id,
+            created_at
         )
         SELECT line.id, %(tenant_id)s, %(env)s, line.participant_pk, line.type, line.amount,
-               line.base_amount, line.multipliers, line.reason, line.action, line.metadata,
-               line.balance_after, line.operation_id, %(now)s
+               line.base_amount, line.multipliers, line.reason, line.action, line.available_at,
+               line.expires_at, line.metadata, line.balance_after, line.operation_id, %(now)s
         FROM ROWS FROM (jsonb_to_recordset(CAST(%(lines)s AS jsonb)) AS (
                 id uuid, participant_pk uuid, type text, amount bigint, base_amount bigint,
-                multipliers jsonb, reason text, action text, metadata jsonb,
-                balance_after bigint, operation_id uuid
+                multipliers jsonb, reason text, action text, available_at timestamptz,
+                expires_at timestamptz, metadata jsonb, balance_after bigint, operation_id uuid
             )) WITH ORDINALITY AS line(
                 id, participant_pk, type, amount, base_amount, multipliers, reason, action,
-                metadata, balance_after, operation_id, position
+                available_at, expires_at, metadata, balance_after, operation_id, position
             )
         ORDER BY line.position
     ),
@@ -304,11 +305,15 @@ _WRITE_CHANGES = (
 
 def _ledger_line(applied: Applied) -> dict[str, Any]:
     outcome, write = applied.outcome, applied.write
+    available_at = expires_at = None
     if isinstance(outcome, Debit):
         entry_type, amount, base_amount = DEDUCT_ENTRY_TYPE, -outcome.amount, -outcome.amount
     else:
         entry_type, amount, base_amount = AWARD_ENTRY_TYPE, outcome.amount, outcome.base_amount
+        available_at, expires_at = outcome.available_at, outcome.expires_at
     return {
+        "available_at": available_at.isoformat() if available_at else None,
+        "expires_at": expires_at.isoformat() if expires_at else None,
         "id": outcome.transaction_id,
         "participant_pk": applied.participant_pk,
         "type": entry_type,

@@ -6,6 +6,7 @@ whole request, so items are checked here one by one rather than by the request s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -104,11 +105,31 @@ def check_lot_terms(fields: dict[str, Any], now: datetime) -> LotTerms | None:
     """An item's lot terms, checked at `now` (accepting it), or InvalidItem."""
     if not any(fields.get(name) is not None for name in LOT_TERM_FIELDS):
         return None
+    asked = tuple(fields.get(name) for name in LOT_TERM_FIELDS)
+    try:
+        hash(asked)
+    except TypeError:  # a list or an object where a number or a date belongs
+        return _checked_terms.__wrapped__(*asked, now=now)
+    return _checked_terms(*asked, now=now)
+
+
+# typed: 1 and true are different answers (true is not a number of days).
+@functools.lru_cache(maxsize=64, typed=True)
+def _checked_terms(
+    expires_in_days: object,
+    expires_at: object,
+    pending_days: object,
+    available_at: object,
+    *,
+    now: datetime,
+) -> LotTerms:
+    """Cached: a batch's or upload's items usually carry the same terms, checked once per
+    request (`now` is the request's)."""
     terms = LotTerms(
-        _days("expires_in_days", fields.get("expires_in_days")),
-        _moment("expires_at", fields.get("expires_at")),
-        _days("pending_days", fields.get("pending_days")),
-        _moment("available_at", fields.get("available_at")),
+        _days("expires_in_days", expires_in_days),
+        _moment("expires_at", expires_at),
+        _days("pending_days", pending_days),
+        _moment("available_at", available_at),
     )
     problem = terms.problem(now)
     if problem is not None:

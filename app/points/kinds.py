@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from app.operation_kinds import OperationKind, lane_of
 from app.points.awards import AwardRow, apply_awards
 from app.points.balance_changes import apply_changes, balance_write
 from app.points.bulk import AWARD_BULK_KIND, award_bulk_step
-from app.points.lots import LotTerms
+from app.points.lots import LOT_TERM_FIELDS, LotTerms
 from app.points.standings import Credit
 
 AWARD_KIND = "points.award"
@@ -82,11 +83,30 @@ def _credited_result(credit: Credit) -> dict[str, Any]:
     }
 
 
-def _resolved(
-    entry: dict[str, Any], accepted_at: datetime
-) -> tuple[datetime | None, datetime | None]:
-    terms = LotTerms.of(entry)
-    return terms.resolve(accepted_at) if terms is not None else (None, None)
+_NO_TERMS: tuple[None, None] = (None, None)
+
+
+def _resolver(
+    accepted_at: datetime,
+) -> Callable[[dict[str, Any]], tuple[datetime | None, datetime | None]]:
+    """An entry's (available_at, expires_at) counted from `accepted_at`; a request's items
+    usually share their terms, resolved once."""
+    resolved: dict[tuple[Any, ...], tuple[datetime | None, datetime | None]] = {}
+
+    def resolve(entry: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+        asked = tuple(entry.get(name) for name in LOT_TERM_FIELDS)
+        if asked == _NONE_ASKED:
+            return _NO_TERMS
+        found = resolved.get(asked)
+        if found is None:
+            terms = LotTerms.of(entry)
+            found = resolved[asked] = terms.resolve(accepted_at) if terms else _NO_TERMS
+        return found
+
+    return resolve
+
+
+_NONE_ASKED = (None,) * len(LOT_TERM_FIELDS)
 
 
 def run_award_batches(
@@ -103,6 +123,7 @@ def run_award_batches(
     origins: list[str] = []
     for operation in operations:
         origin = str(operation.id)
+        resolve = _resolver(operation.created_at)
         for entry in operation.payload["awards"]:
             if "invalid" not in entry:
                 metadata = entry.get("metadata")
@@ -113,7 +134,7 @@ def run_award_batches(
                         entry.get("reason"),
                         json.dumps(metadata) if metadata is not None else None,
                         entry.get("action"),
-                        *_resolved(entry, operation.created_at),
+                        *resolve(entry),
                     )
                 )
                 origins.append(origin)

@@ -164,19 +164,18 @@ def program_expiry_and_subscribed(
 
 
 class NewLot:
-    """A lot this batch creates; `remaining` drops as the batch spends from it."""
+    """A lot this batch creates; `remaining` drops as the batch spends from it (one spent
+    whole in the batch is never written)."""
 
-    __slots__ = ("amount", "available_at", "expires_at", "id", "participant_pk", "remaining")
+    __slots__ = ("amount", "available_at", "expires_at", "participant_pk", "remaining")
 
     def __init__(
         self,
-        lot_id: str,
         participant_pk: str,
         amount: int,
         available_at: datetime | None,
         expires_at: datetime | None,
     ) -> None:
-        self.id = lot_id
         self.participant_pk = participant_pk
         self.amount = self.remaining = amount
         self.available_at = available_at
@@ -184,7 +183,6 @@ class NewLot:
 
     def as_row(self) -> dict[str, Any]:
         return {
-            "id": self.id,
             "participant_pk": self.participant_pk,
             "amount": self.amount,
             "remaining": self.remaining,
@@ -195,12 +193,12 @@ class NewLot:
 
 
 class _HeldLot:
-    """An available lot read under lock."""
+    """An available lot read under lock, by its key."""
 
-    __slots__ = ("id", "remaining")
+    __slots__ = ("remaining", "seq")
 
-    def __init__(self, lot_id: str, remaining: int) -> None:
-        self.id = lot_id
+    def __init__(self, seq: int, remaining: int) -> None:
+        self.seq = seq
         self.remaining = remaining
 
 
@@ -211,18 +209,18 @@ class LotBook:
 
     __slots__ = ("_keys", "_lots", "_next_new", "spendable", "spent_from")
 
-    def __init__(self, spendable: int, held: Iterable[tuple[str, int, datetime | None, int]]):
+    def __init__(self, spendable: int, held: Iterable[tuple[int, int, datetime | None]]):
         self.spendable = spendable
         self._keys: list[tuple[datetime, int]] = []
         self._lots: list[_HeldLot | NewLot] = []
-        for lot_id, remaining, expires_at, seq in held:
+        for seq, remaining, expires_at in held:
             self._keys.append((expires_at or _NEVER, seq))
-            self._lots.append(_HeldLot(lot_id, remaining))
+            self._lots.append(_HeldLot(seq, remaining))
         # Lots this batch creates are newer than any read: they sort after them among
         # equal expiries, in the order they are credited.
         self._next_new = 1 << 62
-        # Lots read under lock that spending changed: id -> remaining.
-        self.spent_from: dict[str, int] = {}
+        # Lots read under lock that spending changed: seq -> remaining (0: spent whole).
+        self.spent_from: dict[int, int] = {}
 
     def credit(self, amount: int, lot: NewLot | None) -> None:
         """An available credit: a new lot, or open points (`lot` None)."""
@@ -247,7 +245,7 @@ class LotBook:
             lot.remaining -= taken
             amount -= taken
             if isinstance(lot, _HeldLot):
-                self.spent_from[lot.id] = lot.remaining
+                self.spent_from[lot.seq] = lot.remaining
 
 
 # Under the participants' row locks: for each (participant, points the batch may spend),
@@ -260,17 +258,16 @@ LOT_BOOKS = """
          AS wanted(pk, requested)
      CROSS JOIN LATERAL (
          SELECT coalesce(sum(remaining), 0) AS overdue FROM point_lots
-         WHERE participant_pk = wanted.pk AND remaining > 0 AND NOT pending
-           AND expires_at <= %(now)s
+         WHERE participant_pk = wanted.pk AND NOT pending AND expires_at <= %(now)s
      ) AS late
      CROSS JOIN LATERAL (
-         SELECT coalesce(json_agg(json_build_array(id, remaining, expires_at, seq)
+         SELECT coalesce(json_agg(json_build_array(seq, remaining, expires_at)
                                   ORDER BY expires_at, seq), '[]') AS lots
          FROM (
-             SELECT id, remaining, expires_at, seq,
+             SELECT seq, remaining, expires_at,
                     sum(remaining) OVER (ORDER BY expires_at, seq) - remaining AS before
              FROM point_lots
-             WHERE participant_pk = wanted.pk AND remaining > 0 AND NOT pending
+             WHERE participant_pk = wanted.pk AND NOT pending
                AND (expires_at IS NULL OR expires_at > %(now)s)
          ) AS ordered
          WHERE before < wanted.requested
@@ -295,12 +292,11 @@ def parse_lot_books(text: str, balances: dict[str, int]) -> dict[str, LotBook]:
             balances[pk] - int(overdue),
             (
                 (
-                    lot_id,
+                    int(seq),
                     int(remaining),
                     datetime.fromisoformat(expires_at) if expires_at else None,
-                    int(seq),
                 )
-                for lot_id, remaining, expires_at, seq in lots
+                for seq, remaining, expires_at in lots
             ),
         )
     return books
@@ -316,37 +312,45 @@ def read_lot_books(
     return parse_lot_books(text, balances)
 
 
-# The lots a batch created and those it spent from, in one statement (a CTE of the
-# batch's write, or alone).
+# The lots a batch created and those it spent from, in one statement (CTEs of the
+# batch's write): a lot spent whole is deleted, and one created and spent whole in the
+# batch was never written. Lots are found by key through arrays (a join on the JSON rows
+# may be planned as a scan of every lot).
 WRITE_LOTS = """
     new_lots AS (
         INSERT INTO point_lots (
-            id, participant_pk, amount, remaining, pending, available_at, expires_at,
-            created_at
+            participant_pk, amount, remaining, pending, available_at, expires_at, created_at
         )
-        SELECT lot.id, lot.participant_pk, lot.amount, lot.remaining, lot.pending,
-               lot.available_at, lot.expires_at, %(now)s
+        SELECT lot.participant_pk, lot.amount, lot.remaining, lot.pending, lot.available_at,
+               lot.expires_at, %(now)s
         FROM jsonb_to_recordset(CAST(%(new_lots)s AS jsonb)) AS lot(
-            id uuid, participant_pk uuid, amount bigint, remaining bigint, pending boolean,
+            participant_pk uuid, amount bigint, remaining bigint, pending boolean,
             available_at timestamptz, expires_at timestamptz
         )
     ),
     spent_lots AS (
         UPDATE point_lots AS lot SET remaining = spent.remaining
-        FROM jsonb_to_recordset(CAST(%(spent_lots)s AS jsonb)) AS spent(id uuid, remaining bigint)
-        WHERE lot.id = ANY(CAST(%(spent_ids)s AS uuid[])) AND lot.id = spent.id
+        FROM unnest(CAST(%(spent_seqs)s AS bigint[]), CAST(%(spent_left)s AS bigint[]))
+            AS spent(seq, remaining)
+        WHERE lot.seq = ANY(CAST(%(spent_seqs)s AS bigint[])) AND lot.seq = spent.seq
+    ),
+    emptied_lots AS (
+        DELETE FROM point_lots WHERE seq = ANY(CAST(%(emptied_seqs)s AS bigint[]))
     )
 """
 
 
 def write_lots_params(new_lots: Iterable[NewLot], books: Iterable[LotBook]) -> dict[str, str]:
-    """WRITE_LOTS's parameters. The lots spent from are found by primary key through
-    an array (a join on the JSON rows may be planned as a scan of every lot)."""
-    spent = {lot_id: remaining for book in books for lot_id, remaining in book.spent_from.items()}
+    """WRITE_LOTS's parameters."""
+    spent: dict[int, int] = {}
+    for book in books:
+        spent.update(book.spent_from)
+    left = {seq: remaining for seq, remaining in spent.items() if remaining > 0}
     return {
-        "new_lots": json.dumps([lot.as_row() for lot in new_lots]),
-        "spent_lots": json.dumps(
-            [{"id": lot_id, "remaining": remaining} for lot_id, remaining in spent.items()]
+        "new_lots": json.dumps([lot.as_row() for lot in new_lots if lot.remaining > 0]),
+        "spent_seqs": plain_array_literal(str(seq) for seq in left),
+        "spent_left": plain_array_literal(str(remaining) for remaining in left.values()),
+        "emptied_seqs": plain_array_literal(
+            str(seq) for seq, remaining in spent.items() if remaining == 0
         ),
-        "spent_ids": plain_array_literal(spent),
     }

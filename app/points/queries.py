@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Row, func, not_, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.models import LedgerEntry, Participant, PointLot
+from app.models import LedgerEntry, Participant
 from app.points.lots import EXPIRING_SOON_DAYS_DEFAULT
 from app.points.multipliers import active_multipliers
 from app.points.tiers import load_ladder
@@ -115,7 +115,7 @@ _EXPIRING_SOON = text(
     """
     SELECT CAST(coalesce(sum(lot.remaining), 0) AS bigint), min(lot.expires_at)
     FROM point_lots AS lot
-    WHERE lot.participant_pk = :participant_pk AND lot.remaining > 0 AND NOT lot.pending
+    WHERE lot.participant_pk = :participant_pk AND NOT lot.pending
       AND lot.expires_at > :now
       AND lot.expires_at <= :now + make_interval(days => coalesce(
           (SELECT expiring_soon_days FROM program_settings
@@ -212,13 +212,10 @@ def transactions_page(
             LedgerEntry.action,
             LedgerEntry.balance_after,
             LedgerEntry.created_at,
-            PointLot.expires_at,
-            PointLot.available_at,
+            LedgerEntry.expires_at,
+            LedgerEntry.available_at,
             LedgerEntry.metadata_,
         )
-        # A lot shares its award's ledger entry id. Credits that were spendable at once and
-        # never expire have no lot: their dates read as null.
-        .outerjoin(PointLot, PointLot.id == LedgerEntry.id)
         .where(*conditions)
         # seq, not created_at: entries are numbered under the participant's lock, in the
         # order they were applied; created_at is each transaction's start time.
@@ -241,8 +238,7 @@ def _transaction(entry: Row[Any]) -> dict[str, Any]:
         "action": entry.action,
         "balance_after": entry.balance_after,
         "created_at": entry.created_at,
-        # Only a credit can have a lot (the lot's id is its award's entry id); the guard
-        # keeps the answer's promise without relying on that.
+        # An award's terms (null: available at once, never expires); only credits have any.
         "expires_at": entry.expires_at if entry.is_credit else None,
         "available_at": entry.available_at if entry.is_credit else None,
         "metadata": entry.metadata_,

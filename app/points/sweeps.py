@@ -65,7 +65,7 @@ WHOLE = Shard(0, 1)
 class DueLot(NamedTuple):
     """A lot a sweep found due, read under its participant's lock."""
 
-    lot_id: str
+    seq: int
     participant_id: str
     remaining: int
     due_at: datetime  # its expires_at (expiry) or available_at (release)
@@ -148,7 +148,7 @@ EXPIRY = _Sweep(
         SELECT DISTINCT p.tenant_id, p.env, p.external_id
         FROM (
             SELECT participant_pk FROM point_lots
-            WHERE remaining > 0 AND NOT pending AND expires_at <= %(now)s
+            WHERE NOT pending AND expires_at <= %(now)s
               AND abs(hashtext(CAST(participant_pk AS text))) %% %(shards)s = %(shard)s
             ORDER BY expires_at
             LIMIT %(limit)s
@@ -156,16 +156,17 @@ EXPIRY = _Sweep(
         JOIN participants p ON p.id = due.participant_pk
     """,
     read_due="""
-        SELECT CAST(id AS text), CAST(participant_pk AS text), remaining, expires_at
+        SELECT seq, CAST(participant_pk AS text), remaining, expires_at
         FROM point_lots
-        WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND remaining > 0 AND NOT pending
+        WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND NOT pending
           AND expires_at <= %(now)s
         ORDER BY participant_pk, expires_at, seq
     """,
-    # The lots read_due read: the same predicate, under the same participant locks.
+    # The lots read_due read (the same predicate, under the same participant locks): an
+    # expired lot has nothing left.
     mark_swept="""
-        UPDATE point_lots SET remaining = 0
-        WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND remaining > 0 AND NOT pending
+        DELETE FROM point_lots
+        WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND NOT pending
           AND expires_at <= %(now)s
     """,
     event_types=(POINTS_EXPIRED,),
@@ -187,16 +188,22 @@ RELEASE = _Sweep(
         JOIN participants p ON p.id = due.participant_pk
     """,
     read_due="""
-        SELECT CAST(id AS text), CAST(participant_pk AS text), remaining, available_at
+        SELECT seq, CAST(participant_pk AS text), remaining, available_at
         FROM point_lots
         WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND pending
           AND available_at <= %(now)s
         ORDER BY participant_pk, available_at, seq
     """,
+    # A released lot that never expires joins the open points: no lot any more.
     mark_swept="""
+        WITH opened AS (
+            DELETE FROM point_lots
+            WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND pending
+              AND available_at <= %(now)s AND expires_at IS NULL
+        )
         UPDATE point_lots SET pending = false
         WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND pending
-          AND available_at <= %(now)s
+          AND available_at <= %(now)s AND expires_at IS NOT NULL
     """,
     event_types=(POINTS_RELEASED, TIER_UPGRADED),
     entry_type=RELEASE_ENTRY_TYPE,
@@ -245,8 +252,8 @@ def _sweep_program(
     if not rows:
         return 0
     due = [
-        DueLot(lot_id, by_pk[participant_pk], int(remaining), due_at)
-        for lot_id, participant_pk, remaining, due_at in rows
+        DueLot(int(seq), by_pk[participant_pk], int(remaining), due_at)
+        for seq, participant_pk, remaining, due_at in rows
     ]
     placements, standings = load_standings(session, tenant_id, env, locked, now)
     ids = uuid4_texts(2 * len(due))  # a transaction id, then an event id, per lot
@@ -295,8 +302,9 @@ class _LotPass:
             self.event_ids,
         )
         ledger_prefix = f"\t{self.tenant_env}\t"
-        # The line's fields from multipliers to metadata, then after balance_after.
-        ledger_middle = f"\t{COPY_NULL}\t{COPY_NULL}\t{COPY_NULL}\t{COPY_NULL}\t"
+        # The line's fields from multipliers to metadata (LEDGER_COLUMNS), then after
+        # balance_after.
+        ledger_middle = f"\t{COPY_NULL}" * 6 + "\t"
         ledger_tail = f"\t{COPY_NULL}\t{self.created_at}\n"
         event_prefix = f"{self.event_head}{sweep.event_type}\t"
         upgrade_head = self.event_head

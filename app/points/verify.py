@@ -69,12 +69,11 @@ _RUNNING_MISMATCHES = text(
            r.balance_after, r.running_balance
     FROM (
         SELECT e.id, e.participant_pk, e.seq, e.balance_after,
-               CAST(sum(CASE WHEN lot.available_at IS NOT NULL AND e.type <> 'release'
+               CAST(sum(CASE WHEN e.available_at IS NOT NULL AND e.type <> 'release'
                              THEN 0 ELSE e.amount END)
                     OVER (PARTITION BY e.participant_pk ORDER BY e.seq) AS bigint)
                    AS running_balance
         FROM ledger_entries e
-        LEFT JOIN point_lots lot ON lot.id = e.id
         WHERE CAST(:tenant_id AS uuid) IS NULL OR e.tenant_id = :tenant_id
     ) r
     JOIN participants p ON p.id = r.participant_pk

@@ -4,9 +4,10 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-01 14:00:00.000000
 
-point_lots holds the unspent rest of every credit that expires or is pending; a
-participant's other credits (available at once, never expiring) are its open points,
-`balance` minus its available lots (app.points.lots). participants gains `pending` (awarded,
+point_lots holds the unspent rest of every credit that expires or is pending, until
+nothing is left of it; a participant's other credits (available at once, never expiring)
+are its open points, `balance` minus its available lots (app.points.lots). Ledger lines
+keep each award's action and terms. participants gains `pending` (awarded,
 not yet available) and `total_expired`, and its balance rule becomes earned - spent -
 expired. Adding NOT NULL columns with a constant default rewrites no row.
 """
@@ -37,7 +38,12 @@ def upgrade() -> None:
         "balance = total_earned - total_spent - total_expired",
     )
     op.create_check_constraint("pending_not_negative", "participants", "pending >= 0")
-    op.add_column("ledger_entries", sa.Column("action", sa.String(length=100), nullable=True))
+    for name, column_type in (
+        ("action", sa.String(length=100)),
+        ("available_at", sa.DateTime(timezone=True)),
+        ("expires_at", sa.DateTime(timezone=True)),
+    ):
+        op.add_column("ledger_entries", sa.Column(name, column_type, nullable=True))
     for name, column_type in (
         ("action", sa.String(length=100)),
         ("available_at", sa.DateTime(timezone=True)),
@@ -46,7 +52,7 @@ def upgrade() -> None:
         op.add_column("bulk_award_rows", sa.Column(name, column_type, nullable=True))
     op.create_table(
         "point_lots",
-        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("participant_pk", sa.Uuid(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("remaining", sa.BigInteger(), nullable=False),
@@ -56,9 +62,8 @@ def upgrade() -> None:
         sa.Column(
             "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
-        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.CheckConstraint(
-            "remaining >= 0 AND remaining <= amount", name=op.f("ck_point_lots_remaining")
+            "remaining > 0 AND remaining <= amount", name=op.f("ck_point_lots_remaining")
         ),
         sa.CheckConstraint(
             "NOT pending OR available_at IS NOT NULL", name=op.f("ck_point_lots_pending_until")
@@ -67,24 +72,19 @@ def upgrade() -> None:
             "expires_at IS NULL OR available_at IS NULL OR expires_at > available_at",
             name=op.f("ck_point_lots_expires_after_available"),
         ),
-        sa.ForeignKeyConstraint(
-            ["participant_pk"],
-            ["participants.id"],
-            name=op.f("fk_point_lots_participant_pk_participants"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_point_lots")),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_point_lots")),
     )
     op.create_index(
         "ix_point_lots_spending",
         "point_lots",
         ["participant_pk", "expires_at", "seq"],
-        postgresql_where=sa.text("remaining > 0 AND NOT pending"),
+        postgresql_where=sa.text("NOT pending"),
     )
     op.create_index(
         "ix_point_lots_expiring",
         "point_lots",
         ["expires_at"],
-        postgresql_where=sa.text("remaining > 0 AND NOT pending AND expires_at IS NOT NULL"),
+        postgresql_where=sa.text("NOT pending AND expires_at IS NOT NULL"),
     )
     op.create_index(
         "ix_point_lots_pending", "point_lots", ["available_at"], postgresql_where=sa.text("pending")
@@ -119,7 +119,8 @@ def downgrade() -> None:
     op.drop_table("point_lots")
     for name in ("expires_at", "available_at", "action"):
         op.drop_column("bulk_award_rows", name)
-    op.drop_column("ledger_entries", "action")
+    for name in ("expires_at", "available_at", "action"):
+        op.drop_column("ledger_entries", name)
     op.drop_constraint("pending_not_negative", "participants", type_="check")
     op.drop_constraint("balance_matches_totals", "participants", type_="check")
     op.create_check_constraint(
