@@ -39,6 +39,7 @@ class LockedRow(NamedTuple):
     tier_code: str | None
     total_expired: int
     pending: int
+    tier_locked: bool = False  # a tier set by hand, locked: no automatic change
 
 
 # A LATERAL subquery per id: the plan is always one index probe per id, taken in array
@@ -47,7 +48,7 @@ class LockedRow(NamedTuple):
 # ORDER BY can degrade to a filter over the tenant's every participant.
 _LOCK_EXISTING = """
     SELECT CAST(p.id AS text), p.external_id, p.balance, p.total_earned, p.total_spent,
-           p.tier_code, p.total_expired, p.pending
+           p.tier_code, p.total_expired, p.pending, coalesce(p.tier_locked_until > now(), false)
     FROM unnest(CAST(%(external_ids)s AS text[])) AS wanted(external_id)
     CROSS JOIN LATERAL (
         SELECT * FROM participants
@@ -62,7 +63,7 @@ _CREATE_MISSING = """
     FROM unnest(CAST(%(external_ids)s AS text[])) AS wanted(external_id)
     ON CONFLICT (tenant_id, env, external_id) DO NOTHING
     RETURNING CAST(p.id AS text), p.external_id, p.balance, p.total_earned, p.total_spent,
-              p.tier_code, p.total_expired, p.pending
+              p.tier_code, p.total_expired, p.pending, false
 """
 
 

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from api.points import balances, bulk, program, tiers, writes
+from api.points import balances, bulk, participant_tiers, program, tiers, writes
 
-blueprints: tuple[Blueprint, ...] = (writes.bp, balances.bp, tiers.bp, program.bp, bulk.bp)
+blueprints: tuple[Blueprint, ...] = (
+    writes.bp,
+    balances.bp,
+    tiers.bp,
+    participant_tiers.bp,
+    program.bp,
+    bulk.bp,
+)

@@ -25,6 +25,7 @@ from app.points.program import (
     POINTS_EXPIRY_DAYS_MIN,
 )
 from app.points.queries import ENTRY_TYPE_MAX_CHARS, Direction
+from app.points.tier_status import TIER_REASON_MAX_CHARS
 
 ParticipantId = Annotated[
     str,
@@ -59,6 +60,9 @@ Action = Annotated[
 ]
 
 
+_NO_TERMS_ASKED = (None, None, None, None)
+
+
 class AwardRequest(RequestModel):
     participant_id: ParticipantId
     amount: Amount
@@ -90,23 +94,31 @@ class AwardRequest(RequestModel):
 
     @model_validator(mode="after")
     def _lot_terms_agree(self) -> AwardRequest:
-        problem = self.lot_terms().problem(utcnow())
+        terms = self.lot_terms()
+        problem = terms.problem(utcnow()) if terms is not None else None
         if problem is not None:
             raise ValueError(problem)
         return self
 
-    def lot_terms(self) -> LotTerms:
-        return LotTerms(self.expires_in_days, self.expires_at, self.pending_days, self.available_at)
+    def lot_terms(self) -> LotTerms | None:
+        """The terms asked for; None for none (the everyday award: checked for nothing)."""
+        terms = (self.expires_in_days, self.expires_at, self.pending_days, self.available_at)
+        return None if terms == _NO_TERMS_ASKED else LotTerms(*terms)
 
     def payload(self) -> dict[str, Any]:
         """The operation's payload: the award as asked; action and lot terms when given
         (an award without them fingerprints as it did before they existed)."""
-        payload = self.model_dump(
-            include={"participant_id", "amount", "reason", "metadata"}, mode="json"
-        )
+        payload: dict[str, Any] = {
+            "participant_id": self.participant_id,
+            "amount": self.amount,
+            "reason": self.reason,
+            "metadata": self.metadata,
+        }
         if self.action is not None:
             payload["action"] = self.action
-        payload.update(self.lot_terms().as_fields())
+        terms = self.lot_terms()
+        if terms is not None:
+            payload.update(terms.as_fields())
         return payload
 
 
@@ -391,3 +403,41 @@ class ProgramView(BaseModel):
     points_expiry_days: int | None = Field(description=_POINTS_EXPIRY_NOTE)
     expiring_soon_days: int = Field(description=_EXPIRING_SOON_NOTE)
     updated_at: datetime | None = Field(description="Last change; null while the defaults hold")
+
+
+class TierReference(BaseModel):
+    code: str
+    name: str
+    level: int
+
+
+class ParticipantTierStatus(BaseModel):
+    participant_id: str
+    current_tier: TierReference | None = Field(description="null below every tier")
+    next_tier: NextTier | None = Field(description="null at the top")
+    qualifying_points: int = Field(description="Lifetime points earned (total_earned)")
+    points_to_next_tier: int | None
+    progress_percentage: float = Field(
+        description="qualifying_points / next tier's points_required x 100, two decimals; "
+        "100 at the top"
+    )
+    tier_since: datetime | None
+    tier_expires_at: datetime | None = Field(
+        description="When the tier would lapse without new points (null: lifetime basis)"
+    )
+    points_to_maintain: int | None = Field(description="null: lifetime basis")
+    tier_locked_until: datetime | None = Field(description="A tier set by hand is kept until")
+
+
+class ParticipantTierUpdate(RequestModel):
+    tier_code: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=TIER_REASON_MAX_CHARS)
+    locked_until: AwareDatetime | None = Field(
+        default=None, description="Awards do not move the tier until then (in the future)"
+    )
+
+    @model_validator(mode="after")
+    def _locked_until_is_ahead(self) -> ParticipantTierUpdate:
+        if self.locked_until is not None and self.locked_until <= utcnow():
+            raise ValueError("locked_until must be in the future")
+        return self

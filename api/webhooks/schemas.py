@@ -15,6 +15,7 @@ EventType = Literal[
     "tier.upgraded",
     "points.expired",
     "points.released",
+    "tier.downgraded",
 ]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 URL_DESCRIPTION = "http(s) URL the events are POSTed to; must resolve to public addresses"

@@ -49,6 +49,10 @@ class Participant(Base):
     # not in `balance` nor `total_earned` until released.
     pending: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     tier_code: Mapped[str | None] = mapped_column(String(64))
+    # When it was placed in its tier (set whenever tier_code changes).
+    tier_since: Mapped[datetime | None]
+    # A tier set by hand stays, neither climbed from nor swept, until then.
+    tier_locked_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime | None]
 

@@ -375,6 +375,8 @@ _WRITE_BALANCES = text(
         total_expired = excluded.total_expired,
         pending = excluded.pending,
         tier_code = excluded.tier_code,
+        tier_since = CASE WHEN p.tier_code IS DISTINCT FROM excluded.tier_code
+                          THEN excluded.updated_at ELSE p.tier_since END,
         updated_at = excluded.updated_at
     """
 )

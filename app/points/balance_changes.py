@@ -177,9 +177,9 @@ def decide_changes(
 
 # The tenant's tier ladder, the participants' multipliers in force, whether any webhook
 # endpoint subscribes to the events this batch may record, the program's default expiry
-# and the lots of the participants it may debit: one round trip. The lists travel as JSON
-# text, read with Decimal numbers.
-_READ_CONTEXT = (
+# and, for a batch that debits, the lots of the participants it may debit: one round
+# trip. The lists travel as JSON text, read with Decimal numbers.
+_READ_CONTEXT_HEAD = (
     """
     SELECT
         (SELECT coalesce(json_agg(json_build_array(
@@ -194,10 +194,10 @@ _READ_CONTEXT = (
         (SELECT points_expiry_days FROM program_settings
          WHERE tenant_id = %(tenant_id)s AND env = %(env)s),
         """  # noqa: S608 (constant fragments, no input)
-    + LOT_BOOKS
-    + ","
     + ANY_SUBSCRIBED
 )
+_READ_CONTEXT = _READ_CONTEXT_HEAD + ", '[]'"
+_READ_CONTEXT_SPENDING = _READ_CONTEXT_HEAD + "," + LOT_BOOKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,9 +221,9 @@ def _read_context(
     """The locked participants' standings (with lots for those in `spending`: points the
     batch may take from each, by external id), and the tenant's constants."""
     spending_by_pk = {locked[pid].pk: points for pid, points in spending.items() if pid in locked}
-    [(tiers, multipliers, default_expiry_days, lot_books, subscribed)] = fetch_tuples(
+    [(tiers, multipliers, default_expiry_days, subscribed, lot_books)] = fetch_tuples(
         session,
-        _READ_CONTEXT,
+        _READ_CONTEXT_SPENDING if spending_by_pk else _READ_CONTEXT,
         {
             "tenant_id": tenant_id,
             "env": env,
@@ -258,8 +258,7 @@ def _read_context(
 # order (the ledger's seq follows a participant's balance); the participants are locked
 # by this transaction, found by primary key through the array (see _STORE_ANSWERS in
 # app.operation_runs).
-_WRITE_CHANGES = (
-    """
+_WRITE_CHANGES_HEAD = """
     WITH ledger AS (
         INSERT INTO ledger_entries (
             id, tenant_id, env, participant_pk, type, amount, base_amount, multipliers,
@@ -287,20 +286,22 @@ _WRITE_CHANGES = (
                 type text, payload jsonb
             )) WITH ORDINALITY AS event(type, payload, position)
         ORDER BY event.position
-    ),
-    """  # noqa: S608 (constant fragments, no input)
-    + WRITE_LOTS
-    + """
+    )
+"""
+_WRITE_CHANGES_TAIL = """
     UPDATE participants AS p
     SET balance = b.balance, total_earned = b.total_earned, total_spent = b.total_spent,
-        pending = b.pending, tier_code = b.tier_code, updated_at = %(now)s
+        pending = b.pending, tier_code = b.tier_code, updated_at = %(now)s,
+        tier_since = CASE WHEN p.tier_code IS DISTINCT FROM b.tier_code THEN %(now)s
+                          ELSE p.tier_since END
     FROM jsonb_to_recordset(CAST(%(balances)s AS jsonb)) AS b(
         pk uuid, balance bigint, total_earned bigint, total_spent bigint, pending bigint,
         tier_code text
     )
     WHERE p.id = ANY(CAST(%(pks)s AS uuid[])) AND p.id = b.pk
 """
-)
+_WRITE_CHANGES = _WRITE_CHANGES_HEAD + _WRITE_CHANGES_TAIL
+_WRITE_CHANGES_WITH_LOTS = _WRITE_CHANGES_HEAD + "," + WRITE_LOTS + _WRITE_CHANGES_TAIL
 
 
 def _ledger_line(applied: Applied) -> dict[str, Any]:
@@ -345,8 +346,12 @@ def write_changes(
     if not applied:
         return
     changed = [standings[pid] for pid in sorted({each.write.participant_id for each in applied})]
+    lot_changes = write_lots_params(
+        (each.lot for each in applied if each.lot is not None),
+        (each.lots for each in changed if each.lots is not None),
+    )
     session.connection().exec_driver_sql(
-        _WRITE_CHANGES,
+        _WRITE_CHANGES_WITH_LOTS if lot_changes else _WRITE_CHANGES,
         {
             "tenant_id": tenant_id,
             "env": env,
@@ -374,10 +379,7 @@ def write_changes(
                 ]
             ),
             "pks": plain_array_literal(each.pk for each in changed),
-            **write_lots_params(
-                (each.lot for each in applied if each.lot is not None),
-                (each.lots for each in changed if each.lots is not None),
-            ),
+            **lot_changes,
         },
     )
     mark_events_recorded(session, subscribed=subscribed)

@@ -103,7 +103,7 @@ def _moment(name: str, value: object) -> datetime | None:
 
 def check_lot_terms(fields: dict[str, Any], now: datetime) -> LotTerms | None:
     """An item's lot terms, checked at `now` (accepting it), or InvalidItem."""
-    if not any(fields.get(name) is not None for name in LOT_TERM_FIELDS):
+    if fields.keys().isdisjoint(LOT_TERM_FIELDS):
         return None
     asked = tuple(fields.get(name) for name in LOT_TERM_FIELDS)
     try:

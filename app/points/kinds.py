@@ -94,9 +94,9 @@ def _resolver(
     resolved: dict[tuple[Any, ...], tuple[datetime | None, datetime | None]] = {}
 
     def resolve(entry: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
-        asked = tuple(entry.get(name) for name in LOT_TERM_FIELDS)
-        if asked == _NONE_ASKED:
+        if entry.keys().isdisjoint(LOT_TERM_FIELDS):
             return _NO_TERMS
+        asked = tuple(entry.get(name) for name in LOT_TERM_FIELDS)
         found = resolved.get(asked)
         if found is None:
             terms = LotTerms.of(entry)
@@ -104,9 +104,6 @@ def _resolver(
         return found
 
     return resolve
-
-
-_NONE_ASKED = (None,) * len(LOT_TERM_FIELDS)
 
 
 def run_award_batches(

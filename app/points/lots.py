@@ -302,16 +302,6 @@ def parse_lot_books(text: str, balances: dict[str, int]) -> dict[str, LotBook]:
     return books
 
 
-def read_lot_books(
-    session: Session, spending: dict[str, int], balances: dict[str, int], now: datetime
-) -> dict[str, LotBook]:
-    """Each spending participant's LotBook (participants locked by this transaction)."""
-    if not spending:
-        return {}
-    [(text,)] = fetch_tuples(session, "SELECT " + LOT_BOOKS, lot_books_params(spending, now))
-    return parse_lot_books(text, balances)
-
-
 # The lots a batch created and those it spent from, in one statement (CTEs of the
 # batch's write): a lot spent whole is deleted, and one created and spent whole in the
 # batch was never written. Lots are found by key through arrays (a join on the JSON rows
@@ -341,13 +331,17 @@ WRITE_LOTS = """
 
 
 def write_lots_params(new_lots: Iterable[NewLot], books: Iterable[LotBook]) -> dict[str, str]:
-    """WRITE_LOTS's parameters."""
+    """WRITE_LOTS's parameters; empty when the batch changes no lot (its writer then runs
+    its statement without WRITE_LOTS: empty data-modifying CTEs still cost their start)."""
     spent: dict[int, int] = {}
     for book in books:
         spent.update(book.spent_from)
+    created = [lot.as_row() for lot in new_lots if lot.remaining > 0]
+    if not spent and not created:
+        return {}
     left = {seq: remaining for seq, remaining in spent.items() if remaining > 0}
     return {
-        "new_lots": json.dumps([lot.as_row() for lot in new_lots if lot.remaining > 0]),
+        "new_lots": json.dumps(created),
         "spent_seqs": plain_array_literal(str(seq) for seq in left),
         "spent_left": plain_array_literal(str(remaining) for remaining in left.values()),
         "emptied_seqs": plain_array_literal(

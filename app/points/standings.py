@@ -149,6 +149,7 @@ class Standing:
         "pk",
         "tier",
         "tier_code",
+        "tier_locked",
         "total_earned",
         "total_expired",
         "total_spent",
@@ -169,6 +170,7 @@ class Standing:
         self.pending = locked.pending
         # What it can spend, for a participant the batch may debit (else None).
         self.lots: LotBook | None = None
+        self.tier_locked = locked.tier_locked
         self.boosts = boosts
         ladder = placements.ladder
         self._place(placements.of(ladder.current(locked.tier_code, locked.total_earned), boosts))
@@ -176,7 +178,8 @@ class Standing:
     def _place(self, placement: _Placement) -> None:
         self.tier = placement.tier
         self.tier_code = placement.tier_code
-        self.upgrade_at = placement.upgrade_at
+        # A tier set by hand and locked does not climb.
+        self.upgrade_at = None if self.tier_locked else placement.upgrade_at
         self.factor = placement.factor
         self.applied = placement.applied
         self.applied_field = placement.applied_field

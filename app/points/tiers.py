@@ -85,7 +85,7 @@ def load_ladder(session: Session, tenant_id: uuid.UUID, env: str) -> TierLadder:
     return TierLadder([TierRung(*row) for row in rows])
 
 
-def _tier_not_found() -> NotFound:
+def tier_not_found() -> NotFound:
     return NotFound("tier_not_found", "No tier exists with this code")
 
 
@@ -117,7 +117,7 @@ def get_tier(
         query = query.with_for_update()
     tier = session.execute(query).scalar_one_or_none()
     if tier is None:
-        raise _tier_not_found()
+        raise tier_not_found()
     return tier
 
 
@@ -168,4 +168,4 @@ def delete_tier(session: Session, tenant_id: uuid.UUID, env: str, code: str) -> 
         .returning(Tier.id)
     ).first()
     if deleted is None:
-        raise _tier_not_found()
+        raise tier_not_found()

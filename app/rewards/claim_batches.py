@@ -21,6 +21,7 @@ claims all fall in one lane, so a drop is drained by one worker at a time.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -34,7 +35,7 @@ from app.infra.pgcopy import array_literal, fetch_tuples, plain_array_literal
 from app.ledger import LockedRow, lock_changing_rows
 from app.models import Operation, Reward
 from app.operation_kinds import OperationKind, lane_of
-from app.points.lots import LotBook, read_lot_books
+from app.points.lots import LOT_BOOKS, LotBook, lot_books_params, parse_lot_books
 from app.rewards.claim_decisions import AcceptedClaim, ClaimRequest, decide_claims
 from app.rewards.claim_writes import write_claims
 from app.rewards.claims import CLAIM_KIND, claim_blocker, unlocked_balances
@@ -85,9 +86,11 @@ def execute_claims(
         )
         is None
     ]
-    locked, balances, lots = _lock_payers(session, tenant_id, env, open_requests, rewards, now)
+    locked, balances, spending = _lock_payers(session, tenant_id, env, open_requests, rewards)
     # Read for every reward, open or not: the per-user cap is answered before stock.
-    claims_so_far = _claims_so_far(session, [r for r in requests if r.reward_id in rewards])
+    claims_so_far, lots = _claims_so_far_and_lots(
+        session, [r for r in requests if r.reward_id in rewards], locked, spending, now
+    )
     decisions = decide_claims(requests, rewards, balances, claims_so_far, now, lots=lots)
     accepted = [decision for decision in decisions if isinstance(decision, AcceptedClaim)]
     bodies = write_claims(session, tenant_id, env, accepted, locked, lots, now) if accepted else {}
@@ -120,10 +123,9 @@ def _lock_payers(
     env: str,
     requests: list[ClaimRequest],
     rewards: dict[uuid.UUID, Reward],
-    now: datetime,
-) -> tuple[dict[str, LockedRow], dict[str, int], dict[str, LotBook]]:
+) -> tuple[dict[str, LockedRow], dict[str, int], dict[str, int]]:
     """Lock the participants the batch may write to; the balances its decisions read,
-    and the lots of those who may pay (by participant id)."""
+    and the points each may pay (by participant id)."""
     # Every claimant of a multiplier gets a multiplier row, so needs a participant row.
     create = {
         r.participant_id for r in requests if rewards[r.reward_id].type == "points_multiplier"
@@ -137,24 +139,19 @@ def _lock_payers(
             spending[r.participant_id] = spending.get(r.participant_id, 0) + cost
     locked = lock_changing_rows(session, tenant_id, env, create=create, existing=spending)
     balances = {participant_id: row.balance for participant_id, row in locked.items()}
-    by_pk = read_lot_books(
-        session,
-        {locked[pid].pk: points for pid, points in spending.items() if pid in locked},
-        {row.pk: row.balance for row in locked.values()},
-        now,
-    )
-    lots = {pid: by_pk[row.pk] for pid, row in locked.items() if row.pk in by_pk}
     # A free claim with points_deduction answers the balance it leaves, unchanged.
     free = {r.participant_id for r in requests if r.points_deduction} - set(balances)
     if free:
         balances.update(unlocked_balances(session, tenant_id, env, free))
-    return locked, balances, lots
+    return locked, balances, spending
 
 
 # One index probe per (reward, participant): `participant_id = ANY(...)` was planned as a
-# filter over every claim of the reward, which a hot drop makes thousands long.
+# filter over every claim of the reward, which a hot drop makes thousands long. With the
+# payers' lots (app.points.lots.LOT_BOOKS) when some may pay: one round trip.
 _CLAIMS_SO_FAR = """
-    SELECT wanted.reward_id, wanted.participant_id, counted.claims
+    SELECT coalesce(json_agg(json_build_array(
+               wanted.reward_id, wanted.participant_id, counted.claims)), '[]')::text
     FROM unnest(CAST(%(reward_ids)s AS uuid[]), CAST(%(participant_ids)s AS text[]))
         AS wanted(reward_id, participant_id)
     CROSS JOIN LATERAL (
@@ -163,23 +160,40 @@ _CLAIMS_SO_FAR = """
     ) AS counted
     WHERE counted.claims > 0
 """
+_CLAIMS_SO_FAR_AND_LOTS = "SELECT (" + _CLAIMS_SO_FAR + "), " + LOT_BOOKS
 
 
-def _claims_so_far(
-    session: Session, requests: list[ClaimRequest]
-) -> dict[tuple[uuid.UUID, str], int]:
+def _claims_so_far_and_lots(
+    session: Session,
+    requests: list[ClaimRequest],
+    locked: dict[str, LockedRow],
+    spending: dict[str, int],
+    now: datetime,
+) -> tuple[dict[tuple[uuid.UUID, str], int], dict[str, LotBook]]:
+    """The claims each participant already has of each reward, and the lots of those
+    who may pay (by participant id)."""
     pairs = sorted({(str(r.reward_id), r.participant_id) for r in requests})
+    spending_by_pk = {locked[pid].pk: points for pid, points in spending.items() if pid in locked}
     if not pairs:
-        return {}
-    rows = fetch_tuples(
-        session,
-        _CLAIMS_SO_FAR,
-        {
-            "reward_ids": plain_array_literal(reward_id for reward_id, _ in pairs),
-            "participant_ids": array_literal([participant_id for _, participant_id in pairs]),
-        },
-    )
-    return {(reward_id, participant_id): int(count) for reward_id, participant_id, count in rows}
+        return {}, {}
+    params = {
+        "reward_ids": plain_array_literal(reward_id for reward_id, _ in pairs),
+        "participant_ids": array_literal([participant_id for _, participant_id in pairs]),
+    }
+    lots: dict[str, LotBook] = {}
+    if spending_by_pk:
+        [(counted, books)] = fetch_tuples(
+            session, _CLAIMS_SO_FAR_AND_LOTS, {**params, **lot_books_params(spending_by_pk, now)}
+        )
+        by_pk = parse_lot_books(books, {row.pk: row.balance for row in locked.values()})
+        lots = {pid: by_pk[row.pk] for pid, row in locked.items() if row.pk in by_pk}
+    else:
+        [(counted,)] = fetch_tuples(session, _CLAIMS_SO_FAR, params)
+    claims_so_far = {
+        (uuid.UUID(reward_id), participant_id): int(count)
+        for reward_id, participant_id, count in json.loads(counted)
+    }
+    return claims_so_far, lots
 
 
 CLAIM = OperationKind(

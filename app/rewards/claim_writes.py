@@ -183,8 +183,7 @@ def _insert_claims(
 # payer's balance, debited once by its total: one statement. The payers are locked by
 # this transaction; their ids also come as an array, so that they are found by primary
 # key (see _STORE_ANSWERS in app.operation_runs).
-_DEBIT_CLAIMS = (
-    """
+_DEBIT_CLAIMS_HEAD = """
     WITH lines AS (
         SELECT * FROM ROWS FROM (
             jsonb_to_recordset(CAST(%(lines)s AS jsonb)) AS (
@@ -204,10 +203,9 @@ _DEBIT_CLAIMS = (
                -amount, reason, balance_after, operation_id, claim_id, %(now)s
         FROM lines
         ORDER BY position
-    ),
-    """  # noqa: S608 (constant fragments, no input)
-    + WRITE_LOTS
-    + """
+    )
+"""
+_DEBIT_CLAIMS_TAIL = """
     UPDATE participants AS p
     SET balance = p.balance - spent.amount,
         total_spent = p.total_spent + spent.amount,
@@ -216,7 +214,8 @@ _DEBIT_CLAIMS = (
         AS spent
     WHERE p.id = ANY(CAST(%(payers)s AS uuid[])) AND p.id = spent.participant_pk
 """
-)
+_DEBIT_CLAIMS = _DEBIT_CLAIMS_HEAD + _DEBIT_CLAIMS_TAIL
+_DEBIT_CLAIMS_WITH_LOTS = _DEBIT_CLAIMS_HEAD + "," + WRITE_LOTS + _DEBIT_CLAIMS_TAIL
 
 
 def _debit_payers(
@@ -247,15 +246,16 @@ def _debit_payers(
         }
         for claim in paid
     ]
+    lot_changes = write_lots_params((), (lots[payer] for payer in payers if payer in lots))
     session.connection().exec_driver_sql(
-        _DEBIT_CLAIMS,
+        _DEBIT_CLAIMS_WITH_LOTS if lot_changes else _DEBIT_CLAIMS,
         {
             "tenant_id": tenant_id,
             "env": env,
             "now": now,
             "lines": json.dumps(lines),
             "payers": plain_array_literal(payers.values()),
-            **write_lots_params((), (lots[payer] for payer in payers if payer in lots)),
+            **lot_changes,
         },
     )
 

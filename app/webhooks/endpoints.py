@@ -24,6 +24,7 @@ from app.outbox import (
     POINTS_EXPIRED,
     POINTS_RELEASED,
     REWARD_CLAIMED,
+    TIER_DOWNGRADED,
     TIER_UPGRADED,
 )
 from app.webhooks.dispatch import disable_endpoints
@@ -37,6 +38,7 @@ SUBSCRIBABLE_EVENTS = (
     TIER_UPGRADED,
     POINTS_EXPIRED,
     POINTS_RELEASED,
+    TIER_DOWNGRADED,
 )
 # Sent by "send a test event" to that endpoint only, whatever it subscribes to.
 TEST_EVENT = "webhook.test"

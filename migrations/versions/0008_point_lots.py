@@ -7,7 +7,8 @@ Create Date: 2026-12-01 14:00:00.000000
 point_lots holds the unspent rest of every credit that expires or is pending, until
 nothing is left of it; a participant's other credits (available at once, never expiring)
 are its open points, `balance` minus its available lots (app.points.lots). Ledger lines
-keep each award's action and terms. participants gains `pending` (awarded,
+keep each award's action and terms. participants also records since when it holds its
+tier, and until when a tier set by hand is locked. participants gains `pending` (awarded,
 not yet available) and `total_expired`, and its balance rule becomes earned - spent -
 expired. Adding NOT NULL columns with a constant default rewrites no row.
 """
@@ -31,6 +32,8 @@ def upgrade() -> None:
     op.add_column(
         "participants", sa.Column("pending", sa.BigInteger(), server_default="0", nullable=False)
     )
+    for name in ("tier_since", "tier_locked_until"):
+        op.add_column("participants", sa.Column(name, sa.DateTime(timezone=True), nullable=True))
     op.drop_constraint("balance_matches_totals", "participants", type_="check")
     op.create_check_constraint(
         "balance_matches_totals",
@@ -126,5 +129,5 @@ def downgrade() -> None:
     op.create_check_constraint(
         "balance_matches_totals", "participants", "balance = total_earned - total_spent"
     )
-    op.drop_column("participants", "pending")
-    op.drop_column("participants", "total_expired")
+    for name in ("pending", "total_expired", "tier_since", "tier_locked_until"):
+        op.drop_column("participants", name)

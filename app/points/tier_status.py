@@ -1,0 +1,160 @@
+"""A participant's tier status (where it stands, what the next tier takes), and a tier set
+by hand.
+
+Qualifying points are lifetime points (total_earned): tiers are climbed at award and
+release time (app.points.standings). An admin may place a participant in any tier, with
+a reason, and lock it there until a date: while locked, awards do not move it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.errors import NotFound
+from app.models import Participant
+from app.outbox import TIER_DOWNGRADED, TIER_UPGRADED, record_event
+from app.points.tiers import TierLadder, TierRung, load_ladder, tier_not_found
+
+TIER_REASON_MAX_CHARS = 200
+
+
+def participant_not_found() -> NotFound:
+    return NotFound("participant_not_found", "No participant exists with this id")
+
+
+def progress_percentage(qualifying_points: int, following: TierRung | None) -> float:
+    """How far towards the next tier, as the vendors show it: 8,500 of 15,000 is 56.67."""
+    if following is None:
+        return 100.0
+    if following.points_required <= 0:
+        return 100.0
+    share = Decimal(qualifying_points) * 100 / Decimal(following.points_required)
+    return float(min(share, Decimal(100)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def tier_status(
+    session: Session, tenant_id: uuid.UUID, env: str, participant_id: str
+) -> dict[str, Any]:
+    """Where the participant stands on the tenant's ladder; below every tier (and nothing
+    earned) for an unknown id."""
+    row = session.execute(
+        select(
+            Participant.total_earned,
+            Participant.tier_code,
+            Participant.tier_since,
+            Participant.tier_locked_until,
+        ).where(
+            Participant.tenant_id == tenant_id,
+            Participant.env == env,
+            Participant.external_id == participant_id,
+        )
+    ).first()
+    total_earned, tier_code, tier_since, locked_until = row or (0, None, None, None)
+    ladder = load_ladder(session, tenant_id, env)
+    current = ladder.current(tier_code, total_earned)
+    following = ladder.next_above(current)
+    return {
+        "participant_id": participant_id,
+        "current_tier": current.reference() if current is not None else None,
+        "next_tier": (
+            {**following.reference(), "points_required": following.points_required}
+            if following is not None
+            else None
+        ),
+        "qualifying_points": total_earned,
+        "points_to_next_tier": (
+            max(0, following.points_required - total_earned) if following is not None else None
+        ),
+        "progress_percentage": progress_percentage(total_earned, following),
+        "tier_since": tier_since,
+        # Lifetime qualification: a tier, once reached, is kept.
+        "tier_expires_at": None,
+        "points_to_maintain": None,
+        "tier_locked_until": locked_until if locked_until and locked_until > utcnow() else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TierChange:
+    participant_pk: uuid.UUID
+    previous: TierRung | None
+    current: TierRung
+    event_type: str | None  # tier.upgraded, tier.downgraded, or None (the same tier)
+
+
+def set_tier(
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    participant_id: str,
+    tier_code: str,
+    *,
+    reason: str,
+    locked_until: datetime | None,
+) -> TierChange:
+    """Place the participant in `tier_code` by hand (its row locked, like every balance
+    change), optionally locked there until `locked_until`; records the event of a change
+    of level. Never commits."""
+    row = session.execute(
+        select(Participant.id, Participant.total_earned, Participant.tier_code)
+        .where(
+            Participant.tenant_id == tenant_id,
+            Participant.env == env,
+            Participant.external_id == participant_id,
+        )
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise participant_not_found()
+    pk, total_earned, stored_code = row
+    ladder = load_ladder(session, tenant_id, env)
+    wanted = _rung(ladder, tier_code)
+    previous = ladder.current(stored_code, total_earned)
+    now = utcnow()
+    values: dict[str, Any] = {"tier_code": wanted.code, "tier_locked_until": locked_until}
+    if stored_code != wanted.code:
+        values["tier_since"] = now
+    session.execute(update(Participant).where(Participant.id == pk).values(values))
+    event_type = _event_type(previous, wanted)
+    if event_type is not None:
+        record_event(
+            session,
+            tenant_id,
+            env,
+            event_type,
+            {
+                "participant_id": participant_id,
+                "transaction_id": None,
+                "previous_tier": (
+                    {"code": previous.code, "level": previous.level} if previous else None
+                ),
+                "new_tier": wanted.reference(),
+                "qualifying_points": total_earned,
+                "reason": reason,
+                "manual": True,
+            },
+        )
+    return TierChange(pk, previous, wanted, event_type)
+
+
+def _rung(ladder: TierLadder, tier_code: str) -> TierRung:
+    for rung in ladder.rungs:
+        if rung.code == tier_code:
+            return rung
+    raise tier_not_found()
+
+
+def _event_type(previous: TierRung | None, wanted: TierRung) -> str | None:
+    if previous is None or wanted.level > previous.level:
+        return TIER_UPGRADED
+    if wanted.level < previous.level:
+        return TIER_DOWNGRADED
+    return None

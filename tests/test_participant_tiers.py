@@ -1,0 +1,153 @@
+"""A participant's tier status, and a tier set by hand: `GET /participants/{id}/tier` and
+`PATCH /admin/participants/{id}/tier`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.clock import utcnow
+from tests.conftest import TenantKeys, WorkerProcess
+from tests.test_points_api import BASE, award, create_tier, events_of
+
+
+def ladder(client: FlaskClient, tenant: TenantKeys) -> None:
+    for code, level, required in (("silver", 1, 1000), ("gold", 2, 5000), ("platinum", 3, 15000)):
+        response = create_tier(
+            client, tenant, code=code, name=code.title(), level=level, points_required=required
+        )
+        assert response.status_code == 201, response.json
+
+
+def status_of(client: FlaskClient, tenant: TenantKeys, participant_id: str) -> Any:
+    response = client.get(
+        f"{BASE}/participants/{participant_id}/tier", headers=tenant.participant()
+    )
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def set_tier(client: FlaskClient, tenant: TenantKeys, participant_id: str, **body: Any) -> Any:
+    return client.patch(
+        f"{BASE}/admin/participants/{participant_id}/tier", json=body, headers=tenant.admin()
+    )
+
+
+def test_the_tier_status_shows_progress_towards_the_next_tier_as_the_vendors_do(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
+) -> None:
+    ladder(client, tenant)
+    assert award(client, tenant, "ana", 8500).status_code == 200
+
+    status = status_of(client, tenant, "ana")
+
+    assert status["current_tier"] == {"code": "gold", "name": "Gold", "level": 2}
+    assert status["next_tier"] == {
+        "code": "platinum",
+        "name": "Platinum",
+        "level": 3,
+        "points_required": 15000,
+    }
+    assert (status["qualifying_points"], status["points_to_next_tier"]) == (8500, 6500)
+    assert status["progress_percentage"] == 56.67
+    assert abs(datetime.fromisoformat(status["tier_since"]) - utcnow()) < timedelta(minutes=1)
+    assert (status["tier_expires_at"], status["points_to_maintain"]) == (None, None)
+
+
+def test_below_every_tier_and_at_the_top(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
+) -> None:
+    ladder(client, tenant)
+    nobody = status_of(client, tenant, "nobody")
+    assert award(client, tenant, "top", 20000).status_code == 200
+    top = status_of(client, tenant, "top")
+
+    assert nobody["current_tier"] is None and nobody["next_tier"]["code"] == "silver"
+    assert (nobody["qualifying_points"], nobody["progress_percentage"]) == (0, 0.0)
+    assert top["current_tier"]["code"] == "platinum" and top["next_tier"] is None
+    assert (top["points_to_next_tier"], top["progress_percentage"]) == (None, 100.0)
+
+
+def test_an_admin_sets_a_tier_by_hand_and_a_locked_tier_does_not_climb(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
+) -> None:
+    ladder(client, tenant)
+    assert award(client, tenant, "ben", 6000).status_code == 200  # gold
+    locked_until = utcnow() + timedelta(days=30)
+
+    response = set_tier(
+        client,
+        tenant,
+        "ben",
+        tier_code="silver",
+        reason="fraud review",
+        locked_until=locked_until.isoformat(),
+    )
+
+    assert response.status_code == 200, response.json
+    assert response.json["current_tier"]["code"] == "silver"
+    assert datetime.fromisoformat(response.json["tier_locked_until"]) == locked_until
+    [downgraded] = events_of(session_factory, tenant, "tier.downgraded")
+    assert downgraded["previous_tier"] == {"code": "gold", "level": 2}
+    assert downgraded["new_tier"]["code"] == "silver" and downgraded["reason"] == "fraud review"
+    # Locked: an award that would climb past gold leaves the tier where the admin put it.
+    crossing = award(client, tenant, "ben", 10000)
+    assert crossing.status_code == 200 and crossing.json["tier_upgrade"] is None
+    assert status_of(client, tenant, "ben")["current_tier"]["code"] == "silver"
+    audit = client.get(f"{BASE}/admin/audit-log", headers=tenant.admin()).json
+    assert audit["entries"][0]["action"] == "participant.tier_set"
+
+
+def test_an_unlocked_tier_set_by_hand_climbs_again_with_the_next_award(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
+) -> None:
+    ladder(client, tenant)
+    assert award(client, tenant, "cal", 1200).status_code == 200  # silver
+
+    raised = set_tier(client, tenant, "cal", tier_code="gold", reason="vip_promotion")
+    assert raised.status_code == 200, raised.json
+    [upgraded] = events_of(session_factory, tenant, "tier.upgraded")[-1:]
+    assert upgraded["new_tier"]["code"] == "gold" and upgraded["reason"] == "vip_promotion"
+
+    assert award(client, tenant, "cal", 20000).json["tier_upgrade"]["code"] == "platinum"
+
+
+def test_setting_a_tier_refuses_unknown_tiers_participants_and_past_locks(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
+) -> None:
+    ladder(client, tenant)
+    assert award(client, tenant, "dee", 10).status_code == 200
+
+    unknown_tier = set_tier(client, tenant, "dee", tier_code="diamond", reason="x")
+    unknown_participant = set_tier(client, tenant, "ghost", tier_code="gold", reason="x")
+    past = set_tier(
+        client,
+        tenant,
+        "dee",
+        tier_code="gold",
+        reason="x",
+        locked_until=(utcnow() - timedelta(days=1)).isoformat(),
+    )
+    participant_key = client.patch(
+        f"{BASE}/admin/participants/dee/tier",
+        json={"tier_code": "gold", "reason": "x"},
+        headers=tenant.participant(),
+    )
+
+    assert (unknown_tier.status_code, unknown_tier.json["code"]) == (404, "tier_not_found")
+    assert (unknown_participant.status_code, unknown_participant.json["code"]) == (
+        404,
+        "participant_not_found",
+    )
+    assert past.status_code == 422 and "locked_until must be in the future" in str(past.json)
+    assert participant_key.status_code == 403
+    assert status_of(client, tenant, "dee")["current_tier"] is None
