@@ -40,15 +40,20 @@ class LockedRow(NamedTuple):
     total_expired: int
     pending: int
     tier_locked: bool = False  # a tier set by hand, locked: no automatic change
+    # Whether it has available lots (app.points.lots): asked only by writers that may
+    # spend; one that has none spends open points alone, and its lots are not read.
+    holds_lots: bool = False
 
 
 # A LATERAL subquery per id: the plan is always one index probe per id, taken in array
 # order (the nested loop walks the array), whatever the table statistics and whether the
 # statement runs with a custom or a generic (prepared) plan. `external_id = ANY(...)` with
 # ORDER BY can degrade to a filter over the tenant's every participant.
-_LOCK_EXISTING = """
+_LOCKED_COLUMNS = """
     SELECT CAST(p.id AS text), p.external_id, p.balance, p.total_earned, p.total_spent,
            p.tier_code, p.total_expired, p.pending, coalesce(p.tier_locked_until > now(), false)
+"""
+_LOCKING = """
     FROM unnest(CAST(%(external_ids)s AS text[])) AS wanted(external_id)
     CROSS JOIN LATERAL (
         SELECT * FROM participants
@@ -56,6 +61,14 @@ _LOCK_EXISTING = """
         FOR UPDATE
     ) AS p
 """
+_LOCK_EXISTING = _LOCKED_COLUMNS + _LOCKING
+_LOCK_SPENDERS = (
+    _LOCKED_COLUMNS
+    + """,
+           EXISTS (SELECT FROM point_lots WHERE participant_pk = p.id AND NOT pending)
+    """
+    + _LOCKING
+)
 _CREATE_MISSING = """
     INSERT INTO participants AS p
         (id, tenant_id, env, external_id, balance, total_earned, total_spent)
@@ -97,7 +110,7 @@ def lock_balance_rows(
     if len(found) == len(ordered):
         if attempt is not None:
             attempt.commit()
-        return {row[1]: LockedRow._make(row) for row in found}
+        return {row[1]: LockedRow(*row) for row in found}
     if attempt is not None:
         attempt.rollback()
     known = {row[1] for row in found}
@@ -105,13 +118,13 @@ def lock_balance_rows(
     created = fetch_tuples(
         session, _CREATE_MISSING, {**where, "external_ids": array_literal(missing)}
     )
-    locked = {row[1]: LockedRow._make(row) for row in created}
+    locked = {row[1]: LockedRow(*row) for row in created}
     others = [external_id for external_id in ordered if external_id not in locked]
     if others:
         rows = fetch_tuples(
             session, _LOCK_EXISTING, {**where, "external_ids": array_literal(others)}
         )
-        locked.update((row[1], LockedRow._make(row)) for row in rows)
+        locked.update((row[1], LockedRow(*row)) for row in rows)
     return locked
 
 
@@ -132,13 +145,18 @@ def lock_changing_rows(
     participants are created before any participant lock is taken (an insert may wait on
     another transaction's insert of the same new participant, and holding no participant
     lock then cannot deadlock), then every participant is locked in external-id order.
+    When some are in `existing` (the batch may spend), each row also says whether it has
+    lots (LockedRow.holds_lots).
     """
     where = {"tenant_id": tenant_id, "env": env}
     creating = sorted(set(create))
     if creating:
         fetch_tuples(session, _CREATE_MISSING, {**where, "external_ids": array_literal(creating)})
-    ordered = sorted({*creating, *existing})
+    existing_ids = set(existing)
+    ordered = sorted({*creating, *existing_ids})
     if not ordered:
         return {}
-    rows = fetch_tuples(session, _LOCK_EXISTING, {**where, "external_ids": array_literal(ordered)})
-    return {row[1]: LockedRow._make(row) for row in rows}
+    # Spending asks whether each participant has lots to spend from.
+    statement = _LOCK_SPENDERS if existing_ids else _LOCK_EXISTING
+    rows = fetch_tuples(session, statement, {**where, "external_ids": array_literal(ordered)})
+    return {row[1]: LockedRow(*row) for row in rows}

@@ -46,38 +46,53 @@ def days_ahead(days: float) -> Callable[[], datetime]:
     return lambda: utcnow() + timedelta(days=days)
 
 
-def lots_of(
-    session_factory: sessionmaker[Session], tenant: TenantKeys, participant_id: str
-) -> list[tuple[int, int, bool]]:
-    """(amount, remaining, pending) of each of a participant's lots, oldest first."""
+def rows_of(
+    session_factory: sessionmaker[Session],
+    tenant: TenantKeys,
+    participant_id: str,
+    *columns: Any,
+) -> list[tuple[Any, ...]]:
+    """`columns` of a participant's lots or ledger lines (one table), oldest first."""
+    table = columns[0].class_
     with session_factory() as session:
         rows = session.execute(
-            select(PointLot.amount, PointLot.remaining, PointLot.pending)
-            .join(Participant, Participant.id == PointLot.participant_pk)
+            select(*columns)
+            .join(Participant, Participant.id == table.participant_pk)
             .where(
                 Participant.tenant_id == tenant.tenant_id,
                 Participant.external_id == participant_id,
             )
-            .order_by(PointLot.seq)
+            .order_by(table.seq)
         )
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [tuple(row) for row in rows]
+
+
+def lots_of(
+    session_factory: sessionmaker[Session], tenant: TenantKeys, participant_id: str
+) -> list[tuple[Any, ...]]:
+    """(amount, remaining, pending) of each of a participant's lots, oldest first."""
+    return rows_of(
+        session_factory,
+        tenant,
+        participant_id,
+        PointLot.amount,
+        PointLot.remaining,
+        PointLot.pending,
+    )
 
 
 def ledger_types(
     session_factory: sessionmaker[Session], tenant: TenantKeys, participant_id: str
-) -> list[tuple[str, int, int]]:
+) -> list[tuple[Any, ...]]:
     """(type, amount, balance_after) of a participant's ledger lines, in order."""
-    with session_factory() as session:
-        rows = session.execute(
-            select(LedgerEntry.type, LedgerEntry.amount, LedgerEntry.balance_after)
-            .join(Participant, Participant.id == LedgerEntry.participant_pk)
-            .where(
-                Participant.tenant_id == tenant.tenant_id,
-                Participant.external_id == participant_id,
-            )
-            .order_by(LedgerEntry.seq)
-        )
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+    return rows_of(
+        session_factory,
+        tenant,
+        participant_id,
+        LedgerEntry.type,
+        LedgerEntry.amount,
+        LedgerEntry.balance_after,
+    )
 
 
 def awarded(client: FlaskClient, tenant: TenantKeys, pid: str, amount: int, **terms: Any) -> Any:

@@ -16,6 +16,8 @@ from app.points.items import (
     AWARD_AMOUNT_MIN,
     PARTICIPANT_ID_MAX_CHARS,
     REASON_MAX_CHARS,
+    AwardItem,
+    item_fields,
 )
 from app.points.lots import EXPIRES_IN_DAYS_MAX, PENDING_DAYS_MAX, LotTerms
 from app.points.program import (
@@ -106,20 +108,17 @@ class AwardRequest(RequestModel):
         return None if terms == _NO_TERMS_ASKED else LotTerms(*terms)
 
     def payload(self) -> dict[str, Any]:
-        """The operation's payload: the award as asked; action and lot terms when given
-        (an award without them fingerprints as it did before they existed)."""
-        payload: dict[str, Any] = {
-            "participant_id": self.participant_id,
-            "amount": self.amount,
-            "reason": self.reason,
-            "metadata": self.metadata,
-        }
-        if self.action is not None:
-            payload["action"] = self.action
-        terms = self.lot_terms()
-        if terms is not None:
-            payload.update(terms.as_fields())
-        return payload
+        """The operation's payload: the award as asked, as a batch item's would be."""
+        return item_fields(
+            AwardItem(
+                self.participant_id,
+                self.amount,
+                self.reason,
+                self.metadata,
+                self.action,
+                self.lot_terms(),
+            )
+        )
 
 
 class DeductRequest(RequestModel):

@@ -48,9 +48,10 @@ from app.points.lots import (
     WRITE_LOTS,
     LotTerms,
     NewLot,
+    lot_books,
     lot_books_params,
     lot_dates,
-    parse_lot_books,
+    spenders_with_lots,
     write_lots_params,
 )
 from app.points.multipliers import ActiveMultiplier
@@ -220,8 +221,8 @@ def _read_context(
 ) -> Context:
     """The locked participants' standings (with lots for those in `spending`: points the
     batch may take from each, by external id), and the tenant's constants."""
-    spending_by_pk = {locked[pid].pk: points for pid, points in spending.items() if pid in locked}
-    [(tiers, multipliers, default_expiry_days, subscribed, lot_books)] = fetch_tuples(
+    spending_by_pk = spenders_with_lots(spending, locked)
+    [(tiers, multipliers, default_expiry_days, subscribed, lot_texts)] = fetch_tuples(
         session,
         _READ_CONTEXT_SPENDING if spending_by_pk else _READ_CONTEXT,
         {
@@ -247,9 +248,8 @@ def _read_context(
             )
         )
     placements, standings = place_standings(ladder, locked, boosts)
-    books = parse_lot_books(lot_books, {row.pk: row.balance for row in locked.values()})
-    for standing in standings.values():
-        standing.lots = books.get(standing.pk)
+    for external_id, book in lot_books(lot_texts, spending, locked).items():
+        standings[external_id].lots = book
     return Context(placements, standings, bool(subscribed), default_expiry_days)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.infra.pgcopy import fetch_tuples, plain_array_literal
+from app.ledger import LockedRow
 from app.outbox import ANY_SUBSCRIBED
 
 # An award's optional lot terms, in the API and in uploads.
@@ -250,29 +251,56 @@ class LotBook:
 
 # Under the participants' row locks: for each (participant, points the batch may spend),
 # its overdue points (available lots past expires_at; never spendable) and, in spending
-# order, as many of its spendable lots as could be needed to pay that many points. A
-# scalar subquery: one text JSON value whatever the number of participants.
+# order, as many of its spendable lots as could be needed to pay that many points. One
+# scan of the participant's available lots through its spending index: a predicate on
+# expires_at alone could be planned on the sweep's index, which holds every overdue lot of
+# every participant. A scalar subquery: one JSON value whatever the number of them.
 LOT_BOOKS = """
-    (SELECT coalesce(json_agg(json_build_array(wanted.pk, late.overdue, picked.lots)), '[]')::text
+    (SELECT coalesce(json_agg(json_build_array(wanted.pk, book.overdue, book.lots)), '[]')::text
      FROM unnest(CAST(%(spending_pks)s AS uuid[]), CAST(%(spending)s AS bigint[]))
          AS wanted(pk, requested)
      CROSS JOIN LATERAL (
-         SELECT coalesce(sum(remaining), 0) AS overdue FROM point_lots
-         WHERE participant_pk = wanted.pk AND NOT pending AND expires_at <= %(now)s
-     ) AS late
-     CROSS JOIN LATERAL (
-         SELECT coalesce(json_agg(json_build_array(seq, remaining, expires_at)
-                                  ORDER BY expires_at, seq), '[]') AS lots
+         SELECT coalesce(sum(remaining) FILTER (WHERE overdue), 0) AS overdue,
+                coalesce(json_agg(json_build_array(seq, remaining, expires_at)
+                                  ORDER BY expires_at, seq)
+                         FILTER (WHERE NOT overdue AND before < wanted.requested), '[]')
+                    AS lots
          FROM (
-             SELECT seq, remaining, expires_at,
-                    sum(remaining) OVER (ORDER BY expires_at, seq) - remaining AS before
-             FROM point_lots
-             WHERE participant_pk = wanted.pk AND NOT pending
-               AND (expires_at IS NULL OR expires_at > %(now)s)
+             SELECT seq, remaining, expires_at, overdue,
+                    sum(spendable) OVER (ORDER BY expires_at, seq) - spendable AS before
+             FROM (
+                 SELECT seq, remaining, expires_at,
+                        coalesce(expires_at <= %(now)s, false) AS overdue,
+                        CASE WHEN expires_at <= %(now)s THEN 0 ELSE remaining END AS spendable
+                 FROM point_lots
+                 WHERE participant_pk = wanted.pk AND NOT pending
+             ) AS held
          ) AS ordered
-         WHERE before < wanted.requested
-     ) AS picked)
+     ) AS book)
 """
+
+
+def spenders_with_lots(spending: dict[str, int], locked: dict[str, LockedRow]) -> dict[str, int]:
+    """`spending` (points by external id) of the locked participants that hold lots, by
+    key: LOT_BOOKS's input."""
+    return {
+        locked[pid].pk: points
+        for pid, points in spending.items()
+        if pid in locked and locked[pid].holds_lots
+    }
+
+
+def lot_books(
+    text: str, spending: dict[str, int], locked: dict[str, LockedRow]
+) -> dict[str, LotBook]:
+    """A LotBook per spending participant, by external id: LOT_BOOKS's answer for those
+    that hold lots (`text`; '[]' when none was read), open points alone for the others."""
+    read = parse_lot_books(text, {row.pk: row.balance for row in locked.values()})
+    return {
+        pid: read.get(locked[pid].pk) or LotBook(locked[pid].balance, ())
+        for pid in spending
+        if pid in locked
+    }
 
 
 def lot_books_params(spending: dict[str, int], now: datetime) -> dict[str, Any]:

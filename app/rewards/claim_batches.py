@@ -35,7 +35,13 @@ from app.infra.pgcopy import array_literal, fetch_tuples, plain_array_literal
 from app.ledger import LockedRow, lock_changing_rows
 from app.models import Operation, Reward
 from app.operation_kinds import OperationKind, lane_of
-from app.points.lots import LOT_BOOKS, LotBook, lot_books_params, parse_lot_books
+from app.points.lots import (
+    LOT_BOOKS,
+    LotBook,
+    lot_books,
+    lot_books_params,
+    spenders_with_lots,
+)
 from app.rewards.claim_decisions import AcceptedClaim, ClaimRequest, decide_claims
 from app.rewards.claim_writes import write_claims
 from app.rewards.claims import CLAIM_KIND, claim_blocker, unlocked_balances
@@ -173,22 +179,21 @@ def _claims_so_far_and_lots(
     """The claims each participant already has of each reward, and the lots of those
     who may pay (by participant id)."""
     pairs = sorted({(str(r.reward_id), r.participant_id) for r in requests})
-    spending_by_pk = {locked[pid].pk: points for pid, points in spending.items() if pid in locked}
+    spending_by_pk = spenders_with_lots(spending, locked)
     if not pairs:
         return {}, {}
     params = {
         "reward_ids": plain_array_literal(reward_id for reward_id, _ in pairs),
         "participant_ids": array_literal([participant_id for _, participant_id in pairs]),
     }
-    lots: dict[str, LotBook] = {}
+    books = "[]"
     if spending_by_pk:
         [(counted, books)] = fetch_tuples(
             session, _CLAIMS_SO_FAR_AND_LOTS, {**params, **lot_books_params(spending_by_pk, now)}
         )
-        by_pk = parse_lot_books(books, {row.pk: row.balance for row in locked.values()})
-        lots = {pid: by_pk[row.pk] for pid, row in locked.items() if row.pk in by_pk}
     else:
         [(counted,)] = fetch_tuples(session, _CLAIMS_SO_FAR, params)
+    lots = lot_books(books, spending, locked)
     claims_so_far = {
         (uuid.UUID(reward_id), participant_id): int(count)
         for reward_id, participant_id, count in json.loads(counted)
