@@ -135,6 +135,7 @@ def lock_changing_rows(
     *,
     create: Iterable[str],
     existing: Iterable[str],
+    spending: bool = False,
 ) -> dict[str, LockedRow]:
     """Lock, in the one lock order, the participants a batch will write to: those in
     `create` are created where missing (they are credited, or get a multiplier), those
@@ -145,18 +146,16 @@ def lock_changing_rows(
     participants are created before any participant lock is taken (an insert may wait on
     another transaction's insert of the same new participant, and holding no participant
     lock then cannot deadlock), then every participant is locked in external-id order.
-    When some are in `existing` (the batch may spend), each row also says whether it has
-    lots (LockedRow.holds_lots).
+    With `spending` (the batch may spend points), each row also says whether it has lots
+    (LockedRow.holds_lots).
     """
     where = {"tenant_id": tenant_id, "env": env}
     creating = sorted(set(create))
     if creating:
         fetch_tuples(session, _CREATE_MISSING, {**where, "external_ids": array_literal(creating)})
-    existing_ids = set(existing)
-    ordered = sorted({*creating, *existing_ids})
+    ordered = sorted({*creating, *existing})
     if not ordered:
         return {}
-    # Spending asks whether each participant has lots to spend from.
-    statement = _LOCK_SPENDERS if existing_ids else _LOCK_EXISTING
+    statement = _LOCK_SPENDERS if spending else _LOCK_EXISTING
     rows = fetch_tuples(session, statement, {**where, "external_ids": array_literal(ordered)})
     return {row[1]: LockedRow(*row) for row in rows}

@@ -400,6 +400,7 @@ def apply_changes(
         env,
         create=(write.participant_id for write in writes if not write.debit),
         existing=spending,
+        spending=bool(spending),
     )
     context = _read_context(session, tenant_id, env, locked, spending, now)
     decisions = decide_changes(

@@ -143,7 +143,9 @@ def _lock_payers(
         cost = rewards[r.reward_id].points_cost or 0
         if r.points_deduction and cost > 0:
             spending[r.participant_id] = spending.get(r.participant_id, 0) + cost
-    locked = lock_changing_rows(session, tenant_id, env, create=create, existing=spending)
+    locked = lock_changing_rows(
+        session, tenant_id, env, create=create, existing=spending, spending=bool(spending)
+    )
     balances = {participant_id: row.balance for participant_id, row in locked.items()}
     # A free claim with points_deduction answers the balance it leaves, unchanged.
     free = {r.participant_id for r in requests if r.points_deduction} - set(balances)
