@@ -98,6 +98,10 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
         "/api/v1/gamify/admin/rewards/{reward_id}/codes": {"codes": ["X"]},
         "/api/v1/gamify/admin/webhooks/{webhook_id}": {"enabled": True},
         "/api/v1/gamify/admin/webhooks/{webhook_id}/redeliver": {"since": "2000-01-01T00:00:00Z"},
+        "/api/v1/gamify/admin/participants/{participant_id}/tier": {
+            "tier_code": "gold-a",
+            "reason": "stolen",
+        },
     }
     tried = 0
     for method, path in _documented_operations(client):
@@ -109,7 +113,10 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
             tried += 1
             leaked = [marker for marker in a_markers if marker in response.get_data(as_text=True)]
             assert not leaked, f"{who} {method} {path} -> {response.status_code} leaked {leaked}"
-            if "{participant_id}" in path:
+            if "{participant_id}" in path and method == "PATCH":
+                # B's admin cannot place A's alice: B has no alice (nor A's tier).
+                assert response.status_code in (403, 404), (who, method, path)
+            elif "{participant_id}" in path:
                 # Participant ids are each tenant's own namespace: B's "alice" has nothing.
                 assert response.status_code in (200, 403), (who, method, path)
                 if response.status_code == 200:
