@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from flask.testing import FlaskClient
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.clock import utcnow
+from app.models import LedgerEntry, Participant
+from app.points.tier_sweeps import evaluate_tier, sweep_tiers
+from app.points.tiers import TierLadder, TierRung
 from tests.conftest import TenantKeys, WorkerProcess
 from tests.test_points_api import BASE, award, create_tier, events_of
 
@@ -151,3 +157,143 @@ def test_setting_a_tier_refuses_unknown_tiers_participants_and_past_locks(
     assert past.status_code == 422 and "locked_until must be in the future" in str(past.json)
     assert participant_key.status_code == 403
     assert status_of(client, tenant, "dee")["current_tier"] is None
+
+
+# --- rolling qualification ---------------------------------------------------------------
+
+
+def rolling(client: FlaskClient, tenant: TenantKeys, window_days: int = 30) -> None:
+    response = client.patch(
+        f"{BASE}/admin/program",
+        json={"tier_qualification": {"basis": "rolling", "window_days": window_days}},
+        headers=tenant.admin(),
+    )
+    assert response.status_code == 200, response.json
+
+
+def days_ahead(days: float) -> Callable[[], datetime]:
+    return lambda: utcnow() + timedelta(days=days)
+
+
+def tier_code_of(
+    session_factory: sessionmaker[Session], tenant: TenantKeys, participant_id: str
+) -> str | None:
+    with session_factory() as session:
+        return session.execute(
+            select(Participant.tier_code).where(
+                Participant.tenant_id == tenant.tenant_id,
+                Participant.external_id == participant_id,
+            )
+        ).scalar_one()
+
+
+def age_awards(
+    session_factory: sessionmaker[Session], tenant: TenantKeys, participant_id: str, days: int
+) -> None:
+    """Make a participant's awards so far `days` older, as if awarded then."""
+    with session_factory.begin() as session:
+        session.execute(
+            update(LedgerEntry)
+            .where(
+                LedgerEntry.participant_pk
+                == select(Participant.id)
+                .where(
+                    Participant.tenant_id == tenant.tenant_id,
+                    Participant.external_id == participant_id,
+                )
+                .scalar_subquery()
+            )
+            .values(created_at=LedgerEntry.created_at - timedelta(days=days))
+        )
+
+
+def test_a_rolling_tier_lapses_when_its_points_leave_the_window(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
+) -> None:
+    ladder(client, tenant)
+    rolling(client, tenant, window_days=30)
+    assert award(client, tenant, "eva", 6000).json["tier_upgrade"]["code"] == "gold"
+
+    status = status_of(client, tenant, "eva")
+    assert (status["current_tier"]["code"], status["qualifying_points"]) == ("gold", 6000)
+    assert status["points_to_maintain"] == 0
+    lapse = datetime.fromisoformat(status["tier_expires_at"]) - utcnow()
+    assert timedelta(days=29, hours=23) < lapse <= timedelta(days=30)
+
+    sweep_tiers(session_factory, now=days_ahead(29))
+    assert tier_code_of(session_factory, tenant, "eva") == "gold"
+    sweep_tiers(session_factory, now=days_ahead(31))
+
+    assert tier_code_of(session_factory, tenant, "eva") is None
+    [downgraded] = events_of(session_factory, tenant, "tier.downgraded")
+    assert downgraded["previous_tier"] == {"code": "gold", "level": 2}
+    assert (downgraded["new_tier"], downgraded["qualifying_points"]) == (None, 0)
+
+
+def test_a_rolling_tier_falls_to_the_tier_the_points_left_in_the_window_reach(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
+) -> None:
+    ladder(client, tenant)
+    rolling(client, tenant, window_days=30)
+    assert award(client, tenant, "fin", 4000).status_code == 200
+    age_awards(session_factory, tenant, "fin", days=20)  # 4,000 earned 20 days ago
+    assert award(client, tenant, "fin", 2000).json["tier_upgrade"]["code"] == "gold"
+
+    sweep_tiers(session_factory, now=days_ahead(15))  # the 4,000 left the window
+
+    assert tier_code_of(session_factory, tenant, "fin") == "silver"
+    [downgraded] = events_of(session_factory, tenant, "tier.downgraded")
+    assert downgraded["new_tier"]["code"] == "silver"
+    assert downgraded["qualifying_points"] == 2000
+
+
+def test_a_locked_tier_and_a_lifetime_program_are_left_alone_by_the_tier_sweep(
+    client: FlaskClient,
+    make_tenant: Any,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
+) -> None:
+    locked_program, lifetime_program = make_tenant("Locked"), make_tenant("Lifetime")
+    for tenant in (locked_program, lifetime_program):
+        ladder(client, tenant)
+        assert award(client, tenant, "gia", 6000).status_code == 200
+    rolling(client, locked_program, window_days=30)
+    kept = set_tier(
+        client,
+        locked_program,
+        "gia",
+        tier_code="gold",
+        reason="vip",
+        locked_until=(utcnow() + timedelta(days=60)).isoformat(),
+    )
+    assert kept.status_code == 200, kept.json
+
+    sweep_tiers(session_factory, now=days_ahead(40))
+
+    assert tier_code_of(session_factory, locked_program, "gia") == "gold"
+    assert tier_code_of(session_factory, lifetime_program, "gia") == "gold"
+    sweep_tiers(session_factory, now=days_ahead(61))  # the lock has ended
+    assert tier_code_of(session_factory, locked_program, "gia") is None
+
+
+def test_evaluating_a_rolling_tier_is_a_rule_of_the_credits_in_the_window() -> None:
+    now = utcnow()
+    silver = TierRung("silver", "Silver", 1, 1000, Decimal(1))
+    gold = TierRung("gold", "Gold", 2, 5000, Decimal(1))
+    rungs = TierLadder([silver, gold])
+    newest_first = [(now - timedelta(days=2), 3000), (now - timedelta(days=10), 2500)]
+
+    kept = evaluate_tier(rungs, gold, newest_first, 30, now)
+    fallen = evaluate_tier(rungs, gold, newest_first[:1], 30, now)
+
+    assert (kept.tier, kept.downgraded, kept.qualifying_points) == (gold, False, 5500)
+    assert kept.expires_at == now - timedelta(days=10) + timedelta(days=30)  # both needed
+    assert (fallen.tier, fallen.downgraded) == (silver, True)
+    assert fallen.expires_at == now - timedelta(days=2) + timedelta(days=30)
+    assert evaluate_tier(rungs, silver, [], 30, now).tier is None

@@ -16,7 +16,12 @@ from tests.builders import GAMIFY
 from tests.conftest import TenantKeys
 
 PROGRAM = f"{GAMIFY}/admin/program"
-DEFAULTS = {"points_expiry_days": None, "expiring_soon_days": 30, "updated_at": None}
+DEFAULTS = {
+    "points_expiry_days": None,
+    "expiring_soon_days": 30,
+    "tier_qualification": {"basis": "lifetime", "window_days": None},
+    "updated_at": None,
+}
 
 
 def read_program(client: FlaskClient, headers: dict[str, str]) -> dict[str, Any]:
@@ -46,7 +51,12 @@ def test_a_patch_changes_only_the_fields_sent_and_reads_back(
 ) -> None:
     first = change_program(client, tenant.admin(), points_expiry_days=365)
     assert first.status_code == 200, first.json
-    assert set(first.json) == {"points_expiry_days", "expiring_soon_days", "updated_at"}
+    assert set(first.json) == {
+        "points_expiry_days",
+        "expiring_soon_days",
+        "tier_qualification",
+        "updated_at",
+    }
     assert (first.json["points_expiry_days"], first.json["expiring_soon_days"]) == (365, 30)
     assert datetime.fromisoformat(first.json["updated_at"]).tzinfo is not None
 
@@ -92,15 +102,33 @@ def test_program_fields_are_integers_within_their_bounds(
         assert response.json["errors"][0]["loc"] == ["body", *changes]
 
 
-def test_unknown_fields_are_refused_tier_qualification_included(
-    client: FlaskClient, tenant: TenantKeys
-) -> None:
-    response = change_program(
-        client, tenant.admin(), tier_qualification={"basis": "lifetime"}, expiring_soon_days=5
-    )
+def test_unknown_fields_are_refused(client: FlaskClient, tenant: TenantKeys) -> None:
+    response = change_program(client, tenant.admin(), tier_basis="rolling", expiring_soon_days=5)
     assert response.status_code == 422
     assert response.json["code"] == "validation_error"
-    assert [error["loc"] for error in response.json["errors"]] == [["body", "tier_qualification"]]
+    assert [error["loc"] for error in response.json["errors"]] == [["body", "tier_basis"]]
+
+
+def test_tier_qualification_is_lifetime_or_a_rolling_window(
+    client: FlaskClient, tenant: TenantKeys
+) -> None:
+    rolling = change_program(
+        client, tenant.admin(), tier_qualification={"basis": "rolling", "window_days": 365}
+    )
+    assert rolling.status_code == 200, rolling.json
+    assert rolling.json["tier_qualification"] == {"basis": "rolling", "window_days": 365}
+    for refused in (
+        {"basis": "rolling"},
+        {"basis": "lifetime", "window_days": 30},
+        {"basis": "rolling", "window_days": 0},
+        {"basis": "rolling", "window_days": 3651},
+        {"basis": "monthly"},
+        None,
+    ):
+        response = change_program(client, tenant.admin(), tier_qualification=refused)
+        assert response.status_code == 422, (refused, response.json)
+    back = change_program(client, tenant.admin(), tier_qualification={"basis": "lifetime"})
+    assert back.json["tier_qualification"] == {"basis": "lifetime", "window_days": None}
 
 
 def test_a_refused_patch_changes_nothing_and_records_nothing(
@@ -183,4 +211,6 @@ def test_load_program_gives_the_write_paths_the_stored_settings_or_the_defaults(
         assert load_program(session, acme.tenant_id, Environment.LIVE.value) == Program(365, 7)
         assert load_program(session, acme.tenant_id, Environment.TEST.value) == DEFAULT_PROGRAM
         assert load_program(session, other.tenant_id, Environment.LIVE.value) == DEFAULT_PROGRAM
-    assert DEFAULT_PROGRAM == Program(points_expiry_days=None, expiring_soon_days=30)
+    assert DEFAULT_PROGRAM == Program(
+        points_expiry_days=None, expiring_soon_days=30, tier_window_days=None
+    )

@@ -26,6 +26,7 @@ from app.operation_sweeps import claim_stalled_operations, purge_expired_idempot
 from app.operations import operation_answer
 from app.outbox import events_to_dispatch
 from app.points.sweeps import Shard, sweep_lots
+from app.points.tier_sweeps import sweep_tiers
 from workers.celery_app import (
     QUEUE_MAINTENANCE,
     QUEUE_OPERATIONS,
@@ -274,11 +275,14 @@ def start_lot_sweeps() -> None:
     ignore_result=True,
 )
 def sweep_lot_shard(index: int, shards: int) -> None:
-    """Release pending lots and expire lots that are due, of one shard of the
-    participants (app.points.sweeps)."""
+    """Release pending lots and expire lots that are due (app.points.sweeps), then
+    evaluate the rolling tiers that are due (app.points.tier_sweeps), of one shard of the
+    participants."""
     rt = runtime()
     report = sweep_lots(rt.session_factory, shard=Shard(index, shards))
-    if report.to_dispatch:
+    # Then the rolling tiers: a tier sweep records events too (always dispatched).
+    tiers = sweep_tiers(rt.session_factory, shard=(index, shards))
+    if report.to_dispatch or tiers:
         wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
     if report.released or report.expired:
         log.info("lots: %d released, %d expired", report.released, report.expired)

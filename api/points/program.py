@@ -7,7 +7,7 @@ from flask import Blueprint
 from api.audit import audit_change
 from api.auth import current_principal
 from api.endpoint import Access, endpoint
-from api.points.schemas import ProgramUpdate, ProgramView
+from api.points.schemas import ProgramUpdate, ProgramView, TierQualificationView
 from api.runtime import runtime
 from app.points.program import StoredProgram, read_program, update_program
 
@@ -15,9 +15,13 @@ bp = Blueprint("program", __name__, url_prefix="/api/v1/gamify")
 
 
 def _view(stored: StoredProgram) -> ProgramView:
+    window_days = stored.program.tier_window_days
     return ProgramView(
         points_expiry_days=stored.program.points_expiry_days,
         expiring_soon_days=stored.program.expiring_soon_days,
+        tier_qualification=TierQualificationView(
+            basis="lifetime" if window_days is None else "rolling", window_days=window_days
+        ),
         updated_at=stored.updated_at,
     )
 
@@ -49,7 +53,7 @@ def get_program() -> tuple[ProgramView, int]:
 )
 def patch_program(body: ProgramUpdate) -> tuple[ProgramView, int]:
     principal = current_principal()
-    changes = body.model_dump(exclude_unset=True)
+    changes = body.changes()
     with runtime().session_factory.begin() as session:
         stored = update_program(session, principal.tenant_id, principal.env, changes)
         if changes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
 
@@ -25,6 +25,8 @@ from app.points.program import (
     EXPIRING_SOON_DAYS_MIN,
     POINTS_EXPIRY_DAYS_MAX,
     POINTS_EXPIRY_DAYS_MIN,
+    TIER_WINDOW_DAYS_MAX,
+    TIER_WINDOW_DAYS_MIN,
 )
 from app.points.queries import ENTRY_TYPE_MAX_CHARS, Direction
 from app.points.tier_status import TIER_REASON_MAX_CHARS
@@ -393,14 +395,50 @@ _POINTS_EXPIRY_NOTE = "Days until awarded points expire when the award names no 
 _EXPIRING_SOON_NOTE = "A balance's expiring_soon counts points expiring within this many days"
 
 
+_TIER_QUALIFICATION_NOTE = (
+    'How tiers qualify: {"basis": "lifetime"} (points earned ever) or {"basis": "rolling", '
+    '"window_days": N} (points earned in the last N days; a sweep moves a participant down '
+    "when its points leave the window)"
+)
+
+
+class TierQualification(RequestModel):
+    basis: Literal["lifetime", "rolling"]
+    window_days: int | None = Field(
+        default=None, strict=True, ge=TIER_WINDOW_DAYS_MIN, le=TIER_WINDOW_DAYS_MAX
+    )
+
+    @model_validator(mode="after")
+    def _window_goes_with_rolling(self) -> TierQualification:
+        if self.basis == "rolling" and self.window_days is None:
+            raise ValueError("a rolling basis needs window_days")
+        if self.basis == "lifetime" and self.window_days is not None:
+            raise ValueError("a lifetime basis takes no window_days")
+        return self
+
+
 class ProgramUpdate(RequestModel):
     points_expiry_days: PointsExpiryDays | None = _kept_when_absent(_POINTS_EXPIRY_NOTE)
     expiring_soon_days: ExpiringSoonDays = _kept_when_absent(_EXPIRING_SOON_NOTE)
+    tier_qualification: TierQualification = _kept_when_absent(_TIER_QUALIFICATION_NOTE)
+
+    def changes(self) -> dict[str, Any]:
+        """The program fields sent, as app.points.program stores them."""
+        changes = self.model_dump(exclude_unset=True, exclude={"tier_qualification"})
+        if "tier_qualification" in self.model_fields_set:
+            changes["tier_window_days"] = self.tier_qualification.window_days
+        return changes
+
+
+class TierQualificationView(BaseModel):
+    basis: Literal["lifetime", "rolling"]
+    window_days: int | None
 
 
 class ProgramView(BaseModel):
     points_expiry_days: int | None = Field(description=_POINTS_EXPIRY_NOTE)
     expiring_soon_days: int = Field(description=_EXPIRING_SOON_NOTE)
+    tier_qualification: TierQualificationView = Field(description=_TIER_QUALIFICATION_NOTE)
     updated_at: datetime | None = Field(description="Last change; null while the defaults hold")
 
 
@@ -414,7 +452,9 @@ class ParticipantTierStatus(BaseModel):
     participant_id: str
     current_tier: TierReference | None = Field(description="null below every tier")
     next_tier: NextTier | None = Field(description="null at the top")
-    qualifying_points: int = Field(description="Lifetime points earned (total_earned)")
+    qualifying_points: int = Field(
+        description="Points earned ever (lifetime basis) or in the program's window (rolling)"
+    )
     points_to_next_tier: int | None
     progress_percentage: float = Field(
         description="qualifying_points / next tier's points_required x 100, two decimals; "
@@ -422,9 +462,13 @@ class ParticipantTierStatus(BaseModel):
     )
     tier_since: datetime | None
     tier_expires_at: datetime | None = Field(
-        description="When the tier would lapse without new points (null: lifetime basis)"
+        description="Rolling basis: when the tier lapses unless new points come (null: "
+        "lifetime basis, no tier, or a tier that never lapses)"
     )
-    points_to_maintain: int | None = Field(description="null: lifetime basis")
+    points_to_maintain: int | None = Field(
+        description="Rolling basis: points still to earn in the window to keep the tier "
+        "(null: lifetime basis or no tier)"
+    )
     tier_locked_until: datetime | None = Field(description="A tier set by hand is kept until")
 
 

@@ -32,6 +32,14 @@ class Participant(Base):
             "balance = total_earned - total_spent - total_expired", name="balance_matches_totals"
         ),
         CheckConstraint("pending >= 0", name="pending_not_negative"),
+        # The tier sweep's queue, per program: tiered participants due for evaluation.
+        Index(
+            "ix_participants_tier_due",
+            "tenant_id",
+            "env",
+            "tier_expires_at",
+            postgresql_where=text("tier_code IS NOT NULL"),
+        ),
         # Every award updates the row: free room on its page keeps the update HOT (no new
         # index entries). Set by migration 0006; autogenerate does not compare it.
         {"postgresql_with": {"fillfactor": 70}},
@@ -53,6 +61,9 @@ class Participant(Base):
     tier_since: Mapped[datetime | None]
     # A tier set by hand stays, neither climbed from nor swept, until then.
     tier_locked_until: Mapped[datetime | None]
+    # Rolling qualification (app.points.tier_sweeps): when the tier lapses unless new
+    # points come ('infinity': never); None: not evaluated since it changed.
+    tier_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime | None]
 
@@ -160,12 +171,18 @@ class ProgramSettings(Base):
             name="points_expiry_days",
         ),
         CheckConstraint("expiring_soon_days BETWEEN 1 AND 365", name="expiring_soon_days"),
+        CheckConstraint(
+            "tier_window_days IS NULL OR tier_window_days BETWEEN 1 AND 3650",
+            name="tier_window_days",
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     env: Mapped[str] = mapped_column(String(8), primary_key=True)
     points_expiry_days: Mapped[int | None]
     expiring_soon_days: Mapped[int] = mapped_column(default=30, server_default="30")
+    # Tier qualification: None for lifetime points, else points earned in this many days.
+    tier_window_days: Mapped[int | None]
     updated_at: Mapped[datetime | None]
 
 

@@ -40,7 +40,7 @@ from app.ledger import lock_balance_rows
 from app.models import LedgerEntry, OutboxEvent, PointLot
 from app.outbox import POINTS_AWARDED, TIER_UPGRADED, mark_events_recorded
 from app.points.items import AwardItem
-from app.points.lots import program_expiry_and_subscribed
+from app.points.lots import program_facts
 from app.points.standings import (
     Credit,
     Placements,
@@ -202,14 +202,21 @@ def _apply_awards(
         return AwardTotals()
     now = utcnow()
     locked = lock_balance_rows(session, tenant_id, env, (award[0] for award in awards))
-    placements, standings = load_standings(session, tenant_id, env, locked, now)
     # Asked before the events are written: with no endpoint to send them to, they are
     # stored already dispatched (app.outbox).
-    default_expiry_days, subscribed = program_expiry_and_subscribed(
-        session, tenant_id, env, (POINTS_AWARDED, TIER_UPGRADED)
+    program = program_facts(session, tenant_id, env, (POINTS_AWARDED, TIER_UPGRADED))
+    placements, standings = load_standings(
+        session, tenant_id, env, locked, now, program.tier_window_days
     )
     award_pass = AwardPass(
-        tenant_id, env, now, standings, placements, credits, subscribed, default_expiry_days
+        tenant_id,
+        env,
+        now,
+        standings,
+        placements,
+        credits,
+        program.subscribed,
+        program.default_expiry_days,
     )
     # Streamed: PostgreSQL inserts each block of lines while the next one is computed.
     copy_lines(
@@ -222,7 +229,7 @@ def _apply_awards(
     copy_lines(session, OutboxEvent.__tablename__, OUTBOX_COLUMNS, award_pass.event_lines)
     if award_pass.lot_lines:
         copy_lines(session, PointLot.__tablename__, LOT_COLUMNS, award_pass.lot_lines)
-    mark_events_recorded(session, subscribed=subscribed)
+    mark_events_recorded(session, subscribed=program.subscribed)
     return award_pass.totals
 
 
@@ -282,7 +289,7 @@ class AwardPass:
         for index, (decision, award) in enumerate(zip(decisions, awards, strict=True)):
             (
                 transaction_id, participant_id, credited, base_amount, balance, upgrade,
-                standing, applied_field, total_earned, available_at, expires_at,
+                standing, applied_field, qualifying, available_at, expires_at,
             ) = decision  # fmt: skip
             points += credited
             reason, metadata_json = award[2], award[3]
@@ -300,7 +307,7 @@ class AwardPass:
                 f', "metadata": {"null" if metadata_json is None else metadata_field}}}\n'
             )
             if upgrade is not None:
-                upgraded = upgraded_payload(participant_id, transaction_id, upgrade, total_earned)
+                upgraded = upgraded_payload(participant_id, transaction_id, upgrade, qualifying)
                 event_lines.append(_event_line(event_head, TIER_UPGRADED, upgraded))
             if credits is not None:
                 credits.append(
@@ -377,6 +384,8 @@ _WRITE_BALANCES = text(
         tier_code = excluded.tier_code,
         tier_since = CASE WHEN p.tier_code IS DISTINCT FROM excluded.tier_code
                           THEN excluded.updated_at ELSE p.tier_since END,
+        tier_expires_at = CASE WHEN p.tier_code IS DISTINCT FROM excluded.tier_code
+                               THEN NULL ELSE p.tier_expires_at END,
         updated_at = excluded.updated_at
     """
 )

@@ -45,12 +45,14 @@ from app.outbox import (
 from app.points.awards import AWARD_ENTRY_TYPE
 from app.points.lots import (
     LOT_BOOKS,
+    PROGRAM_SETTINGS,
     WRITE_LOTS,
     LotTerms,
     NewLot,
     lot_books,
     lot_books_params,
     lot_dates,
+    program_settings_of,
     spenders_with_lots,
     write_lots_params,
 )
@@ -64,6 +66,7 @@ from app.points.standings import (
     place_standings,
     upgraded_payload,
 )
+from app.points.tier_sweeps import qualifying_points
 from app.points.tiers import TierLadder, TierRung
 
 DEDUCT_ENTRY_TYPE = "deduct"
@@ -168,7 +171,7 @@ def decide_changes(
                 (
                     TIER_UPGRADED,
                     upgraded_payload(
-                        write.participant_id, credit.transaction_id, upgrade, standing.total_earned
+                        write.participant_id, credit.transaction_id, upgrade, standing.qualifying
                     ),
                 )
             )
@@ -192,9 +195,9 @@ _READ_CONTEXT_HEAD = (
          FROM participant_multipliers
          WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND starts_at <= %(now)s
            AND (expires_at IS NULL OR expires_at > %(now)s)),
-        (SELECT points_expiry_days FROM program_settings
-         WHERE tenant_id = %(tenant_id)s AND env = %(env)s),
         """  # noqa: S608 (constant fragments, no input)
+    + PROGRAM_SETTINGS
+    + ","
     + ANY_SUBSCRIBED
 )
 _READ_CONTEXT = _READ_CONTEXT_HEAD + ", '[]'"
@@ -222,7 +225,7 @@ def _read_context(
     """The locked participants' standings (with lots for those in `spending`: points the
     batch may take from each, by external id), and the tenant's constants."""
     spending_by_pk = spenders_with_lots(spending, locked)
-    [(tiers, multipliers, default_expiry_days, subscribed, lot_texts)] = fetch_tuples(
+    [(tiers, multipliers, settings, subscribed, lot_texts)] = fetch_tuples(
         session,
         _READ_CONTEXT_SPENDING if spending_by_pk else _READ_CONTEXT,
         {
@@ -247,7 +250,13 @@ def _read_context(
                 datetime.fromisoformat(expires_at) if expires_at else None,
             )
         )
-    placements, standings = place_standings(ladder, locked, boosts)
+    default_expiry_days, tier_window_days = program_settings_of(settings)
+    qualifying = (
+        qualifying_points(session, (row.pk for row in locked.values()), tier_window_days, now)
+        if tier_window_days is not None
+        else None
+    )
+    placements, standings = place_standings(ladder, locked, boosts, qualifying)
     for external_id, book in lot_books(lot_texts, spending, locked).items():
         standings[external_id].lots = book
     return Context(placements, standings, bool(subscribed), default_expiry_days)
@@ -293,7 +302,9 @@ _WRITE_CHANGES_TAIL = """
     SET balance = b.balance, total_earned = b.total_earned, total_spent = b.total_spent,
         pending = b.pending, tier_code = b.tier_code, updated_at = %(now)s,
         tier_since = CASE WHEN p.tier_code IS DISTINCT FROM b.tier_code THEN %(now)s
-                          ELSE p.tier_since END
+                          ELSE p.tier_since END,
+        tier_expires_at = CASE WHEN p.tier_code IS DISTINCT FROM b.tier_code THEN NULL
+                               ELSE p.tier_expires_at END
     FROM jsonb_to_recordset(CAST(%(balances)s AS jsonb)) AS b(
         pk uuid, balance bigint, total_earned bigint, total_spent bigint, pending bigint,
         tier_code text

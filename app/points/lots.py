@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -140,28 +140,42 @@ def instant(value: object) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
+class ProgramFacts(NamedTuple):
+    """What a set-wise writer goes by, asked once per batch."""
+
+    default_expiry_days: int | None  # an award's expiry when it names none; None: never
+    tier_window_days: int | None  # rolling tier qualification; None: lifetime points
+    subscribed: bool  # an endpoint subscribes to the events the batch records
+
+
 # Asked with the subscriber check of set-wise writers (app.outbox.ANY_SUBSCRIBED): one
-# round trip for both of a pass's per-tenant questions.
-_PROGRAM_AND_SUBSCRIBED = (
-    """
-    SELECT (SELECT points_expiry_days FROM program_settings
-            WHERE tenant_id = %(tenant_id)s AND env = %(env)s),
-    """  # noqa: S608 (constant fragments, no input)
-    + ANY_SUBSCRIBED
-)
+# round trip for a pass's per-tenant questions.
+PROGRAM_SETTINGS = """
+    (SELECT json_build_array(points_expiry_days, tier_window_days) FROM program_settings
+     WHERE tenant_id = %(tenant_id)s AND env = %(env)s)::text
+"""
+_PROGRAM_AND_SUBSCRIBED = "SELECT " + PROGRAM_SETTINGS + ", " + ANY_SUBSCRIBED
 
 
-def program_expiry_and_subscribed(
+def program_settings_of(text: str | None) -> tuple[int | None, int | None]:
+    """PROGRAM_SETTINGS's answer: (default expiry days, tier window days)."""
+    if text is None:
+        return None, None
+    expiry_days, window_days = json.loads(text)
+    return expiry_days, window_days
+
+
+def program_facts(
     session: Session, tenant_id: uuid.UUID, env: str, event_types: Sequence[str]
-) -> tuple[int | None, bool]:
-    """The program's default expiry in days (None: never by default), and whether an
-    endpoint subscribes to `event_types` (see app.outbox.endpoint_subscribes)."""
-    [(expiry_days, subscribed)] = fetch_tuples(
+) -> ProgramFacts:
+    """The program's settings a writer goes by, and whether an endpoint subscribes to
+    `event_types` (see app.outbox.endpoint_subscribes)."""
+    [(settings, subscribed)] = fetch_tuples(
         session,
         _PROGRAM_AND_SUBSCRIBED,
         {"tenant_id": tenant_id, "env": env, "types": list(event_types)},
     )
-    return expiry_days, bool(subscribed)
+    return ProgramFacts(*program_settings_of(settings), bool(subscribed))
 
 
 class NewLot:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,8 @@ from app.models import ProgramSettings
 POINTS_EXPIRY_DAYS_MIN, POINTS_EXPIRY_DAYS_MAX = 1, 36_500
 EXPIRING_SOON_DAYS_MIN, EXPIRING_SOON_DAYS_MAX = 1, 365
 DEFAULT_EXPIRING_SOON_DAYS = 30
-PROGRAM_FIELDS = frozenset({"points_expiry_days", "expiring_soon_days"})
+TIER_WINDOW_DAYS_MIN, TIER_WINDOW_DAYS_MAX = 1, 3_650
+PROGRAM_FIELDS = frozenset({"points_expiry_days", "expiring_soon_days", "tier_window_days"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class Program:
     points_expiry_days: int | None = None
     # How far ahead a balance's `expiring_soon` looks.
     expiring_soon_days: int = DEFAULT_EXPIRING_SOON_DAYS
+    # Tiers qualify on points earned in this many days (rolling); None: lifetime points.
+    tier_window_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +49,16 @@ DEFAULT_PROGRAM = Program()
 _STORED_COLUMNS = (
     ProgramSettings.points_expiry_days,
     ProgramSettings.expiring_soon_days,
+    ProgramSettings.tier_window_days,
     ProgramSettings.updated_at,
 )
 
 
-def _stored(row: Row[int | None, int, datetime | None]) -> StoredProgram:
-    return StoredProgram(Program(row.points_expiry_days, row.expiring_soon_days), row.updated_at)
+def _stored(row: Row[int | None, int, int | None, datetime | None]) -> StoredProgram:
+    return StoredProgram(
+        Program(row.points_expiry_days, row.expiring_soon_days, row.tier_window_days),
+        row.updated_at,
+    )
 
 
 def read_program(session: Session, tenant_id: uuid.UUID, env: str) -> StoredProgram:
@@ -87,7 +94,9 @@ def update_program(
     defaults = {
         "points_expiry_days": DEFAULT_PROGRAM.points_expiry_days,
         "expiring_soon_days": DEFAULT_PROGRAM.expiring_soon_days,
+        "tier_window_days": DEFAULT_PROGRAM.tier_window_days,
     }
+    before = read_program(session, tenant_id, env).program.tier_window_days
     statement = insert(ProgramSettings).values(
         tenant_id=tenant_id, env=env, **{**defaults, **changes}, updated_at=now
     )
@@ -97,4 +106,26 @@ def update_program(
             set_={**{name: statement.excluded[name] for name in changes}, "updated_at": now},
         ).returning(*_STORED_COLUMNS)
     ).one()
+    if "tier_window_days" in changes and changes["tier_window_days"] != before:
+        _reevaluate_tiers(session, tenant_id, env)
     return _stored(row)
+
+
+# Every tiered participant of the program is due for evaluation (app.points.tier_sweeps)
+# under the new window. Locked in the one lock order (external id), like every write to
+# participants, so this cannot deadlock with the workers' batches; it waits for them.
+_REEVALUATE_TIERS = text(
+    """
+    UPDATE participants SET tier_expires_at = NULL
+    WHERE id IN (
+        SELECT id FROM participants
+        WHERE tenant_id = :tenant_id AND env = :env AND tier_code IS NOT NULL
+        ORDER BY external_id
+        FOR UPDATE
+    )
+    """
+)
+
+
+def _reevaluate_tiers(session: Session, tenant_id: uuid.UUID, env: str) -> None:
+    session.execute(_REEVALUATE_TIERS, {"tenant_id": tenant_id, "env": env})

@@ -30,11 +30,11 @@ from app.outbox import (
     POINTS_EXPIRED,
     POINTS_RELEASED,
     TIER_UPGRADED,
-    endpoint_subscribes,
     events_to_dispatch,
     mark_events_recorded,
 )
 from app.points.awards import LEDGER_COLUMNS, OUTBOX_COLUMNS, uuid4_texts, write_balances
+from app.points.lots import program_facts
 from app.points.standings import (
     Placements,
     Standing,
@@ -255,13 +255,16 @@ def _sweep_program(
         DueLot(int(seq), by_pk[participant_pk], int(remaining), due_at)
         for seq, participant_pk, remaining, due_at in rows
     ]
-    placements, standings = load_standings(session, tenant_id, env, locked, now)
+    program = program_facts(session, tenant_id, env, sweep.event_types)
+    placements, standings = load_standings(
+        session, tenant_id, env, locked, now, program.tier_window_days
+    )
+    subscribed = program.subscribed
     ids = uuid4_texts(2 * len(due))  # a transaction id, then an event id, per lot
     if sweep is EXPIRY:
         decided = decide_expiries(due, standings, ids[0::2])
     else:
         decided = decide_releases(due, standings, placements, ids[0::2])
-    subscribed = endpoint_subscribes(session, tenant_id, env, sweep.event_types)
     lot_pass = _LotPass(sweep, tenant_id, env, now, standings, ids[1::2], subscribed)
     # Streamed: PostgreSQL inserts each block of lines while the next one is decided.
     copy_lines(session, LedgerEntry.__tablename__, LEDGER_COLUMNS, lot_pass.ledger_lines(decided))
@@ -325,7 +328,7 @@ class _LotPass:
             )
             if upgrade is not None:
                 upgraded = upgraded_payload(
-                    lot.participant_id, transaction_id, upgrade, standing.total_earned
+                    lot.participant_id, transaction_id, upgrade, standing.qualifying
                 )
                 event_lines.append(
                     f"{uuid.uuid4()}{upgrade_head}{TIER_UPGRADED}"

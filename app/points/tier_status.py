@@ -1,9 +1,11 @@
 """A participant's tier status (where it stands, what the next tier takes), and a tier set
 by hand.
 
-Qualifying points are lifetime points (total_earned): tiers are climbed at award and
-release time (app.points.standings). An admin may place a participant in any tier, with
-a reason, and lock it there until a date: while locked, awards do not move it.
+Qualifying points are lifetime points (total_earned), or with a rolling window the points
+earned in it (app.points.tier_sweeps): tiers are climbed at award and release time
+(app.points.standings) and, rolling, fall at the tier sweep. An admin may place a
+participant in any tier, with a reason, and lock it there until a date: while locked,
+neither awards nor sweeps move it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from app.clock import utcnow
 from app.errors import NotFound
 from app.models import Participant
 from app.outbox import TIER_DOWNGRADED, TIER_UPGRADED, record_event
+from app.points.program import load_program
+from app.points.tier_sweeps import NEVER_LAPSES, lapse_time, qualifying_credits
 from app.points.tiers import TierLadder, TierRung, load_ladder, tier_not_found
 
 TIER_REASON_MAX_CHARS = 200
@@ -47,6 +51,7 @@ def tier_status(
     earned) for an unknown id."""
     row = session.execute(
         select(
+            Participant.id,
             Participant.total_earned,
             Participant.tier_code,
             Participant.tier_since,
@@ -57,10 +62,17 @@ def tier_status(
             Participant.external_id == participant_id,
         )
     ).first()
-    total_earned, tier_code, tier_since, locked_until = row or (0, None, None, None)
+    pk, qualifying, tier_code, tier_since, locked_until = row or (None, 0, None, None, None)
+    now = utcnow()
+    window_days = load_program(session, tenant_id, env).tier_window_days
+    credits: list[tuple[datetime, int]] = []
+    if window_days is not None and pk is not None:
+        credits = qualifying_credits(session, [str(pk)], window_days, now).get(str(pk), [])
+        qualifying = sum(amount for _, amount in credits)
     ladder = load_ladder(session, tenant_id, env)
-    current = ladder.current(tier_code, total_earned)
+    current = ladder.current(tier_code, qualifying)
     following = ladder.next_above(current)
+    rolling_tier = window_days is not None and current is not None
     return {
         "participant_id": participant_id,
         "current_tier": current.reference() if current is not None else None,
@@ -69,17 +81,30 @@ def tier_status(
             if following is not None
             else None
         ),
-        "qualifying_points": total_earned,
+        "qualifying_points": qualifying,
         "points_to_next_tier": (
-            max(0, following.points_required - total_earned) if following is not None else None
+            max(0, following.points_required - qualifying) if following is not None else None
         ),
-        "progress_percentage": progress_percentage(total_earned, following),
+        "progress_percentage": progress_percentage(qualifying, following),
         "tier_since": tier_since,
-        # Lifetime qualification: a tier, once reached, is kept.
-        "tier_expires_at": None,
-        "points_to_maintain": None,
+        # A lifetime tier, once reached, is kept; a rolling one lapses as points age out.
+        "tier_expires_at": (
+            _shown_lapse(lapse_time(current, credits, window_days, now))
+            if rolling_tier and window_days is not None
+            else None
+        ),
+        "points_to_maintain": (
+            max(0, current.points_required - qualifying)
+            if rolling_tier and current is not None
+            else None
+        ),
         "tier_locked_until": locked_until if locked_until and locked_until > utcnow() else None,
     }
+
+
+def _shown_lapse(moment: datetime | None) -> datetime | None:
+    """A lapse time as the API shows it: a tier that never lapses shows none."""
+    return None if moment == NEVER_LAPSES else moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +144,12 @@ def set_tier(
     wanted = _rung(ladder, tier_code)
     previous = ladder.current(stored_code, total_earned)
     now = utcnow()
-    values: dict[str, Any] = {"tier_code": wanted.code, "tier_locked_until": locked_until}
+    # A rolling program evaluates the tier anew at its next sweep (after the lock).
+    values: dict[str, Any] = {
+        "tier_code": wanted.code,
+        "tier_locked_until": locked_until,
+        "tier_expires_at": None,
+    }
     if stored_code != wanted.code:
         values["tier_since"] = now
     session.execute(update(Participant).where(Participant.id == pk).values(values))

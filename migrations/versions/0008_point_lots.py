@@ -8,7 +8,8 @@ point_lots holds the unspent rest of every credit that expires or is pending, un
 nothing is left of it; a participant's other credits (available at once, never expiring)
 are its open points, `balance` minus its available lots (app.points.lots). Ledger lines
 keep each award's action and terms. participants also records since when it holds its
-tier, and until when a tier set by hand is locked. participants gains `pending` (awarded,
+tier, until when a tier set by hand is locked, and (rolling qualification) when its tier
+lapses; program_settings the qualification window. participants gains `pending` (awarded,
 not yet available) and `total_expired`, and its balance rule becomes earned - spent -
 expired. Adding NOT NULL columns with a constant default rewrites no row.
 """
@@ -32,8 +33,14 @@ def upgrade() -> None:
     op.add_column(
         "participants", sa.Column("pending", sa.BigInteger(), server_default="0", nullable=False)
     )
-    for name in ("tier_since", "tier_locked_until"):
+    for name in ("tier_since", "tier_locked_until", "tier_expires_at"):
         op.add_column("participants", sa.Column(name, sa.DateTime(timezone=True), nullable=True))
+    op.create_index(
+        "ix_participants_tier_due",
+        "participants",
+        ["tenant_id", "env", "tier_expires_at"],
+        postgresql_where=sa.text("tier_code IS NOT NULL"),
+    )
     op.drop_constraint("balance_matches_totals", "participants", type_="check")
     op.create_check_constraint(
         "balance_matches_totals",
@@ -98,6 +105,7 @@ def upgrade() -> None:
         sa.Column("env", sa.String(length=8), nullable=False),
         sa.Column("points_expiry_days", sa.Integer(), nullable=True),
         sa.Column("expiring_soon_days", sa.Integer(), server_default="30", nullable=False),
+        sa.Column("tier_window_days", sa.Integer(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "points_expiry_days IS NULL OR points_expiry_days BETWEEN 1 AND 36500",
@@ -106,6 +114,10 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "expiring_soon_days BETWEEN 1 AND 365",
             name=op.f("ck_program_settings_expiring_soon_days"),
+        ),
+        sa.CheckConstraint(
+            "tier_window_days IS NULL OR tier_window_days BETWEEN 1 AND 3650",
+            name=op.f("ck_program_settings_tier_window_days"),
         ),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_program_settings_tenant_id_tenants")
@@ -129,5 +141,6 @@ def downgrade() -> None:
     op.create_check_constraint(
         "balance_matches_totals", "participants", "balance = total_earned - total_spent"
     )
-    for name in ("pending", "total_expired", "tier_since", "tier_locked_until"):
+    op.drop_index("ix_participants_tier_due", table_name="participants")
+    for name in ("pending", "total_expired", "tier_since", "tier_locked_until", "tier_expires_at"):
         op.drop_column("participants", name)
