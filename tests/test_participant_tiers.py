@@ -16,6 +16,7 @@ from app.clock import utcnow
 from app.models import LedgerEntry, Participant
 from app.points.tier_sweeps import evaluate_tier, sweep_tiers
 from app.points.tiers import TierLadder, TierRung
+from tests.builders import wait_for
 from tests.conftest import TenantKeys, WorkerProcess
 from tests.test_points_api import BASE, award, create_tier, events_of
 
@@ -251,6 +252,33 @@ def test_a_rolling_tier_falls_to_the_tier_the_points_left_in_the_window_reach(
     [downgraded] = events_of(session_factory, tenant, "tier.downgraded")
     assert downgraded["new_tier"]["code"] == "silver"
     assert downgraded["qualifying_points"] == 2000
+
+
+def test_the_workers_tier_sweep_moves_down_a_participant_whose_points_aged_out(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """On the real clock: the worker runs the tier sweep every SWEEP_INTERVAL_SECONDS."""
+    ladder(client, tenant)
+    rolling(client, tenant, window_days=30)
+    assert award(client, tenant, "hal", 1500).json["tier_upgrade"]["code"] == "silver"
+    age_awards(session_factory, tenant, "hal", days=40)
+
+    wait_for(
+        lambda: tier_code_of(session_factory, tenant, "hal"),
+        lambda code: code is None,
+        15,
+        "the workers' tier sweep",
+    )
+
+    balance = client.get(f"{BASE}/participants/hal/points", headers=tenant.participant()).json
+    status = status_of(client, tenant, "hal")
+    assert (balance["total_earned"], balance["tier"]["qualifying_points"]) == (1500, 0)
+    assert (status["current_tier"], status["qualifying_points"]) == (None, 0)
+    # A new award climbs on the window's points only: 900 reach no tier.
+    assert award(client, tenant, "hal", 900).json["tier_upgrade"] is None
 
 
 def test_a_locked_tier_and_a_lifetime_program_are_left_alone_by_the_tier_sweep(

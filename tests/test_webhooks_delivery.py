@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 
 from app.models import OutboxEvent
 from app.outbox import record_event
+from app.points.sweeps import sweep_lots
 from tests.builders import GAMIFY, claim, create_reward
 from tests.conftest import TenantKeys
 from tests.webhook_receiver import (
@@ -276,3 +277,48 @@ def test_slow_receiver_is_capped_and_does_not_hold_up_another_endpoint(
     finally:
         answer.set()
         slow.stop()
+
+
+def test_the_lifecycle_events_are_delivered_signed_like_the_others(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    receiver: WebhookReceiver,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """points.released and points.expired (the lot sweeps) and tier.downgraded (a tier set
+    by hand) reach the endpoints that subscribe to them."""
+    lifecycle = ["points.released", "points.expired", "tier.downgraded"]
+    webhook = create_webhook(client, tenant.admin(), receiver.url, lifecycle)
+    for code, level in (("silver", 1), ("gold", 2)):
+        tier = {"code": code, "name": code.title(), "level": level, "points_required": 100 * level}
+        assert (
+            client.post(f"{GAMIFY}/admin/tiers", json=tier, headers=tenant.admin()).status_code
+            == 201
+        )
+    body = {"participant_id": "lia", "amount": 250, "pending_days": 1, "expires_in_days": 2}
+    awarded = client.post(f"{GAMIFY}/points/award", json=body, headers=tenant.participant())
+    assert awarded.status_code == 200, awarded.json
+
+    sweep_lots(session_factory, now=lambda: datetime.now(UTC) + timedelta(days=1, hours=1))
+    sweep_lots(session_factory, now=lambda: datetime.now(UTC) + timedelta(days=3))
+    placed = client.patch(
+        f"{GAMIFY}/admin/participants/lia/tier",
+        json={"tier_code": "silver", "reason": "review"},
+        headers=tenant.admin(),
+    )
+    assert placed.status_code == 200, placed.json
+
+    requests = receiver.wait_for_requests(3)
+    delivered = [_verify(webhook["secret"], request) for request in requests]
+    by_type = {payload["type"]: payload["data"] for payload in delivered}
+    assert set(by_type) == set(lifecycle)
+    assert (by_type["points.released"]["amount"], by_type["points.released"]["new_balance"]) == (
+        250,
+        250,
+    )
+    assert (by_type["points.expired"]["amount"], by_type["points.expired"]["new_balance"]) == (
+        250,
+        0,
+    )
+    assert by_type["tier.downgraded"]["previous_tier"] == {"code": "gold", "level": 2}
+    assert by_type["tier.downgraded"]["new_tier"]["code"] == "silver"

@@ -215,7 +215,9 @@ class NextTier(BaseModel):
 class TierStanding(BaseModel):
     current: CurrentTier | None
     next: NextTier | None
-    qualifying_points: int = Field(description="Lifetime points earned (total_earned)")
+    qualifying_points: int = Field(
+        description="Points earned ever (lifetime basis) or in the program's window (rolling)"
+    )
     points_to_next: int | None
 
 

@@ -15,6 +15,8 @@ from app.clock import utcnow
 from app.models import LedgerEntry, Participant
 from app.points.lots import EXPIRING_SOON_DAYS_DEFAULT
 from app.points.multipliers import active_multipliers
+from app.points.program import load_program
+from app.points.tier_sweeps import qualifying_points
 from app.points.tiers import load_ladder
 
 
@@ -60,8 +62,14 @@ def points_summary(
         if participant_pk is not None
         else (0, None)
     )
+    # The points the tier goes by: lifetime, or the program's rolling window's.
+    qualifying = total_earned
+    window_days = load_program(session, tenant_id, env).tier_window_days
+    if window_days is not None and participant_pk is not None:
+        pk = str(participant_pk)
+        qualifying = qualifying_points(session, [pk], window_days, now).get(pk, 0)
     ladder = load_ladder(session, tenant_id, env)
-    current = ladder.current(tier_code, total_earned)
+    current = ladder.current(tier_code, qualifying)
     following = ladder.next_above(current)
     multipliers = (
         active_multipliers(session, [participant_pk], now).get(participant_pk, [])
@@ -91,8 +99,8 @@ def points_summary(
             "next": {**following.reference(), "points_required": following.points_required}
             if following is not None
             else None,
-            "qualifying_points": total_earned,
-            "points_to_next": max(0, following.points_required - total_earned)
+            "qualifying_points": qualifying,
+            "points_to_next": max(0, following.points_required - qualifying)
             if following is not None
             else None,
         },
