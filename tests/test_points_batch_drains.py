@@ -3,10 +3,12 @@ request still gets its own answer and ledger lines tagged with its own operation
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.models import LedgerEntry, Participant
+from app.models import LedgerEntry, Operation, Participant
 from app.operation_runs import drain_partition
 from app.operations import submit_operation
 from app.outbox import (
@@ -42,6 +44,14 @@ def test_three_batch_requests_drained_at_once_answer_separately(db_session: Sess
         for items in requests
     ]
     assert len({operation.partition_key for operation in operations}) == 1
+    # Accepted one after the other, as separate requests are: one transaction here stamps
+    # them alike, and a drain takes ties in no defined order.
+    for position, operation in enumerate(operations):
+        db_session.execute(
+            update(Operation)
+            .where(Operation.id == operation.id)
+            .values(created_at=Operation.created_at + timedelta(milliseconds=position))
+        )
 
     run = drain_partition(db_session, operations[0].partition_key, limit=50)
 
