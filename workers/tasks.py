@@ -279,9 +279,10 @@ def sweep_lot_shard(index: int, shards: int) -> None:
     evaluate the rolling tiers that are due (app.points.tier_sweeps), of one shard of the
     participants."""
     rt = runtime()
-    report = sweep_lots(rt.session_factory, shard=Shard(index, shards))
+    shard = Shard(index, shards)
+    report = sweep_lots(rt.session_factory, shard=shard)
     # Then the rolling tiers: a tier sweep records events too (always dispatched).
-    tiers = sweep_tiers(rt.session_factory, shard=(index, shards))
+    tiers = sweep_tiers(rt.session_factory, shard=shard)
     if report.to_dispatch or tiers:
         wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
     if report.released or report.expired:

@@ -40,7 +40,7 @@ from app.ledger import lock_balance_rows
 from app.models import LedgerEntry, OutboxEvent, PointLot
 from app.outbox import POINTS_AWARDED, TIER_UPGRADED, mark_events_recorded
 from app.points.items import AwardItem
-from app.points.lots import program_facts
+from app.points.program import program_facts
 from app.points.standings import (
     Credit,
     Placements,

@@ -45,18 +45,17 @@ from app.outbox import (
 from app.points.awards import AWARD_ENTRY_TYPE
 from app.points.lots import (
     LOT_BOOKS,
-    PROGRAM_SETTINGS,
     WRITE_LOTS,
     LotTerms,
     NewLot,
     lot_books,
     lot_books_params,
     lot_dates,
-    program_settings_of,
     spenders_with_lots,
     write_lots_params,
 )
 from app.points.multipliers import ActiveMultiplier
+from app.points.program import PROGRAM_SETTINGS, program_settings_of
 from app.points.standings import (
     Credit,
     Debit,
@@ -66,8 +65,7 @@ from app.points.standings import (
     place_standings,
     upgraded_payload,
 )
-from app.points.tier_sweeps import qualifying_points
-from app.points.tiers import TierLadder, TierRung
+from app.points.tiers import TierLadder, TierRung, qualifying_points
 
 DEDUCT_ENTRY_TYPE = "deduct"
 EVENT_TYPES = (POINTS_AWARDED, TIER_UPGRADED, POINTS_DEDUCTED)

@@ -22,22 +22,17 @@ from __future__ import annotations
 
 import bisect
 import json
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy.orm import Session
-
-from app.infra.pgcopy import fetch_tuples, plain_array_literal
+from app.infra.pgcopy import plain_array_literal
 from app.ledger import LockedRow
-from app.outbox import ANY_SUBSCRIBED
 
 # An award's optional lot terms, in the API and in uploads.
 LOT_TERM_FIELDS = ("expires_in_days", "expires_at", "pending_days", "available_at")
 EXPIRES_IN_DAYS_MAX = 36500
-EXPIRING_SOON_DAYS_DEFAULT = 30
 PENDING_DAYS_MAX = 3650
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
@@ -138,44 +133,6 @@ def instant(value: object) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value))
-
-
-class ProgramFacts(NamedTuple):
-    """What a set-wise writer goes by, asked once per batch."""
-
-    default_expiry_days: int | None  # an award's expiry when it names none; None: never
-    tier_window_days: int | None  # rolling tier qualification; None: lifetime points
-    subscribed: bool  # an endpoint subscribes to the events the batch records
-
-
-# Asked with the subscriber check of set-wise writers (app.outbox.ANY_SUBSCRIBED): one
-# round trip for a pass's per-tenant questions.
-PROGRAM_SETTINGS = """
-    (SELECT json_build_array(points_expiry_days, tier_window_days) FROM program_settings
-     WHERE tenant_id = %(tenant_id)s AND env = %(env)s)::text
-"""
-_PROGRAM_AND_SUBSCRIBED = "SELECT " + PROGRAM_SETTINGS + ", " + ANY_SUBSCRIBED
-
-
-def program_settings_of(text: str | None) -> tuple[int | None, int | None]:
-    """PROGRAM_SETTINGS's answer: (default expiry days, tier window days)."""
-    if text is None:
-        return None, None
-    expiry_days, window_days = json.loads(text)
-    return expiry_days, window_days
-
-
-def program_facts(
-    session: Session, tenant_id: uuid.UUID, env: str, event_types: Sequence[str]
-) -> ProgramFacts:
-    """The program's settings a writer goes by, and whether an endpoint subscribes to
-    `event_types` (see app.outbox.endpoint_subscribes)."""
-    [(settings, subscribed)] = fetch_tuples(
-        session,
-        _PROGRAM_AND_SUBSCRIBED,
-        {"tenant_id": tenant_id, "env": env, "types": list(event_types)},
-    )
-    return ProgramFacts(*program_settings_of(settings), bool(subscribed))
 
 
 class NewLot:

@@ -1,22 +1,29 @@
-"""A tenant environment's points program settings: default expiry, the expiring-soon window.
+"""A tenant environment's points program settings: default expiry, the expiring-soon
+window, tier qualification.
 
 Stored one row per tenant and environment in `program_settings`; no row means the
-defaults, so a tenant that never changed its program costs no write and no row.
+defaults, so a tenant that never changed its program costs no write and no row. Reads
+(`load_program`) and the admin API go through the ORM; set-wise writers ask for what they
+go by inside a statement they make anyway (`PROGRAM_SETTINGS`, `program_facts`).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.infra.pgcopy import fetch_tuples
 from app.models import ProgramSettings
+from app.outbox import ANY_SUBSCRIBED
 
 POINTS_EXPIRY_DAYS_MIN, POINTS_EXPIRY_DAYS_MAX = 1, 36_500
 EXPIRING_SOON_DAYS_MIN, EXPIRING_SOON_DAYS_MAX = 1, 365
@@ -129,3 +136,41 @@ _REEVALUATE_TIERS = text(
 
 def _reevaluate_tiers(session: Session, tenant_id: uuid.UUID, env: str) -> None:
     session.execute(_REEVALUATE_TIERS, {"tenant_id": tenant_id, "env": env})
+
+
+class ProgramFacts(NamedTuple):
+    """What a set-wise writer goes by, asked once per batch."""
+
+    default_expiry_days: int | None  # an award's expiry when it names none; None: never
+    tier_window_days: int | None  # rolling tier qualification; None: lifetime points
+    subscribed: bool  # an endpoint subscribes to the events the batch records
+
+
+# Asked with the subscriber check of set-wise writers (app.outbox.ANY_SUBSCRIBED): one
+# round trip for a pass's per-tenant questions.
+PROGRAM_SETTINGS = """
+    (SELECT json_build_array(points_expiry_days, tier_window_days) FROM program_settings
+     WHERE tenant_id = %(tenant_id)s AND env = %(env)s)::text
+"""
+_PROGRAM_AND_SUBSCRIBED = "SELECT " + PROGRAM_SETTINGS + ", " + ANY_SUBSCRIBED
+
+
+def program_settings_of(text: str | None) -> tuple[int | None, int | None]:
+    """PROGRAM_SETTINGS's answer: (default expiry days, tier window days)."""
+    if text is None:
+        return None, None
+    expiry_days, window_days = json.loads(text)
+    return expiry_days, window_days
+
+
+def program_facts(
+    session: Session, tenant_id: uuid.UUID, env: str, event_types: Sequence[str]
+) -> ProgramFacts:
+    """The program's settings a writer goes by, and whether an endpoint subscribes to
+    `event_types` (see app.outbox.endpoint_subscribes)."""
+    [(settings, subscribed)] = fetch_tuples(
+        session,
+        _PROGRAM_AND_SUBSCRIBED,
+        {"tenant_id": tenant_id, "env": env, "types": list(event_types)},
+    )
+    return ProgramFacts(*program_settings_of(settings), bool(subscribed))

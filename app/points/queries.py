@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -13,11 +13,9 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.models import LedgerEntry, Participant
-from app.points.lots import EXPIRING_SOON_DAYS_DEFAULT
 from app.points.multipliers import active_multipliers
 from app.points.program import load_program
-from app.points.tier_sweeps import qualifying_points
-from app.points.tiers import load_ladder
+from app.points.tier_status import tier_position
 
 
 def _participant_pk(
@@ -57,20 +55,22 @@ def points_summary(
         updated_at,
     ) = row or (None, 0, 0, 0, None, 0, 0, None)  # fmt: skip
     now = utcnow()
+    program = load_program(session, tenant_id, env)
     expiring_soon, expiring_soon_date = (
-        _expiring_soon(session, tenant_id, env, participant_pk, now)
+        _expiring_soon(session, participant_pk, program.expiring_soon_days, now)
         if participant_pk is not None
         else (0, None)
     )
     # The points the tier goes by: lifetime, or the program's rolling window's.
-    qualifying = total_earned
-    window_days = load_program(session, tenant_id, env).tier_window_days
-    if window_days is not None and participant_pk is not None:
-        pk = str(participant_pk)
-        qualifying = qualifying_points(session, [pk], window_days, now).get(pk, 0)
-    ladder = load_ladder(session, tenant_id, env)
-    current = ladder.current(tier_code, qualifying)
-    following = ladder.next_above(current)
+    position = tier_position(
+        session,
+        tenant_id,
+        env,
+        (participant_pk, tier_code, total_earned) if participant_pk is not None else None,
+        program.tier_window_days,
+        now,
+    )
+    current, following = position.current, position.following
     multipliers = (
         active_multipliers(session, [participant_pk], now).get(participant_pk, [])
         if participant_pk is not None
@@ -99,10 +99,8 @@ def points_summary(
             "next": {**following.reference(), "points_required": following.points_required}
             if following is not None
             else None,
-            "qualifying_points": qualifying,
-            "points_to_next": max(0, following.points_required - qualifying)
-            if following is not None
-            else None,
+            "qualifying_points": position.qualifying_points,
+            "points_to_next": position.points_to_next,
         },
         "multipliers": [
             {
@@ -117,36 +115,27 @@ def points_summary(
     }
 
 
-# Unspent available points expiring within the program's window (default 30 days), and
-# the soonest such expiry: the participant's spending index, read from its start.
+# Unspent available points expiring within the program's window, and the soonest such
+# expiry: the participant's spending index, read from its start.
 _EXPIRING_SOON = text(
     """
     SELECT CAST(coalesce(sum(lot.remaining), 0) AS bigint), min(lot.expires_at)
     FROM point_lots AS lot
     WHERE lot.participant_pk = :participant_pk AND NOT lot.pending
-      AND lot.expires_at > :now
-      AND lot.expires_at <= :now + make_interval(days => coalesce(
-          (SELECT expiring_soon_days FROM program_settings
-           WHERE tenant_id = :tenant_id AND env = :env), :default_days))
+      AND lot.expires_at > :now AND lot.expires_at <= :until
     """
 )
 
 
 def _expiring_soon(
-    session: Session,
-    tenant_id: uuid.UUID,
-    env: str,
-    participant_pk: uuid.UUID,
-    now: datetime,
+    session: Session, participant_pk: uuid.UUID, within_days: int, now: datetime
 ) -> tuple[int, datetime | None]:
     points, soonest = session.execute(
         _EXPIRING_SOON,
         {
             "participant_pk": participant_pk,
             "now": now,
-            "tenant_id": tenant_id,
-            "env": env,
-            "default_days": EXPIRING_SOON_DAYS_DEFAULT,
+            "until": now + timedelta(days=within_days),
         },
     ).one()
     return int(points), soonest

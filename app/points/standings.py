@@ -21,8 +21,7 @@ from app.infra.pgcopy import COPY_NULL, copy_field
 from app.ledger import LockedRow, insufficient_points
 from app.points.lots import LotBook, lot_dates
 from app.points.multipliers import ActiveMultiplier, active_multipliers
-from app.points.tier_sweeps import qualifying_points
-from app.points.tiers import TierLadder, TierRung, load_ladder
+from app.points.tiers import TierLadder, TierRung, load_ladder, qualifying_points
 
 ONE = Decimal(1)
 
@@ -316,7 +315,7 @@ def awarded_payload(
 
 
 def upgraded_payload(
-    participant_id: str, transaction_id: str, upgrade: TierUpgrade, qualifying_points: int
+    participant_id: str, transaction_id: str, upgrade: TierUpgrade, qualifying: int
 ) -> dict[str, Any]:
     previous = (
         {"code": upgrade.previous_code, "level": upgrade.previous_level}
@@ -328,7 +327,7 @@ def upgraded_payload(
         "transaction_id": transaction_id,
         "previous_tier": previous,
         "new_tier": {"code": upgrade.code, "name": upgrade.name, "level": upgrade.level},
-        "qualifying_points": qualifying_points,
+        "qualifying_points": qualifying,
     }
 
 

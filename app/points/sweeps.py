@@ -34,7 +34,7 @@ from app.outbox import (
     mark_events_recorded,
 )
 from app.points.awards import LEDGER_COLUMNS, OUTBOX_COLUMNS, uuid4_texts, write_balances
-from app.points.lots import program_facts
+from app.points.program import program_facts
 from app.points.standings import (
     Placements,
     Standing,
@@ -60,6 +60,12 @@ class Shard(NamedTuple):
 
 
 WHOLE = Shard(0, 1)
+
+
+def shard_filter(column: str) -> str:
+    """The SQL condition that `column` (a participant key) is in the statement's shard
+    (parameters `shard` and `shards`)."""
+    return f"abs(hashtext(CAST({column} AS text))) %% %(shards)s = %(shard)s"
 
 
 class DueLot(NamedTuple):
@@ -148,8 +154,9 @@ EXPIRY = _Sweep(
         SELECT DISTINCT p.tenant_id, p.env, p.external_id
         FROM (
             SELECT participant_pk FROM point_lots
-            WHERE NOT pending AND expires_at <= %(now)s
-              AND abs(hashtext(CAST(participant_pk AS text))) %% %(shards)s = %(shard)s
+            WHERE NOT pending AND expires_at <= %(now)s AND """  # noqa: S608 (constant fragments, no input)
+    + shard_filter("participant_pk")
+    + """
             ORDER BY expires_at
             LIMIT %(limit)s
         ) AS due
@@ -180,8 +187,9 @@ RELEASE = _Sweep(
         SELECT DISTINCT p.tenant_id, p.env, p.external_id
         FROM (
             SELECT participant_pk FROM point_lots
-            WHERE pending AND available_at <= %(now)s
-              AND abs(hashtext(CAST(participant_pk AS text))) %% %(shards)s = %(shard)s
+            WHERE pending AND available_at <= %(now)s AND """  # noqa: S608 (constant fragments, no input)
+    + shard_filter("participant_pk")
+    + """
             ORDER BY available_at
             LIMIT %(limit)s
         ) AS due

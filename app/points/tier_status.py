@@ -24,8 +24,8 @@ from app.errors import NotFound
 from app.models import Participant
 from app.outbox import TIER_DOWNGRADED, TIER_UPGRADED, record_event
 from app.points.program import load_program
-from app.points.tier_sweeps import NEVER_LAPSES, lapse_time, qualifying_credits
-from app.points.tiers import TierLadder, TierRung, load_ladder, tier_not_found
+from app.points.tier_sweeps import NEVER_LAPSES, lapse_time
+from app.points.tiers import TierRung, load_ladder, qualifying_credits, tier_not_found
 
 TIER_REASON_MAX_CHARS = 200
 
@@ -44,6 +44,43 @@ def progress_percentage(qualifying_points: int, following: TierRung | None) -> f
     return float(min(share, Decimal(100)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
+@dataclass(frozen=True, slots=True)
+class TierPosition:
+    """Where a participant stands on its program's ladder."""
+
+    current: TierRung | None
+    following: TierRung | None  # the next tier up; None at the top
+    qualifying_points: int
+    window_days: int | None  # the rolling window; None: lifetime points
+    # The window's credits, newest first (none on the lifetime basis).
+    credits: list[tuple[datetime, int]]
+
+    @property
+    def points_to_next(self) -> int | None:
+        following = self.following
+        return max(0, following.points_required - self.qualifying_points) if following else None
+
+
+def tier_position(
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    participant: tuple[uuid.UUID, str | None, int] | None,
+    window_days: int | None,
+    now: datetime,
+) -> TierPosition:
+    """The tier position of `participant` (key, stored tier, lifetime points; None for
+    one that does not exist), on the lifetime basis or the rolling `window_days`."""
+    pk, tier_code, qualifying = participant or (None, None, 0)
+    credits: list[tuple[datetime, int]] = []
+    if window_days is not None and pk is not None:
+        credits = qualifying_credits(session, [str(pk)], window_days, now).get(str(pk), [])
+        qualifying = sum(amount for _, amount in credits)
+    ladder = load_ladder(session, tenant_id, env)
+    current = ladder.current(tier_code, qualifying)
+    return TierPosition(current, ladder.next_above(current), qualifying, window_days, credits)
+
+
 def tier_status(
     session: Session, tenant_id: uuid.UUID, env: str, participant_id: str
 ) -> dict[str, Any]:
@@ -52,8 +89,8 @@ def tier_status(
     row = session.execute(
         select(
             Participant.id,
-            Participant.total_earned,
             Participant.tier_code,
+            Participant.total_earned,
             Participant.tier_since,
             Participant.tier_locked_until,
         ).where(
@@ -62,17 +99,19 @@ def tier_status(
             Participant.external_id == participant_id,
         )
     ).first()
-    pk, qualifying, tier_code, tier_since, locked_until = row or (None, 0, None, None, None)
     now = utcnow()
     window_days = load_program(session, tenant_id, env).tier_window_days
-    credits: list[tuple[datetime, int]] = []
-    if window_days is not None and pk is not None:
-        credits = qualifying_credits(session, [str(pk)], window_days, now).get(str(pk), [])
-        qualifying = sum(amount for _, amount in credits)
-    ladder = load_ladder(session, tenant_id, env)
-    current = ladder.current(tier_code, qualifying)
-    following = ladder.next_above(current)
-    rolling_tier = window_days is not None and current is not None
+    position = tier_position(
+        session, tenant_id, env, (row[0], row[1], row[2]) if row else None, window_days, now
+    )
+    tier_since, locked_until = (row[3], row[4]) if row else (None, None)
+    current, following, qualifying = (
+        position.current,
+        position.following,
+        position.qualifying_points,
+    )
+    # A lifetime tier, once reached, is kept; a rolling one lapses as points age out.
+    rolling_tier = current if window_days is not None else None
     return {
         "participant_id": participant_id,
         "current_tier": current.reference() if current is not None else None,
@@ -82,23 +121,18 @@ def tier_status(
             else None
         ),
         "qualifying_points": qualifying,
-        "points_to_next_tier": (
-            max(0, following.points_required - qualifying) if following is not None else None
-        ),
+        "points_to_next_tier": position.points_to_next,
         "progress_percentage": progress_percentage(qualifying, following),
         "tier_since": tier_since,
-        # A lifetime tier, once reached, is kept; a rolling one lapses as points age out.
         "tier_expires_at": (
-            _shown_lapse(lapse_time(current, credits, window_days, now))
-            if rolling_tier and window_days is not None
+            _shown_lapse(lapse_time(rolling_tier, position.credits, window_days, now))
+            if rolling_tier is not None and window_days is not None
             else None
         ),
         "points_to_maintain": (
-            max(0, current.points_required - qualifying)
-            if rolling_tier and current is not None
-            else None
+            max(0, rolling_tier.points_required - qualifying) if rolling_tier is not None else None
         ),
-        "tier_locked_until": locked_until if locked_until and locked_until > utcnow() else None,
+        "tier_locked_until": locked_until if locked_until and locked_until > now else None,
     }
 
 
@@ -141,7 +175,9 @@ def set_tier(
         raise participant_not_found()
     pk, total_earned, stored_code = row
     ladder = load_ladder(session, tenant_id, env)
-    wanted = _rung(ladder, tier_code)
+    wanted = ladder.find(tier_code)
+    if wanted is None:
+        raise tier_not_found()
     previous = ladder.current(stored_code, total_earned)
     now = utcnow()
     # A rolling program evaluates the tier anew at its next sweep (after the lock).
@@ -173,13 +209,6 @@ def set_tier(
             },
         )
     return TierChange(pk, previous, wanted, event_type)
-
-
-def _rung(ladder: TierLadder, tier_code: str) -> TierRung:
-    for rung in ladder.rungs:
-        if rung.code == tier_code:
-            return rung
-    raise tier_not_found()
 
 
 def _event_type(previous: TierRung | None, wanted: TierRung) -> str | None:

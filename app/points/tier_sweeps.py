@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,44 +27,12 @@ from app.clock import utcnow
 from app.infra.pgcopy import fetch_tuples, plain_array_literal
 from app.ledger import lock_changing_rows
 from app.outbox import TIER_DOWNGRADED, record_events
-from app.points.tiers import TierLadder, TierRung, load_ladder
+from app.points.sweeps import WHOLE, Shard, shard_filter
+from app.points.tiers import TierLadder, TierRung, load_ladder, qualifying_credits
 
 # When a tier whose threshold is 0 lapses: never (a date, not None, which means "due").
 NEVER_LAPSES = datetime(9999, 12, 31, tzinfo=UTC)
 SWEEP_BATCH_PARTICIPANTS = 1_000
-
-# The credits that count for a rolling tier, by participant, newest first.
-_QUALIFYING_CREDITS = """
-    SELECT CAST(participant_pk AS text), created_at, amount FROM ledger_entries
-    WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND created_at > %(since)s
-      AND ((type = 'award' AND available_at IS NULL) OR type = 'release')
-    ORDER BY participant_pk, seq DESC
-"""
-
-
-def qualifying_credits(
-    session: Session, pks: Iterable[str], window_days: int, now: datetime
-) -> dict[str, list[tuple[datetime, int]]]:
-    """Each participant's (by key) credits in the window ending `now`, newest first."""
-    credits: dict[str, list[tuple[datetime, int]]] = {}
-    rows = fetch_tuples(
-        session,
-        _QUALIFYING_CREDITS,
-        {"pks": plain_array_literal(pks), "since": now - timedelta(days=window_days)},
-    )
-    for pk, created_at, amount in rows:
-        credits.setdefault(pk, []).append((created_at, int(amount)))
-    return credits
-
-
-def qualifying_points(
-    session: Session, pks: Iterable[str], window_days: int, now: datetime
-) -> dict[str, int]:
-    """Each participant's (by key) qualifying points in the window ending `now`."""
-    return {
-        pk: sum(amount for _, amount in credits)
-        for pk, credits in qualifying_credits(session, pks, window_days, now).items()
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +85,18 @@ def lapse_time(
 
 
 # Tiered participants of one program whose tier is due for evaluation and not locked.
-_DUE = """
+_DUE = (
+    """
     SELECT external_id FROM participants
     WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND tier_code IS NOT NULL
       AND (tier_expires_at IS NULL OR tier_expires_at <= %(now)s)
       AND (tier_locked_until IS NULL OR tier_locked_until <= %(now)s)
-      AND abs(hashtext(CAST(id AS text))) %% %(shards)s = %(shard)s
+      AND """  # noqa: S608 (constant fragments, no input)
+    + shard_filter("id")
+    + """
     LIMIT %(limit)s
 """
+)
 _HELD_BY_HAND = """
     SELECT CAST(id AS text) FROM participants
     WHERE id = ANY(CAST(%(pks)s AS uuid[])) AND tier_locked_until > %(now)s
@@ -150,7 +122,7 @@ def sweep_tier_batch(
     env: str,
     window_days: int,
     now: datetime,
-    shard: tuple[int, int] = (0, 1),
+    shard: Shard = WHOLE,
     limit: int = SWEEP_BATCH_PARTICIPANTS,
 ) -> int:
     """Evaluate up to `limit` due participants of one rolling program (of `shard`); how
@@ -163,8 +135,8 @@ def sweep_tier_batch(
             "env": env,
             "now": now,
             "limit": limit,
-            "shard": shard[0],
-            "shards": shard[1],
+            "shard": shard.position,
+            "shards": shard.total,
         },
     )
     if not due:
@@ -243,7 +215,7 @@ def sweep_tiers(
     session_factory: sessionmaker[Session],
     *,
     now: Callable[[], datetime] = utcnow,
-    shard: tuple[int, int] = (0, 1),
+    shard: Shard = WHOLE,
     limit: int = SWEEP_BATCH_PARTICIPANTS,
 ) -> int:
     """Evaluate every due tier of every rolling program (of the participants in `shard`),

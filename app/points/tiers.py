@@ -1,4 +1,6 @@
 """Loyalty tiers: the tenant's ladder, where a participant stands on it, and its upkeep.
+With a rolling window (app.points.program), the points a tier goes by are the credits of
+the window (`qualifying_credits`).
 
 A participant's tier is the highest level whose points_required its lifetime points
 (total_earned) reach. The participant row stores the tier it was last placed in, so an
@@ -9,7 +11,9 @@ when an admin later raises a threshold (no silent downgrade).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.errors import Conflict, NotFound
+from app.infra.pgcopy import fetch_tuples, plain_array_literal
 from app.models import Tier
 
 TIER_FIELDS = frozenset(
@@ -59,9 +64,13 @@ class TierLadder:
                 return rung
         return None
 
+    def find(self, code: str) -> TierRung | None:
+        """The active tier with this code, if any."""
+        return self._by_code.get(code)
+
     def current(self, tier_code: str | None, total_earned: int) -> TierRung | None:
         """The stored tier while it exists; otherwise where the lifetime points place one."""
-        stored = self._by_code.get(tier_code) if tier_code is not None else None
+        stored = self.find(tier_code) if tier_code is not None else None
         return stored if stored is not None else self.qualifying(total_earned)
 
     def next_above(self, rung: TierRung | None) -> TierRung | None:
@@ -169,3 +178,37 @@ def delete_tier(session: Session, tenant_id: uuid.UUID, env: str, code: str) -> 
     ).first()
     if deleted is None:
         raise tier_not_found()
+
+
+# The credits that count for a rolling tier, by participant, newest first.
+_QUALIFYING_CREDITS = """
+    SELECT CAST(participant_pk AS text), created_at, amount FROM ledger_entries
+    WHERE participant_pk = ANY(CAST(%(pks)s AS uuid[])) AND created_at > %(since)s
+      AND ((type = 'award' AND available_at IS NULL) OR type = 'release')
+    ORDER BY participant_pk, seq DESC
+"""
+
+
+def qualifying_credits(
+    session: Session, pks: Iterable[str], window_days: int, now: datetime
+) -> dict[str, list[tuple[datetime, int]]]:
+    """Each participant's (by key) credits in the window ending `now`, newest first."""
+    credits: dict[str, list[tuple[datetime, int]]] = {}
+    rows = fetch_tuples(
+        session,
+        _QUALIFYING_CREDITS,
+        {"pks": plain_array_literal(pks), "since": now - timedelta(days=window_days)},
+    )
+    for pk, created_at, amount in rows:
+        credits.setdefault(pk, []).append((created_at, int(amount)))
+    return credits
+
+
+def qualifying_points(
+    session: Session, pks: Iterable[str], window_days: int, now: datetime
+) -> dict[str, int]:
+    """Each participant's (by key) qualifying points in the window ending `now`."""
+    return {
+        pk: sum(amount for _, amount in credits)
+        for pk, credits in qualifying_credits(session, pks, window_days, now).items()
+    }
