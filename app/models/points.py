@@ -99,6 +99,8 @@ class LedgerEntry(Base):
     balance_after: Mapped[int] = mapped_column(BigInteger)
     operation_id: Mapped[uuid.UUID | None]
     claim_id: Mapped[uuid.UUID | None]
+    # The earning rule that credited it (app.engagement); no key: a rule may be deleted.
+    rule_id: Mapped[uuid.UUID | None]
     created_at: Mapped[datetime] = created_at_column()
     # Insert order. Entries are written under the participant's row lock, so per participant
     # this is the order they were applied in; created_at (transaction start) is not.

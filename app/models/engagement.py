@@ -1,0 +1,136 @@
+"""Actions and what they drive: earning rules and badges (app.engagement).
+
+Definitions (rules, badges) are admin-written rows read by every batch of actions; the
+per-participant rows (rule usage, badge progress, badges held) are written only by a
+transaction holding the participant's row lock, like its balance, so they need no lock of
+their own and no foreign key to participants (the ledger proves the participant exists).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, created_at_column, uuid_pk
+
+
+class Action(Base):
+    """One thing a participant did, as it was applied (what it caused is in the ledger,
+    badges and, as they come, streaks and challenges, each naming the operation)."""
+
+    __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_participant_occurred", "participant_pk", "occurred_at"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID]
+    env: Mapped[str] = mapped_column(String(8))
+    participant_pk: Mapped[uuid.UUID]
+    action: Mapped[str] = mapped_column(String(100))
+    properties: Mapped[dict[str, Any] | None]
+    occurred_at: Mapped[datetime]
+    operation_id: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class EarningRule(Base):
+    """Points an action earns: `formula` over its properties (app.engagement.formula)."""
+
+    __tablename__ = "earning_rules"
+    __table_args__ = (
+        Index(
+            "ix_earning_rules_action",
+            "tenant_id",
+            "env",
+            "action",
+            postgresql_where=text("active"),
+        ),
+        CheckConstraint("max_points IS NULL OR max_points >= 0", name="max_points"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    env: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    formula: Mapped[str] = mapped_column(Text)
+    conditions: Mapped[dict[str, Any] | None]
+    max_points: Mapped[int | None] = mapped_column(BigInteger)
+    multipliers: Mapped[dict[str, Any] | None]
+    caps: Mapped[dict[str, Any] | None]
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    active: Mapped[bool] = mapped_column(default=True)
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime | None]
+
+
+class EarningRuleUsage(Base):
+    """Points a rule has credited a participant on one day (in the rule's time zone): what
+    its caps are checked against. A rule's total is the sum of its days."""
+
+    __tablename__ = "earning_rule_usage"
+
+    rule_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("earning_rules.id", ondelete="CASCADE"), primary_key=True
+    )
+    participant_pk: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+
+
+class Badge(Base):
+    """An achievement: earned once, by its criteria or by hand; unlike a reward it is not
+    claimed and costs nothing (points_reward is paid when it is earned)."""
+
+    __tablename__ = "badges"
+    __table_args__ = (
+        Index("ix_badges_tenant_env", "tenant_id", "env"),
+        CheckConstraint("points_reward IS NULL OR points_reward >= 0", name="points_reward"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    env: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    image_url: Mapped[str | None] = mapped_column(String(2048))
+    category: Mapped[str | None] = mapped_column(String(100))
+    criteria: Mapped[dict[str, Any]]
+    points_reward: Mapped[int | None] = mapped_column(BigInteger)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime | None]
+
+
+class BadgeProgress(Base):
+    """How far a participant is toward a badge's criteria, counted from the badge's
+    creation (a badge that counts actions or points)."""
+
+    __tablename__ = "badge_progress"
+
+    badge_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("badges.id", ondelete="CASCADE"), primary_key=True
+    )
+    participant_pk: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    current: Mapped[int] = mapped_column(BigInteger)
+
+
+class ParticipantBadge(Base):
+    """A badge a participant holds: at most once (the key)."""
+
+    __tablename__ = "participant_badges"
+    __table_args__ = (Index("ix_participant_badges_participant", "participant_pk", "awarded_at"),)
+
+    badge_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("badges.id", ondelete="CASCADE"), primary_key=True
+    )
+    participant_pk: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    awarded_at: Mapped[datetime]
+    # "criteria" or "manual"
+    source: Mapped[str] = mapped_column(String(16))
+    operation_id: Mapped[uuid.UUID | None]
