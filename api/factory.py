@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     register_error_handlers(app)
     from api import audit, health, openapi, operations, points
+    from api.engagement import actions as engagement_actions
     from api.rewards import admin as rewards_admin
     from api.rewards import participant as rewards_participant
     from api.webhooks import admin as webhooks_admin
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         webhooks_admin.bp,
         audit.bp,
         *points.blueprints,
+        engagement_actions.bp,
     ):
         app.register_blueprint(blueprint)
     return app

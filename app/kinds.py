@@ -1,11 +1,21 @@
 """Every operation kind the service runs, registered from this one list: the web imports
 it to record writes, the workers to execute them."""
 
+from app.engagement.kinds import ACTION, ACTION_BATCH, BADGE_AWARD
 from app.operation_kinds import OperationKind, register_kind
 from app.points.kinds import AWARD, AWARD_BATCH, AWARD_BULK, DEDUCT
 from app.rewards.claim_batches import CLAIM
 
-KINDS: tuple[OperationKind, ...] = (AWARD, DEDUCT, AWARD_BATCH, AWARD_BULK, CLAIM)
+KINDS: tuple[OperationKind, ...] = (
+    AWARD,
+    DEDUCT,
+    AWARD_BATCH,
+    AWARD_BULK,
+    CLAIM,
+    ACTION,
+    ACTION_BATCH,
+    BADGE_AWARD,
+)
 
 for kind in KINDS:
     register_kind(kind)

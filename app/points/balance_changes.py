@@ -31,6 +31,18 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.engagement.pipeline import (
+    BADGE_AWARDED,
+    ENGAGEMENT_DEFINITIONS,
+    ActionWrite,
+    BadgeEarned,
+    BadgeGrant,
+    Engagement,
+    definitions_params,
+    engagement_of,
+    load_participant_state,
+    write_engagement,
+)
 from app.errors import DomainError
 from app.infra.pgcopy import fetch_tuples, plain_array_literal
 from app.ledger import LockedRow, insufficient_points, lock_changing_rows
@@ -61,6 +73,7 @@ from app.points.standings import (
     Debit,
     Placements,
     Standing,
+    TierUpgrade,
     awarded_payload,
     place_standings,
     upgraded_payload,
@@ -68,7 +81,7 @@ from app.points.standings import (
 from app.points.tiers import TierLadder, TierRung, qualifying_points
 
 DEDUCT_ENTRY_TYPE = "deduct"
-EVENT_TYPES = (POINTS_AWARDED, TIER_UPGRADED, POINTS_DEDUCTED)
+EVENT_TYPES = (POINTS_AWARDED, TIER_UPGRADED, POINTS_DEDUCTED, BADGE_AWARDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +98,7 @@ class BalanceWrite:
     # An award's lot terms as accepted (app.points.lots): None for at once, for never.
     available_at: datetime | None = None
     expires_at: datetime | None = None
+    rule_id: str | None = None  # the earning rule a credit of an action is from
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,49 +117,212 @@ class Applied:
         return self.outcome.as_body()
 
 
-Decision = Applied | DomainError
+def _last_upgrade(applied: Sequence[Applied]) -> TierUpgrade | None:
+    upgrades = [
+        each.outcome.tier_upgrade
+        for each in applied
+        if isinstance(each.outcome, Credit) and each.outcome.tier_upgrade is not None
+    ]
+    if not upgrades:
+        return None
+    first, last = upgrades[0], upgrades[-1]
+    return TierUpgrade(last.code, last.name, last.level, first.previous_code, first.previous_level)
 
 
-def decide_changes(
-    writes: Sequence[BalanceWrite],
-    standings: dict[str, Standing],
-    placements: Placements,
-    transaction_ids: Iterator[str],
-    now: datetime,
-    default_expiry_days: int | None = None,
-) -> list[Decision]:
-    """Each write's decision, in order, against the running standings (changed in place).
+@dataclass(frozen=True, slots=True)
+class ActionApplied:
+    """An action as applied: the points its rules credited and the badges it earned."""
 
-    `standings` holds every participant that exists (or was created for an award), with
-    its lots for one the batch debits; one missing has nothing to spend. Pure: no I/O;
-    `transaction_ids` supplies the ledger ids, `now` is when the batch applies.
+    write: ActionWrite
+    action_id: str
+    credits: tuple[Applied, ...]  # its rules', in rule order
+    badges: tuple[BadgeEarned, ...]
+    new_balance: int
+    tier_upgrade: TierUpgrade | None
+
+    def as_body(self) -> dict[str, Any]:
+        return {
+            "action_id": self.action_id,
+            "participant_id": self.write.participant_id,
+            "action": self.write.action,
+            "occurred_at": self.write.occurred_at.isoformat(),
+            "points_awarded": [
+                {
+                    "rule_id": each.write.rule_id,
+                    "points": each.outcome.amount,
+                    "transaction_id": each.outcome.transaction_id,
+                }
+                for each in self.credits
+            ],
+            "badges_awarded": [badge.as_body() for badge in self.badges],
+            "streaks": [],
+            "challenges": [],
+            "tier_upgrade": self.tier_upgrade.as_body() if self.tier_upgrade else None,
+            "new_balance": self.new_balance,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BadgeGranted:
+    """A badge awarded by hand, and what its points reward reached in turn."""
+
+    write: BadgeGrant
+    badges: tuple[BadgeEarned, ...]  # the badge granted first
+    new_balance: int
+    tier_upgrade: TierUpgrade | None
+
+    def as_body(self) -> dict[str, Any]:
+        granted, *reached = self.badges
+        return {
+            "participant_id": self.write.participant_id,
+            "badge_id": granted.badge.id,
+            "name": granted.badge.name,
+            "awarded_at": granted.awarded_at.isoformat(),
+            "points_awarded": granted.points,
+            "transaction_id": granted.transaction_id,
+            "badges_awarded": [badge.as_body() for badge in reached],
+            "tier_upgrade": self.tier_upgrade.as_body() if self.tier_upgrade else None,
+            "new_balance": self.new_balance,
+        }
+
+
+Write = BalanceWrite | ActionWrite | BadgeGrant
+Decision = Applied | ActionApplied | BadgeGranted | DomainError
+
+
+class Decider:
+    """Decides a batch's writes in order against the running standings (changed in
+    place), and the engagement they drive. Pure: no I/O; `transaction_ids` supplies the
+    ledger ids, `now` is when the batch applies.
+
+    `standings` holds every participant that exists (or was created for a credit, an
+    action or a badge), with its lots for one the batch debits; one missing has nothing
+    to spend. Every decision that writes a ledger line is kept in `applied`, in order.
     """
-    decisions: list[Decision] = []
-    for write in writes:
-        standing = standings.get(write.participant_id)
-        if standing is None:
-            decisions.append(insufficient_points(0, write.amount))
-            continue
-        if write.debit:
-            refusal = standing.debit(write.amount)
-            if refusal is not None:
-                decisions.append(refusal)
-                continue
-            debit = Debit(
-                next(transaction_ids), write.participant_id, write.amount, standing.balance
+
+    def __init__(
+        self,
+        standings: dict[str, Standing],
+        placements: Placements,
+        transaction_ids: Iterator[str],
+        now: datetime,
+        default_expiry_days: int | None = None,
+        engagement: Engagement | None = None,
+    ) -> None:
+        self.standings = standings
+        self.placements = placements
+        self.transaction_ids = transaction_ids
+        self.now = now
+        self.default_expiry_days = default_expiry_days
+        self.engagement = engagement
+        self.applied: list[Applied] = []
+
+    def decide(self, writes: Sequence[Write]) -> list[Decision]:
+        return [self._decide(write) for write in writes]
+
+    def _decide(self, write: Write) -> Decision:
+        standing = self.standings.get(write.participant_id)
+        if isinstance(write, BalanceWrite):
+            if standing is None:
+                return insufficient_points(0, write.amount)
+            if write.debit:
+                return self._debit(write, standing)
+            applied = self._credit(write, standing)
+            credit = applied.outcome
+            if self.engagement is not None and (write.action is not None or credit.amount):
+                self.engagement.count(
+                    write.participant_id,
+                    standing.pk,
+                    action=write.action,
+                    points=credit.amount,
+                    operation_id=write.operation_id,
+                    now=self.now,
+                    credit=self._credit_points,
+                )
+            return applied
+        assert standing is not None and self.engagement is not None  # created, read
+        first = len(self.applied)
+        if isinstance(write, BadgeGrant):
+            earned = self.engagement.grant_by_hand(
+                write, standing.pk, self.now, self._credit_points
             )
-            deducted = {**debit.as_body(), "reason": write.reason, "metadata": write.metadata}
-            decisions.append(
-                Applied(write, standing.pk, debit, None, ((POINTS_DEDUCTED, deducted),))
+            if isinstance(earned, DomainError):
+                return earned
+            return BadgeGranted(
+                write,
+                tuple(earned),
+                standing.balance,
+                _last_upgrade(self.applied[first:]),
             )
-            continue
+        return self._apply_action(write, standing, first)
+
+    def _apply_action(self, write: ActionWrite, standing: Standing, first: int) -> ActionApplied:
+        engagement = self.engagement
+        assert engagement is not None
+        action_id = engagement.record_action(write, standing.pk)
+        credits = [
+            self._credit(
+                BalanceWrite(
+                    write.operation_id,
+                    write.participant_id,
+                    rule_credit.points,
+                    debit=False,
+                    reason=f"Earning rule: {rule_credit.rule.name}",
+                    action=write.action,
+                    rule_id=rule_credit.rule.id,
+                ),
+                standing,
+            )
+            for rule_credit in engagement.rule_credits(write, standing.pk)
+        ]
+        badges = engagement.count(
+            write.participant_id,
+            standing.pk,
+            action=write.action,
+            points=sum(each.outcome.amount for each in credits),
+            operation_id=write.operation_id,
+            now=self.now,
+            credit=self._credit_points,
+        )
+        return ActionApplied(
+            write,
+            action_id,
+            tuple(credits),
+            tuple(badges),
+            standing.balance,
+            _last_upgrade(self.applied[first:]),
+        )
+
+    def _credit_points(
+        self, participant_id: str, points: int, reason: str, operation_id: uuid.UUID
+    ) -> tuple[str, int]:
+        """A badge's points reward, credited like an award (engagement.CreditPoints)."""
+        applied = self._credit(
+            BalanceWrite(operation_id, participant_id, points, debit=False, reason=reason),
+            self.standings[participant_id],
+        )
+        return applied.outcome.transaction_id, applied.outcome.amount
+
+    def _debit(self, write: BalanceWrite, standing: Standing) -> Applied | DomainError:
+        refusal = standing.debit(write.amount)
+        if refusal is not None:
+            return refusal
+        debit = Debit(
+            next(self.transaction_ids), write.participant_id, write.amount, standing.balance
+        )
+        deducted = {**debit.as_body(), "reason": write.reason, "metadata": write.metadata}
+        applied = Applied(write, standing.pk, debit, None, ((POINTS_DEDUCTED, deducted),))
+        self.applied.append(applied)
+        return applied
+
+    def _credit(self, write: BalanceWrite, standing: Standing) -> Applied:
         available_at, expires_at = lot_dates(
-            write.available_at, write.expires_at, now, default_expiry_days
+            write.available_at, write.expires_at, self.now, self.default_expiry_days
         )
         multipliers = standing.applied
         pending = available_at is not None
-        credited, upgrade = standing.credit(write.amount, placements, pending=pending)
-        transaction_id = next(transaction_ids)
+        credited, upgrade = standing.credit(write.amount, self.placements, pending=pending)
+        transaction_id = next(self.transaction_ids)
         lot = None
         if (pending or expires_at is not None) and credited > 0:
             lot = NewLot(standing.pk, credited, available_at, expires_at)
@@ -173,8 +350,21 @@ def decide_changes(
                     ),
                 )
             )
-        decisions.append(Applied(write, standing.pk, credit, multipliers, tuple(events), lot))
-    return decisions
+        applied = Applied(write, standing.pk, credit, multipliers, tuple(events), lot)
+        self.applied.append(applied)
+        return applied
+
+
+def decide_changes(
+    writes: Sequence[BalanceWrite],
+    standings: dict[str, Standing],
+    placements: Placements,
+    transaction_ids: Iterator[str],
+    now: datetime,
+    default_expiry_days: int | None = None,
+) -> list[Decision]:
+    """Awards' and deductions' decisions, in order (a Decider without engagement)."""
+    return Decider(standings, placements, transaction_ids, now, default_expiry_days).decide(writes)
 
 
 # The tenant's tier ladder, the participants' multipliers in force, whether any webhook
@@ -197,6 +387,8 @@ _READ_CONTEXT_HEAD = (
     + PROGRAM_SETTINGS
     + ","
     + ANY_SUBSCRIBED
+    + ","
+    + ENGAGEMENT_DEFINITIONS
 )
 _READ_CONTEXT = _READ_CONTEXT_HEAD + ", '[]'"
 _READ_CONTEXT_SPENDING = _READ_CONTEXT_HEAD + "," + LOT_BOOKS
@@ -210,6 +402,9 @@ class Context:
     standings: dict[str, Standing]  # by external id
     subscribed: bool  # an endpoint subscribes to the events
     default_expiry_days: int | None  # the program's
+    # The rules of the batch's actions and the badges it may grant (read with the
+    # participants' state only when something in them counts).
+    engagement: Engagement
 
 
 def _read_context(
@@ -219,11 +414,13 @@ def _read_context(
     locked: dict[str, LockedRow],
     spending: dict[str, int],
     now: datetime,
+    writes: Sequence[Write],
 ) -> Context:
     """The locked participants' standings (with lots for those in `spending`: points the
-    batch may take from each, by external id), and the tenant's constants."""
+    batch may take from each, by external id), the tenant's constants, and the engagement
+    the batch's writes drive."""
     spending_by_pk = spenders_with_lots(spending, locked)
-    [(tiers, multipliers, settings, subscribed, lot_texts)] = fetch_tuples(
+    [(tiers, multipliers, settings, subscribed, definitions, lot_texts)] = fetch_tuples(
         session,
         _READ_CONTEXT_SPENDING if spending_by_pk else _READ_CONTEXT,
         {
@@ -232,6 +429,10 @@ def _read_context(
             "pks": plain_array_literal(row.pk for row in locked.values()),
             "types": list(EVENT_TYPES),
             **lot_books_params(spending_by_pk, now),
+            **definitions_params(
+                (write.action for write in writes if isinstance(write, ActionWrite)),
+                (write.badge_id for write in writes if isinstance(write, BadgeGrant)),
+            ),
         },
     )
     ladder = TierLadder([TierRung(*rung) for rung in json.loads(tiers, parse_float=Decimal)])
@@ -257,7 +458,21 @@ def _read_context(
     placements, standings = place_standings(ladder, locked, boosts, qualifying)
     for external_id, book in lot_books(lot_texts, spending, locked).items():
         standings[external_id].lots = book
-    return Context(placements, standings, bool(subscribed), default_expiry_days)
+    engagement = engagement_of(definitions)
+    drives = engagement.counting or any(not isinstance(w, BalanceWrite) for w in writes)
+    if drives and locked:
+        load_participant_state(
+            session,
+            engagement,
+            (row.pk for row in locked.values()),
+            {
+                rule.local_day(write.occurred_at)
+                for write in writes
+                if isinstance(write, ActionWrite)
+                for rule in engagement.rules.get(write.action, ())
+            },
+        )
+    return Context(placements, standings, bool(subscribed), default_expiry_days, engagement)
 
 
 # Every ledger line, event, lot and balance of the batch in one statement, from JSON documents
@@ -270,18 +485,21 @@ _WRITE_CHANGES_HEAD = """
         INSERT INTO ledger_entries (
             id, tenant_id, env, participant_pk, type, amount, base_amount, multipliers,
             reason, action, available_at, expires_at, metadata, balance_after, operation_id,
-            created_at
+            rule_id, created_at
         )
         SELECT line.id, %(tenant_id)s, %(env)s, line.participant_pk, line.type, line.amount,
                line.base_amount, line.multipliers, line.reason, line.action, line.available_at,
-               line.expires_at, line.metadata, line.balance_after, line.operation_id, %(now)s
+               line.expires_at, line.metadata, line.balance_after, line.operation_id,
+               line.rule_id, %(now)s
         FROM ROWS FROM (jsonb_to_recordset(CAST(%(lines)s AS jsonb)) AS (
                 id uuid, participant_pk uuid, type text, amount bigint, base_amount bigint,
                 multipliers jsonb, reason text, action text, available_at timestamptz,
-                expires_at timestamptz, metadata jsonb, balance_after bigint, operation_id uuid
+                expires_at timestamptz, metadata jsonb, balance_after bigint, operation_id uuid,
+                rule_id uuid
             )) WITH ORDINALITY AS line(
                 id, participant_pk, type, amount, base_amount, multipliers, reason, action,
-                available_at, expires_at, metadata, balance_after, operation_id, position
+                available_at, expires_at, metadata, balance_after, operation_id, rule_id,
+                position
             )
         ORDER BY line.position
     ),
@@ -335,6 +553,7 @@ def _ledger_line(applied: Applied) -> dict[str, Any]:
         "metadata": write.metadata,
         "balance_after": outcome.new_balance,
         "operation_id": str(write.operation_id),
+        "rule_id": write.rule_id,
     }
 
 
@@ -342,23 +561,30 @@ def write_changes(
     session: Session,
     tenant_id: uuid.UUID,
     env: str,
-    decisions: Sequence[Decision],
+    applied: Sequence[Applied],
     standings: dict[str, Standing],
     now: datetime,
     *,
     subscribed: bool,
+    more_events: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> None:
     """Write what was decided: ledger lines, balances of the participants it changed, and
-    events, in one statement. `subscribed` False (no endpoint subscribes to the events,
-    asked in this transaction) stores the events already dispatched (see app.outbox)."""
-    applied = [decision for decision in decisions if isinstance(decision, Applied)]
-    if not applied:
+    events (the ledger lines' and `more_events`), in one statement. `subscribed` False (no
+    endpoint subscribes to the events, asked in this transaction) stores the events
+    already dispatched (see app.outbox)."""
+    if not applied and not more_events:
         return
     changed = [standings[pid] for pid in sorted({each.write.participant_id for each in applied})]
     lot_changes = write_lots_params(
         (each.lot for each in applied if each.lot is not None),
         (each.lots for each in changed if each.lots is not None),
     )
+    events = [
+        {"type": event_type, "payload": payload}
+        for each in applied
+        for event_type, payload in each.events
+    ]
+    events.extend({"type": event_type, "payload": payload} for event_type, payload in more_events)
     session.connection().exec_driver_sql(
         _WRITE_CHANGES_WITH_LOTS if lot_changes else _WRITE_CHANGES,
         {
@@ -367,13 +593,7 @@ def write_changes(
             "now": now,
             "dispatched_at": None if subscribed else now,
             "lines": json.dumps([_ledger_line(each) for each in applied]),
-            "events": json.dumps(
-                [
-                    {"type": event_type, "payload": payload}
-                    for each in applied
-                    for event_type, payload in each.events
-                ]
-            ),
+            "events": json.dumps(events),
             "balances": json.dumps(
                 [
                     {
@@ -395,40 +615,48 @@ def write_changes(
 
 
 def apply_changes(
-    session: Session, tenant_id: uuid.UUID, env: str, writes: Sequence[BalanceWrite]
+    session: Session, tenant_id: uuid.UUID, env: str, writes: Sequence[Write]
 ) -> list[Decision]:
     """Read under lock, decide, write: the writes' decisions, in order."""
     now = utcnow()
     spending: dict[str, int] = {}
     for write in writes:
-        if write.debit:
+        if isinstance(write, BalanceWrite) and write.debit:
             spending[write.participant_id] = spending.get(write.participant_id, 0) + write.amount
     locked = lock_changing_rows(
         session,
         tenant_id,
         env,
-        create=(write.participant_id for write in writes if not write.debit),
+        create=(
+            write.participant_id
+            for write in writes
+            if not (isinstance(write, BalanceWrite) and write.debit)
+        ),
         existing=spending,
         spending=bool(spending),
     )
-    context = _read_context(session, tenant_id, env, locked, spending, now)
-    decisions = decide_changes(
-        writes,
+    context = _read_context(session, tenant_id, env, locked, spending, now, writes)
+    engagement = context.engagement
+    decider = Decider(
         context.standings,
         context.placements,
         _new_ids(),
         now,
         context.default_expiry_days,
+        engagement,
     )
+    decisions = decider.decide(writes)
     write_changes(
         session,
         tenant_id,
         env,
-        decisions,
+        decider.applied,
         context.standings,
         now,
         subscribed=context.subscribed,
+        more_events=list(engagement.events()),
     )
+    write_engagement(session, tenant_id, env, engagement, now)
     return decisions
 
 

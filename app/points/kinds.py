@@ -15,11 +15,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.engagement.actions import ACTION_KIND, BADGE_AWARD_KIND, action_write, badge_grant
 from app.errors import DomainError
 from app.models import Operation
 from app.operation_kinds import OperationKind, lane_of
 from app.points.awards import AwardRow, apply_awards
-from app.points.balance_changes import apply_changes, balance_write
+from app.points.balance_changes import Write, apply_changes, balance_write
 from app.points.bulk import AWARD_BULK_KIND, award_bulk_step
 from app.points.lots import LOT_TERM_FIELDS, LotTerms
 from app.points.standings import Credit
@@ -39,18 +40,25 @@ BALANCE_LANE = "points.balance"
 BALANCE_LANES = 2
 
 
-def _balance_lane(payload: dict[str, Any]) -> str:
+def balance_lane(payload: dict[str, Any]) -> str:
     return lane_of(payload["participant_id"], BALANCE_LANES)
+
+
+def _write_of(operation: Operation) -> Write:
+    if operation.kind == ACTION_KIND:
+        return action_write(operation, operation.payload)
+    if operation.kind == BADGE_AWARD_KIND:
+        return badge_grant(operation)
+    return balance_write(operation, debit=operation.kind == DEDUCT_KIND)
 
 
 def run_balance_writes(
     session: Session, operations: list[Operation]
 ) -> dict[uuid.UUID, dict[str, Any] | DomainError]:
-    """Awards and deductions of one tenant, in the order they were accepted."""
+    """A tenant's participant writes (awards, deductions, actions, badges awarded by
+    hand), in the order they were accepted."""
     first = operations[0]
-    writes = [
-        balance_write(operation, debit=operation.kind == DEDUCT_KIND) for operation in operations
-    ]
+    writes = [_write_of(operation) for operation in operations]
     decisions = apply_changes(session, first.tenant_id, first.env, writes)
     return {
         operation.id: decision if isinstance(decision, DomainError) else decision.as_body()
@@ -164,7 +172,7 @@ def _by_tenant(payload: dict[str, Any]) -> str:
 
 AWARD, DEDUCT = (
     OperationKind(
-        name=name, batch_handler=run_balance_writes, partition=_balance_lane, lane=BALANCE_LANE
+        name=name, batch_handler=run_balance_writes, partition=balance_lane, lane=BALANCE_LANE
     )
     for name in (AWARD_KIND, DEDUCT_KIND)
 )

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.errors import Conflict, NotFound
+from app.engagement.pipeline import BADGE_AWARDED
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from app.outbox import (
     POINTS_AWARDED,
@@ -39,6 +40,7 @@ SUBSCRIBABLE_EVENTS = (
     POINTS_EXPIRED,
     POINTS_RELEASED,
     TIER_DOWNGRADED,
+    BADGE_AWARDED,
 )
 # Sent by "send a test event" to that endpoint only, whatever it subscribes to.
 TEST_EVENT = "webhook.test"

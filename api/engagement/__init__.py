@@ -1,0 +1,1 @@
+"""HTTP for actions and engagement: earning rules, badges."""

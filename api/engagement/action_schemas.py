@@ -1,0 +1,166 @@
+"""Request and response models of actions and participants' badges."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
+
+from api.points.schemas import BatchItemError, IdempotencyKey, ParticipantId, TierUpgradeBody
+from api.schemas import RequestModel
+from app.clock import utcnow
+from app.engagement.actions import PROPERTIES_MAX_BYTES, check_occurred_at, check_properties
+from app.points.items import ACTION_MAX_CHARS, InvalidItem
+
+BATCH_MAX_ACTIONS = 100
+
+PropertyValue = StrictBool | StrictInt | StrictFloat | str
+
+
+class ActionRequest(RequestModel):
+    participant_id: ParticipantId
+    action: str = Field(min_length=1, max_length=ACTION_MAX_CHARS, description="e.g. purchase")
+    properties: dict[str, PropertyValue] | None = Field(
+        default=None,
+        description=f"A flat object of numbers, strings and booleans, at most "
+        f"{PROPERTIES_MAX_BYTES} bytes as JSON; earning rules read its numbers",
+    )
+    occurred_at: AwareDatetime | None = Field(
+        default=None,
+        description="When it happened (not in the future); default: when it was accepted. "
+        "It counts in the streak, challenge and rule periods of this moment",
+    )
+    idempotency_key: IdempotencyKey
+
+    @model_validator(mode="after")
+    def _checked_like_batch_items(self) -> ActionRequest:
+        try:
+            check_properties(self.properties)
+            check_occurred_at(self.occurred_at, utcnow())
+        except InvalidItem as problem:
+            raise ValueError(str(problem)) from None
+        return self
+
+    def payload(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "participant_id": self.participant_id,
+            "action": self.action,
+            "properties": self.properties or {},
+        }
+        if self.occurred_at is not None:
+            fields["occurred_at"] = self.occurred_at.isoformat()
+        return fields
+
+
+class ActionBatchRequest(RequestModel):
+    checked_per_item = frozenset({"actions"})
+
+    actions: list[Any] = Field(
+        min_length=1,
+        max_length=BATCH_MAX_ACTIONS,
+        description="1 to 100 objects {participant_id, action, properties?, occurred_at?}. "
+        "Each is checked on its own: a bad one gets an error in `results` and the others are "
+        "still applied.",
+    )
+    idempotency_key: IdempotencyKey
+
+
+class RulePoints(BaseModel):
+    rule_id: str | None
+    points: int = Field(description="Points credited, after tier and reward multipliers")
+    transaction_id: str
+
+
+class BadgeAwardedBody(BaseModel):
+    badge_id: str
+    name: str
+    points: int | None = Field(description="The badge's points reward as credited, if any")
+    transaction_id: str | None
+
+
+class ActionResponse(BaseModel):
+    action_id: str
+    participant_id: str
+    action: str
+    occurred_at: datetime
+    points_awarded: list[RulePoints] = Field(description="One per earning rule that paid")
+    badges_awarded: list[BadgeAwardedBody]
+    streaks: list[dict[str, Any]]
+    challenges: list[dict[str, Any]]
+    tier_upgrade: TierUpgradeBody | None
+    new_balance: int
+
+
+class BatchActionResult(BaseModel):
+    action_id: str | None
+    participant_id: str | None
+    action: str | None
+    occurred_at: datetime | None = None
+    points_awarded: list[RulePoints] = Field(default_factory=list)
+    badges_awarded: list[BadgeAwardedBody] = Field(default_factory=list)
+    streaks: list[dict[str, Any]] = Field(default_factory=list)
+    challenges: list[dict[str, Any]] = Field(default_factory=list)
+    tier_upgrade: TierUpgradeBody | None = None
+    new_balance: int | None = None
+    error: BatchItemError | None
+
+
+class ActionBatchResponse(BaseModel):
+    processed: int
+    failed: int
+    results: list[BatchActionResult] = Field(description="One per action, in request order")
+
+
+class BadgeAwardRequest(RequestModel):
+    participant_id: ParticipantId
+    badge_id: str = Field(min_length=1, max_length=64)
+    idempotency_key: IdempotencyKey
+
+
+class BadgeAwardResponse(BaseModel):
+    participant_id: str
+    badge_id: str
+    name: str
+    awarded_at: datetime
+    points_awarded: int | None = Field(description="The badge's points reward, if any")
+    transaction_id: str | None
+    badges_awarded: list[BadgeAwardedBody] = Field(
+        description="Further badges the reward's points reached"
+    )
+    tier_upgrade: TierUpgradeBody | None
+    new_balance: int
+
+
+class EarnedBadge(BaseModel):
+    badge_id: str
+    name: str
+    description: str | None
+    image_url: str | None
+    category: str | None
+    awarded_at: datetime
+    source: str = Field(description="criteria or manual")
+
+
+class EarnedBadges(BaseModel):
+    participant_id: str
+    badges: list[EarnedBadge]
+
+
+class BadgeProgressView(BaseModel):
+    participant_id: str
+    badge_id: str
+    name: str
+    current: int
+    target: int
+    progress_percentage: float
+    earned: bool
+    awarded_at: datetime | None

@@ -1,0 +1,108 @@
+"""Reading a participant's badges and its progress toward one (the web's reads)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.engagement.pipeline import ACTION_COUNT, POINTS_EARNED, badge_not_found
+from app.models import Badge, BadgeProgress, Participant, ParticipantBadge
+
+
+def _participant_pk(
+    session: Session, tenant_id: uuid.UUID, env: str, participant_id: str
+) -> uuid.UUID | None:
+    return session.execute(
+        select(Participant.id).where(
+            Participant.tenant_id == tenant_id,
+            Participant.env == env,
+            Participant.external_id == participant_id,
+        )
+    ).scalar_one_or_none()
+
+
+def participant_badges(
+    session: Session, tenant_id: uuid.UUID, env: str, participant_id: str
+) -> list[dict[str, Any]]:
+    """The badges a participant holds, most recently earned first (none for a participant
+    never seen)."""
+    pk = _participant_pk(session, tenant_id, env, participant_id)
+    if pk is None:
+        return []
+    rows = session.execute(
+        select(Badge, ParticipantBadge.awarded_at, ParticipantBadge.source)
+        .join(ParticipantBadge, ParticipantBadge.badge_id == Badge.id)
+        .where(ParticipantBadge.participant_pk == pk)
+        .order_by(ParticipantBadge.awarded_at.desc(), Badge.id)
+    ).all()
+    return [
+        {
+            "badge_id": str(badge.id),
+            "name": badge.name,
+            "description": badge.description,
+            "image_url": badge.image_url,
+            "category": badge.category,
+            "awarded_at": awarded_at,
+            "source": source,
+        }
+        for badge, awarded_at, source in rows
+    ]
+
+
+def find_badge(session: Session, tenant_id: uuid.UUID, env: str, badge_id: str) -> Badge:
+    try:
+        key = uuid.UUID(badge_id)
+    except ValueError:
+        raise badge_not_found() from None
+    badge = session.get(Badge, key)
+    if badge is None or badge.tenant_id != tenant_id or badge.env != env:
+        raise badge_not_found()
+    return badge
+
+
+def badge_progress(
+    session: Session, tenant_id: uuid.UUID, env: str, participant_id: str, badge_id: str
+) -> dict[str, Any]:
+    """How far a participant is toward a badge: `current` of `target` (a badge awarded by
+    hand has a target of 1: held or not)."""
+    badge = find_badge(session, tenant_id, env, badge_id)
+    pk = _participant_pk(session, tenant_id, env, participant_id)
+    criteria = badge.criteria
+    if criteria["type"] == ACTION_COUNT:
+        target = int(criteria["count"])
+    elif criteria["type"] == POINTS_EARNED:
+        target = int(criteria["points"])
+    else:
+        target = 1
+    awarded_at: datetime | None = None
+    current = 0
+    if pk is not None:
+        awarded_at = session.execute(
+            select(ParticipantBadge.awarded_at).where(
+                ParticipantBadge.badge_id == badge.id, ParticipantBadge.participant_pk == pk
+            )
+        ).scalar_one_or_none()
+        counted = session.execute(
+            select(BadgeProgress.current).where(
+                BadgeProgress.badge_id == badge.id, BadgeProgress.participant_pk == pk
+            )
+        ).scalar_one_or_none()
+        current = counted or 0
+    earned = awarded_at is not None
+    if earned:
+        current = max(current, target)
+    current = min(current, target)
+    return {
+        "participant_id": participant_id,
+        "badge_id": str(badge.id),
+        "name": badge.name,
+        "current": current,
+        "target": target,
+        "progress_percentage": round(100 * current / target, 2) if target else 100.0,
+        "earned": earned,
+        "awarded_at": awarded_at,
+    }
