@@ -24,6 +24,7 @@ TIER_UPGRADED = "tier.upgraded"
 POINTS_EXPIRED = "points.expired"
 POINTS_RELEASED = "points.released"
 TIER_DOWNGRADED = "tier.downgraded"
+BADGE_AWARDED = "badge.awarded"
 
 # Set on a session that recorded an event, so the caller knows after commit that the
 # webhook dispatcher has work (a rolled-back savepoint leaves it set: a spare wake-up).

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from app.engagement.rules import Rule, RuleCredit, RuleUsage, rule_credits
 from app.errors import DomainError, NotFound
 from app.infra.pgcopy import fetch_tuples, plain_array_literal
+from app.outbox import BADGE_AWARDED
 
-BADGE_AWARDED = "badge.awarded"
 ACTION_COUNT, POINTS_EARNED, MANUAL = "action_count", "points_earned", "manual"
 CRITERIA_SOURCE, MANUAL_SOURCE = "criteria", "manual"
 

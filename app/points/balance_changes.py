@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.engagement.pipeline import (
-    BADGE_AWARDED,
     ENGAGEMENT_DEFINITIONS,
     ActionWrite,
     BadgeEarned,
@@ -49,6 +48,7 @@ from app.ledger import LockedRow, insufficient_points, lock_changing_rows
 from app.models import Operation
 from app.outbox import (
     ANY_SUBSCRIBED,
+    BADGE_AWARDED,
     POINTS_AWARDED,
     POINTS_DEDUCTED,
     TIER_UPGRADED,

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.errors import Conflict, NotFound
-from app.engagement.pipeline import BADGE_AWARDED
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from app.outbox import (
+    BADGE_AWARDED,
     POINTS_AWARDED,
     POINTS_DEDUCTED,
     POINTS_EXPIRED,
