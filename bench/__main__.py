@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from bench import baselines, scenarios
+from bench.actions import action_flow
 from bench.expiry import expiry_sweep
 from bench.services import Database, Services
 from bench.spread import KINDS, SpreadOptions, spread_writes
@@ -53,8 +54,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "--scenarios",
-        default="hot,async,batch,bulk,webhooks",
-        help="comma list of: hot, async, batch, batch-expiry, bulk, webhooks, spread, expiry",
+        default="hot,async,batch,bulk,webhooks,actions",
+        help="comma list of: hot, async, batch, batch-expiry, bulk, webhooks, actions, spread, expiry",
     )
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--api-connections", type=int, default=1000)
@@ -63,6 +64,7 @@ def main() -> int:
     parser.add_argument("--participants", type=int, default=20_000)
     parser.add_argument("--codes", type=int, default=5_000)
     parser.add_argument("--awards", type=int, default=1_000_000, help="batch and bulk scenarios")
+    parser.add_argument("--actions", type=int, default=1_000_000, help="actions scenario")
     parser.add_argument("--events", type=int, default=10_000, help="webhook scenario")
     parser.add_argument("--lots", type=int, default=1_000_000, help="expiry scenario")
     parser.add_argument("--lot-participants", type=int, default=100_000, help="expiry scenario")
@@ -146,6 +148,16 @@ def main() -> int:
                             per_request=100,
                             concurrency=args.concurrency,
                             terms={"expires_in_days": 30} if name == "batch-expiry" else {},
+                        )
+                    )
+                elif name == "actions":
+                    results.append(
+                        action_flow(
+                            engine,
+                            api_url,
+                            actions=args.actions,
+                            per_request=100,
+                            concurrency=args.concurrency,
                         )
                     )
                 elif name == "expiry":

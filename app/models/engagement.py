@@ -12,7 +12,17 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, created_at_column, uuid_pk
@@ -134,3 +144,145 @@ class ParticipantBadge(Base):
     # "criteria" or "manual"
     source: Mapped[str] = mapped_column(String(16))
     operation_id: Mapped[uuid.UUID | None]
+
+
+class Streak(Base):
+    """A streak definition, keyed by `streak_type` within a program: actions of `action`
+    extend a participant's streak once per period."""
+
+    __tablename__ = "streaks"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "env", "streak_type"),
+        CheckConstraint("period IN ('daily', 'weekly')", name="period"),
+        CheckConstraint("grace_period_hours >= 0", name="grace_period_hours"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    env: Mapped[str] = mapped_column(String(8))
+    streak_type: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(8))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    grace_period_hours: Mapped[int] = mapped_column(default=0)
+    # [{"days": N, "points": P}], by days
+    milestones: Mapped[list[dict[str, Any]]]
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime | None]
+
+
+class ParticipantStreak(Base):
+    """A participant's run of a streak. `deadline` is when it breaks unless extended (the
+    sweep's due time); a broken run keeps its longest count and starts `run` anew."""
+
+    __tablename__ = "participant_streaks"
+    __table_args__ = (
+        Index("ix_participant_streaks_due", "deadline", postgresql_where=text("current_count > 0")),
+    )
+
+    streak_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("streaks.id", ondelete="CASCADE"), primary_key=True
+    )
+    participant_pk: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    current_count: Mapped[int]
+    longest_count: Mapped[int]
+    # The local start (day, or Monday of the week) of the last period that counted.
+    last_period: Mapped[date | None]
+    last_activity_at: Mapped[datetime | None]
+    deadline: Mapped[datetime | None]
+    run: Mapped[int] = mapped_column(default=1)
+    # The milestones (days) paid in this run.
+    milestones_paid: Mapped[list[int]] = mapped_column(JSONB)
+
+
+class Challenge(Base):
+    """A goal in a window: `target` actions of `action`, or points earned."""
+
+    __tablename__ = "challenges"
+    __table_args__ = (
+        Index("ix_challenges_tenant_env", "tenant_id", "env"),
+        CheckConstraint("type IN ('action_count', 'points_earned')", name="type"),
+        CheckConstraint("target >= 1", name="target"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    env: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str | None] = mapped_column(String(100))
+    target: Mapped[int] = mapped_column(BigInteger)
+    # {"type": "points", "amount": N} or {"type": "reward", "reward_id": "..."}
+    reward: Mapped[dict[str, Any] | None]
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    requires_enrollment: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime | None]
+
+
+class ChallengeProgress(Base):
+    """A participant's progress in a challenge (a row once enrolled or counted)."""
+
+    __tablename__ = "challenge_progress"
+
+    challenge_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("challenges.id", ondelete="CASCADE"), primary_key=True
+    )
+    participant_pk: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    current: Mapped[int] = mapped_column(BigInteger)
+    enrolled_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+
+class Leaderboard(Base):
+    """A ranking of participants by points earned or actions of one name, per period."""
+
+    __tablename__ = "leaderboards"
+    __table_args__ = (
+        Index("ix_leaderboards_tenant_env", "tenant_id", "env"),
+        CheckConstraint("metric IN ('points_earned', 'action_count')", name="metric"),
+        CheckConstraint("period IN ('all_time', 'daily', 'weekly', 'monthly')", name="period"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    env: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str | None] = mapped_column(String(100))
+    period: Mapped[str] = mapped_column(String(8))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    size: Mapped[int] = mapped_column(default=100)
+    notify_top: Mapped[int] = mapped_column(default=10)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime | None]
+
+
+class LeaderboardScore(Base):
+    """A participant's score on a leaderboard in one period (all_time: one period, its
+    start the epoch). `reached_at` orders ties: who reached the score first ranks first."""
+
+    __tablename__ = "leaderboard_scores"
+    __table_args__ = (
+        Index(
+            "ix_leaderboard_scores_rank",
+            "leaderboard_id",
+            "period_start",
+            text("score DESC"),
+            "reached_at",
+        ),
+    )
+
+    leaderboard_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("leaderboards.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_start: Mapped[date] = mapped_column(primary_key=True)
+    participant_pk: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    score: Mapped[int] = mapped_column(BigInteger)
+    reached_at: Mapped[datetime]
