@@ -1,7 +1,7 @@
 """Every operation kind the service runs, registered from this one list: the web imports
 it to record writes, the workers to execute them."""
 
-from app.engagement.kinds import ACTION, ACTION_BATCH, BADGE_AWARD
+from app.engagement.kinds import ACTION, ACTION_BATCH, BADGE_AWARD, CHALLENGE_JOIN, STREAK_RECORD
 from app.operation_kinds import OperationKind, register_kind
 from app.points.kinds import AWARD, AWARD_BATCH, AWARD_BULK, DEDUCT
 from app.rewards.claim_batches import CLAIM
@@ -15,6 +15,8 @@ KINDS: tuple[OperationKind, ...] = (
     ACTION,
     ACTION_BATCH,
     BADGE_AWARD,
+    STREAK_RECORD,
+    CHALLENGE_JOIN,
 )
 
 for kind in KINDS:

@@ -31,6 +31,22 @@ UNFINISHED = (OperationStatus.QUEUED.value, OperationStatus.PROCESSING.value)
 FAILURE_DIAGNOSIS = "failures"
 
 
+# Set on a session that recorded operations of its own (a worker's transaction making a
+# claim for a completed challenge): the worker publishes them after the commit.
+_TO_PUBLISH = "operations_to_publish"
+
+
+def publish_after_commit(session: Session, operations: Sequence[Operation]) -> None:
+    """Ask the worker running this transaction to publish `operations` once it commits
+    (if it dies first, the sweeper publishes them: they are queued)."""
+    if operations:
+        session.info.setdefault(_TO_PUBLISH, []).extend(operations)
+
+
+def operations_to_publish(session: Session) -> list[Operation]:
+    return list(session.info.get(_TO_PUBLISH, ()))
+
+
 def canonical_json(payload: dict[str, Any]) -> str:
     """The payload as the fingerprint reads it: sorted keys, no spaces."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)

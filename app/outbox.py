@@ -25,6 +25,10 @@ POINTS_EXPIRED = "points.expired"
 POINTS_RELEASED = "points.released"
 TIER_DOWNGRADED = "tier.downgraded"
 BADGE_AWARDED = "badge.awarded"
+STREAK_MILESTONE = "streak.milestone"
+STREAK_BROKEN = "streak.broken"
+CHALLENGE_COMPLETED = "challenge.completed"
+LEADERBOARD_RANK_CHANGED = "leaderboard.rank_changed"
 
 # Set on a session that recorded an event, so the caller knows after commit that the
 # webhook dispatcher has work (a rolled-back savepoint leaves it set: a spare wake-up).

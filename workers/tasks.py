@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import NoReturn
 
@@ -12,8 +13,10 @@ from celery import Task, current_app, shared_task
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 import app.kinds  # noqa: F401  (registers every operation kind)
+from app.engagement.streak_sweeps import sweep_streaks
 from app.infra.completion import FinishedAnswer, signal_finished
 from app.infra.drain_key import DrainKey
+from app.models import Operation
 from app.operation_failures import record_failed_run
 from app.operation_kinds import partition_kind
 from app.operation_runs import (
@@ -23,7 +26,7 @@ from app.operation_runs import (
     lock_oldest_queued,
 )
 from app.operation_sweeps import claim_stalled_operations, purge_expired_idempotency_records
-from app.operations import operation_answer
+from app.operations import operation_answer, operations_to_publish
 from app.outbox import events_to_dispatch
 from app.points.sweeps import Shard, sweep_lots
 from app.points.tier_sweeps import sweep_tiers
@@ -54,8 +57,11 @@ DRAIN_TIME_BUDGET_SECONDS = 2.0
 DRAIN_LINGER_SECONDS = 0.02
 
 
-def _after_commit(run: OperationsRun, wake_dispatcher: bool) -> None:
-    """Tell waiters, queue the next step of long jobs, wake the webhook dispatcher."""
+def _after_commit(
+    run: OperationsRun, wake_dispatcher: bool, recorded: Sequence[Operation] = ()
+) -> None:
+    """Tell waiters, queue the next step of long jobs and the operations the run
+    recorded (the engine's own claims), wake the webhook dispatcher."""
     rt = runtime()
     if run.finished:
         signal_finished(
@@ -63,7 +69,7 @@ def _after_commit(run: OperationsRun, wake_dispatcher: bool) -> None:
             rt.settings.redis_key_prefix,
             [(op.id, FinishedAnswer(*operation_answer(op))) for op in run.finished],
         )
-    for operation in run.continuing:
+    for operation in (*run.continuing, *recorded):
         publish_operation(current_app, operation)
     if wake_dispatcher:
         wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
@@ -124,6 +130,7 @@ def _execute_alone(task: Task, operation_id: uuid.UUID | None, key: str | None =
             if operation_id is None:
                 return True
             run = execute_operations(session, [operation_id])
+            recorded = operations_to_publish(session)
             wake_dispatcher = events_to_dispatch(session)
     except Exception as exc:
         if _is_transient(exc):
@@ -131,7 +138,7 @@ def _execute_alone(task: Task, operation_id: uuid.UUID | None, key: str | None =
         if operation_id is None:
             raise  # reading the partition failed: there is no operation to count it on
         return _record_failed_run(operation_id, exc)
-    _after_commit(run, wake_dispatcher)
+    _after_commit(run, wake_dispatcher, recorded)
     return True
 
 
@@ -220,6 +227,7 @@ def _drain_batch(task: Task, partition_key: str, limit: int) -> int | None:
     try:
         with rt.session_factory.begin() as session:
             run = drain_partition(session, partition_key, limit)
+            recorded = operations_to_publish(session)
             wake_dispatcher = events_to_dispatch(session)
     except Exception as exc:
         if _is_transient(exc):
@@ -227,7 +235,7 @@ def _drain_batch(task: Task, partition_key: str, limit: int) -> int | None:
         # The run one by one logs the failing operation's traceback.
         log.warning("partition %s: a batch failed (%r); running it one by one", partition_key, exc)
         return limit if _drain_one_by_one(task, partition_key, limit) else None
-    _after_commit(run, wake_dispatcher)
+    _after_commit(run, wake_dispatcher, recorded)
     return len(run.finished) + len(run.continuing)
 
 
@@ -276,14 +284,15 @@ def start_lot_sweeps() -> None:
 )
 def sweep_lot_shard(index: int, shards: int) -> None:
     """Release pending lots and expire lots that are due (app.points.sweeps), then
-    evaluate the rolling tiers that are due (app.points.tier_sweeps), of one shard of the
-    participants."""
+    evaluate the rolling tiers that are due (app.points.tier_sweeps) and break the streaks
+    past their deadline (app.engagement.streak_sweeps), of one shard of the participants."""
     rt = runtime()
     shard = Shard(index, shards)
     report = sweep_lots(rt.session_factory, shard=shard)
     # Then the rolling tiers: a tier sweep records events too (always dispatched).
     tiers = sweep_tiers(rt.session_factory, shard=shard)
-    if report.to_dispatch or tiers:
+    broken_streaks = sweep_streaks(rt.session_factory, shard=shard)
+    if report.to_dispatch or tiers or broken_streaks:
         wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
     if report.released or report.expired:
         log.info("lots: %d released, %d expired", report.released, report.expired)

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from api.points.schemas import BatchItemError, IdempotencyKey, ParticipantId, TierUpgradeBody
-from api.schemas import RequestModel
+from api.schemas import QueryModel, RequestModel
 from app.clock import utcnow
 from app.engagement.actions import PROPERTIES_MAX_BYTES, check_occurred_at, check_properties
 from app.points.items import ACTION_MAX_CHARS, InvalidItem
@@ -164,3 +164,111 @@ class BadgeProgressView(BaseModel):
     progress_percentage: float
     earned: bool
     awarded_at: datetime | None
+
+
+class StreakRecordRequest(RequestModel):
+    participant_id: ParticipantId
+    streak_type: str = Field(min_length=1, max_length=100)
+    idempotency_key: IdempotencyKey
+
+
+class StreakRecordResponse(BaseModel):
+    participant_id: str
+    streak_type: str
+    previous_count: int
+    current_count: int
+    longest_count: int
+    counted: bool = Field(description="False: this period was already counted")
+    milestone_reached: int | None = Field(description="The milestone (days) this reached")
+    bonus_points: int = Field(description="Points the milestone credited")
+    next_deadline: datetime | None = Field(
+        description="When the streak breaks unless extended: the end of the next period, "
+        "plus the grace hours"
+    )
+    badges_awarded: list[BadgeAwardedBody]
+    tier_upgrade: TierUpgradeBody | None
+    new_balance: int
+
+
+class MilestoneView(BaseModel):
+    days: int
+    points: int
+
+
+class StreakView(BaseModel):
+    streak_type: str
+    name: str
+    period: str
+    current_count: int
+    longest_count: int
+    last_activity_at: datetime | None
+    next_deadline: datetime | None
+    next_milestone: MilestoneView | None
+    milestones_reached: list[int] = Field(description="Milestones paid in the current run")
+
+
+class ParticipantStreaks(BaseModel):
+    participant_id: str
+    streaks: list[StreakView]
+
+
+class ParticipantStreak(StreakView):
+    participant_id: str
+
+
+class ChallengeJoinRequest(RequestModel):
+    participant_id: ParticipantId
+    idempotency_key: IdempotencyKey
+
+
+class ChallengeJoinResponse(BaseModel):
+    participant_id: str
+    challenge_id: str
+    enrolled_at: datetime
+    current: int
+    target: int
+    completed: bool
+
+
+class ChallengeProgressView(BaseModel):
+    challenge_id: str
+    current: int
+    target: int
+    progress_percentage: float
+    completed: bool
+    completed_at: datetime | None
+    enrolled: bool
+    time_remaining_seconds: int | None = Field(description="Until the challenge ends; null: never")
+
+
+class ParticipantChallenge(ChallengeProgressView):
+    participant_id: str
+
+
+class ChallengeSummary(BaseModel):
+    challenge_id: str
+    name: str
+    description: str | None
+    type: str
+    action: str | None
+    target: int
+    reward: dict[str, Any] | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    requires_enrollment: bool
+    active: bool
+    running: bool = Field(description="Active, started and not ended")
+    participants_count: int
+    completions_count: int
+    progress: ChallengeProgressView | None = Field(
+        default=None, description="The participant's, when participant_id is given"
+    )
+
+
+class ChallengeList(BaseModel):
+    challenges: list[ChallengeSummary]
+
+
+class ChallengesQuery(QueryModel):
+    participant_id: str | None = Field(default=None, min_length=1, max_length=255)
+    active: bool | None = Field(default=None, description="true: only challenges running now")

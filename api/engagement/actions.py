@@ -1,4 +1,5 @@
-"""Actions (the one way in for what participants do) and participants' badges."""
+"""Actions (the one way in for what participants do), and what they drive as
+participants see it: badges, streaks, challenges."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ from api.engagement.action_schemas import (
     BadgeAwardRequest,
     BadgeAwardResponse,
     BadgeProgressView,
+    ChallengeJoinRequest,
+    ChallengeJoinResponse,
+    ChallengeList,
+    ChallengesQuery,
     EarnedBadges,
+    ParticipantChallenge,
+    ParticipantStreak,
+    ParticipantStreaks,
+    StreakRecordRequest,
+    StreakRecordResponse,
 )
 from api.points.writes import IDEMPOTENCY_ERRORS, WRITE_HEADERS
 from api.runtime import runtime
@@ -28,10 +38,14 @@ from app.engagement.actions import (
     ACTION_BATCH_KIND,
     ACTION_KIND,
     BADGE_AWARD_KIND,
+    CHALLENGE_JOIN_KIND,
+    STREAK_RECORD_KIND,
     batch_action_entries,
 )
 from app.engagement.badge_reads import badge_progress, participant_badges
+from app.engagement.challenges import challenge_not_found
 from app.engagement.pipeline import badge_not_found
+from app.engagement.reads import list_challenges, participant_challenge, participant_streaks
 
 bp = Blueprint("actions", __name__, url_prefix="/api/v1/gamify")
 
@@ -137,3 +151,140 @@ def get_badge_progress(participant_id: str, badge_id: str) -> tuple[BadgeProgres
             session, principal.tenant_id, principal.env, participant_id, badge_id
         )
     return BadgeProgressView.model_validate(progress), 200
+
+
+@endpoint(
+    bp,
+    "POST",
+    "/streaks/record",
+    summary="Record one activity on a streak (once per period counts)",
+    tag="streaks",
+    access=Access.PARTICIPANT,
+    body=StreakRecordRequest,
+    responses={200: StreakRecordResponse, 202: OperationAccepted},
+    errors={**IDEMPOTENCY_ERRORS, 404: ("streak_not_active",)},
+    headers=WRITE_HEADERS,
+    write=True,
+)
+def record_streak(body: StreakRecordRequest) -> Response:
+    return accept_write(
+        STREAK_RECORD_KIND,
+        {"participant_id": body.participant_id, "streak_type": body.streak_type},
+        body.idempotency_key,
+    )
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/participants/<participant_id>/streaks",
+    summary="The participant's runs of the program's active streaks",
+    tag="streaks",
+    access=Access.PARTICIPANT,
+    responses={200: ParticipantStreaks},
+)
+def get_participant_streaks(participant_id: str) -> tuple[ParticipantStreaks, int]:
+    check_participant_id(participant_id)
+    principal = current_principal()
+    with runtime().session_factory() as session:
+        streaks = participant_streaks(
+            session, principal.tenant_id, principal.env, participant_id, utcnow()
+        )
+    return ParticipantStreaks.model_validate(
+        {"participant_id": participant_id, "streaks": streaks}
+    ), 200
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/participants/<participant_id>/streaks/<streak_type>",
+    summary="The participant's run of one streak",
+    tag="streaks",
+    access=Access.PARTICIPANT,
+    responses={200: ParticipantStreak},
+    errors={404: ("streak_not_active",)},
+)
+def get_participant_streak(participant_id: str, streak_type: str) -> tuple[ParticipantStreak, int]:
+    check_participant_id(participant_id)
+    principal = current_principal()
+    with runtime().session_factory() as session:
+        [streak] = participant_streaks(
+            session, principal.tenant_id, principal.env, participant_id, utcnow(), streak_type
+        )
+    return ParticipantStreak.model_validate({"participant_id": participant_id, **streak}), 200
+
+
+@endpoint(
+    bp,
+    "POST",
+    "/challenges/<challenge_id>/join",
+    summary="Enroll a participant in a challenge (needed where it requires enrollment)",
+    tag="challenges",
+    access=Access.PARTICIPANT,
+    body=ChallengeJoinRequest,
+    responses={200: ChallengeJoinResponse, 202: OperationAccepted},
+    errors={
+        **IDEMPOTENCY_ERRORS,
+        400: (*IDEMPOTENCY_ERRORS[400], "challenge_ended"),
+        404: ("challenge_not_found",),
+    },
+    headers=WRITE_HEADERS,
+    write=True,
+)
+def join_challenge(challenge_id: str, body: ChallengeJoinRequest) -> Response:
+    try:
+        key = str(uuid.UUID(challenge_id))
+    except ValueError:
+        raise challenge_not_found() from None
+    return accept_write(
+        CHALLENGE_JOIN_KIND,
+        {"participant_id": body.participant_id, "challenge_id": key},
+        body.idempotency_key,
+    )
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/challenges",
+    summary="The program's challenges with their counts, and a participant's progress",
+    tag="challenges",
+    access=Access.PARTICIPANT,
+    query=ChallengesQuery,
+    responses={200: ChallengeList},
+)
+def get_challenges(query: ChallengesQuery) -> tuple[ChallengeList, int]:
+    principal = current_principal()
+    with runtime().session_factory() as session:
+        challenges = list_challenges(
+            session,
+            principal.tenant_id,
+            principal.env,
+            utcnow(),
+            participant_id=query.participant_id,
+            active=query.active,
+        )
+    return ChallengeList.model_validate({"challenges": challenges}), 200
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/participants/<participant_id>/challenges/<challenge_id>",
+    summary="A participant's progress in a challenge",
+    tag="challenges",
+    access=Access.PARTICIPANT,
+    responses={200: ParticipantChallenge},
+    errors={404: ("challenge_not_found", "challenge_not_enrolled")},
+)
+def get_participant_challenge(
+    participant_id: str, challenge_id: str
+) -> tuple[ParticipantChallenge, int]:
+    check_participant_id(participant_id)
+    principal = current_principal()
+    with runtime().session_factory() as session:
+        progress = participant_challenge(
+            session, principal.tenant_id, principal.env, participant_id, challenge_id, utcnow()
+        )
+    return ParticipantChallenge.model_validate(progress), 200

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.engagement.pipeline import ActionWrite, BadgeGrant
+from app.engagement.pipeline import ActionWrite, BadgeGrant, ChallengeJoin, StreakRecord
 from app.models import Operation
 from app.points.items import (
     PARTICIPANT_ID_MAX_CHARS,
@@ -27,6 +27,8 @@ from app.text import holds_nul, unknown_fields_message
 ACTION_KIND = "actions.record"
 ACTION_BATCH_KIND = "actions.batch"
 BADGE_AWARD_KIND = "badges.award"
+STREAK_RECORD_KIND = "streaks.record"
+CHALLENGE_JOIN_KIND = "challenges.join"
 ACTION_ITEM_FIELDS = frozenset({"participant_id", "action", "properties", "occurred_at"})
 PROPERTIES_MAX_BYTES = 4096
 PROPERTY_NAME_MAX_CHARS = 100
@@ -147,3 +149,16 @@ def action_write(operation: Operation, fields: dict[str, Any]) -> ActionWrite:
 def badge_grant(operation: Operation) -> BadgeGrant:
     payload = operation.payload
     return BadgeGrant(operation.id, payload["participant_id"], payload["badge_id"])
+
+
+def streak_record(operation: Operation) -> StreakRecord:
+    """A streak activity, as of when it was accepted."""
+    payload = operation.payload
+    return StreakRecord(
+        operation.id, payload["participant_id"], payload["streak_type"], operation.created_at
+    )
+
+
+def challenge_join(operation: Operation) -> ChallengeJoin:
+    payload = operation.payload
+    return ChallengeJoin(operation.id, payload["participant_id"], payload["challenge_id"])

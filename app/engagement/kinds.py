@@ -17,6 +17,8 @@ from app.engagement.actions import (
     ACTION_BATCH_KIND,
     ACTION_KIND,
     BADGE_AWARD_KIND,
+    CHALLENGE_JOIN_KIND,
+    STREAK_RECORD_KIND,
     action_write,
 )
 from app.errors import DomainError
@@ -73,7 +75,7 @@ def _by_tenant(payload: dict[str, Any]) -> str:
     return "action-batches"
 
 
-ACTION, BADGE_AWARD = (
+ACTION, BADGE_AWARD, STREAK_RECORD, CHALLENGE_JOIN = (
     OperationKind(
         name=name,
         batch_handler=run_balance_writes,
@@ -81,7 +83,12 @@ ACTION, BADGE_AWARD = (
         lane=BALANCE_LANE,
         success_status=status,
     )
-    for name, status in ((ACTION_KIND, 201), (BADGE_AWARD_KIND, 201))
+    for name, status in (
+        (ACTION_KIND, 201),
+        (BADGE_AWARD_KIND, 201),
+        (STREAK_RECORD_KIND, 200),
+        (CHALLENGE_JOIN_KIND, 200),
+    )
 )
 ACTION_BATCH = OperationKind(
     name=ACTION_BATCH_KIND,

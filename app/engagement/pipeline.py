@@ -23,12 +23,30 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.clock import utcnow
+from app.engagement.challenges import (
+    ChallengeDef,
+    ChallengeState,
+    advance,
+    challenge_ended,
+    challenge_not_found,
+)
 from app.engagement.rules import Rule, RuleCredit, RuleUsage, rule_credits
+from app.engagement.streaks import StreakDef, StreakState, record_activity
 from app.errors import DomainError, NotFound
 from app.infra.pgcopy import fetch_tuples, plain_array_literal
-from app.outbox import BADGE_AWARDED
+from app.models import Operation
+from app.operations import Write, submit_operations
+from app.outbox import (
+    BADGE_AWARDED,
+    CHALLENGE_COMPLETED,
+    STREAK_BROKEN,
+    STREAK_MILESTONE,
+)
+from app.rewards.claims import CLAIM_KIND
 
 ACTION_COUNT, POINTS_EARNED, MANUAL = "action_count", "points_earned", "manual"
+STREAK, CHALLENGE_COMPLETED_CRITERIA = "streak", "challenge_completed"
 CRITERIA_SOURCE, MANUAL_SOURCE = "criteria", "manual"
 
 
@@ -53,12 +71,35 @@ class BadgeGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class StreakRecord:
+    """One activity recorded on a streak directly (POST /streaks/record)."""
+
+    operation_id: uuid.UUID
+    participant_id: str
+    streak_type: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeJoin:
+    """A participant joining a challenge (POST /challenges/{id}/join)."""
+
+    operation_id: uuid.UUID
+    participant_id: str
+    challenge_id: str
+
+
+EngagementWrite = ActionWrite | BadgeGrant | StreakRecord | ChallengeJoin
+
+
+@dataclass(frozen=True, slots=True)
 class BadgeDef:
     id: str
     name: str
-    kind: str  # ACTION_COUNT, POINTS_EARNED or MANUAL
-    action: str | None
-    target: int  # the count or points its criteria ask for (0: manual)
+    kind: str  # ACTION_COUNT, POINTS_EARNED, STREAK, CHALLENGE_COMPLETED or MANUAL
+    action: str | None  # ACTION_COUNT: the action counted
+    target: int  # the count, points or streak length its criteria ask for
+    subject: str | None  # STREAK: the streak type; CHALLENGE_COMPLETED: the challenge id
     points_reward: int | None
     active: bool
 
@@ -66,10 +107,23 @@ class BadgeDef:
     def of(cls, row: list[Any]) -> BadgeDef:
         badge_id, name, criteria, points_reward, active = row
         kind = criteria["type"]
-        target = criteria.get("count") if kind == ACTION_COUNT else criteria.get("points")
+        target = {ACTION_COUNT: "count", POINTS_EARNED: "points", STREAK: "days"}.get(kind)
+        subject = criteria.get("streak_type") or criteria.get("challenge_id")
         return cls(
-            str(badge_id), name, kind, criteria.get("action"), target or 0, points_reward, active
+            str(badge_id),
+            name,
+            kind,
+            criteria.get("action"),
+            int(criteria.get(target) or 0) if target else 0,
+            str(subject) if subject is not None else None,
+            points_reward,
+            active,
         )
+
+    @property
+    def counted(self) -> bool:
+        """Whether its progress is a count kept per participant (badge_progress)."""
+        return self.kind in (ACTION_COUNT, POINTS_EARNED)
 
 
 def badge_not_found() -> NotFound:
@@ -80,7 +134,11 @@ def badge_already_awarded() -> DomainError:
     return DomainError("badge_already_awarded", "The participant already holds this badge", 409)
 
 
-@dataclass(frozen=True, slots=True)
+def streak_not_active() -> NotFound:
+    return NotFound("streak_not_active", "No active streak of this type")
+
+
+@dataclass(slots=True)
 class BadgeEarned:
     """A badge granted by this batch, and the credit its points reward made (if any)."""
 
@@ -111,30 +169,60 @@ class BadgeEarned:
         }
 
 
-# A credit the caller makes for a badge's points reward: (participant_id, points, reason,
-# operation id) -> (transaction id, points credited).
-CreditPoints = Callable[[str, int, str, uuid.UUID], tuple[str, int]]
+@dataclass
+class Report:
+    """What one write caused beyond its own points, for its answer."""
+
+    badges: list[BadgeEarned] = field(default_factory=list)
+    streaks: list[dict[str, Any]] = field(default_factory=list)
+    challenges: list[dict[str, Any]] = field(default_factory=list)
+
+
+# A credit the engagement asks of the caller (a badge's, milestone's or challenge's
+# points): (participant_id, points, reason, operation id, when) -> (transaction id, points
+# credited). The caller counts the credit toward what counts points, as any other.
+CreditPoints = Callable[[str, int, str, uuid.UUID, datetime], tuple[str, int]]
 
 
 @dataclass
 class Engagement:
     """The engagement definitions and participant state a batch decides against, and the
-    rows its decisions add (`Engagement.write`)."""
+    rows its decisions add (`write_engagement`). Decides without I/O; `now` is when the
+    batch applies, `credit` credits points through the caller's ledger pass."""
 
     rules: dict[str, list[Rule]] = field(default_factory=dict)  # by action name
     badges: dict[str, BadgeDef] = field(default_factory=dict)  # by id
+    streaks: dict[str, StreakDef] = field(default_factory=dict)  # by streak type
+    challenges: dict[str, ChallengeDef] = field(default_factory=dict)  # by id
     usage: RuleUsage = field(default_factory=RuleUsage)
     progress: dict[tuple[str, str], int] = field(default_factory=dict)  # (badge, pk)
     held: set[tuple[str, str]] = field(default_factory=set)  # (badge, pk)
+    streak_states: dict[tuple[str, str], StreakState] = field(default_factory=dict)
+    challenge_states: dict[tuple[str, str], ChallengeState] = field(default_factory=dict)
     # What the batch decided, to write.
     action_rows: list[dict[str, Any]] = field(default_factory=list)
     progress_changed: set[tuple[str, str]] = field(default_factory=set)
     earned: list[tuple[BadgeEarned, str, uuid.UUID]] = field(default_factory=list)
+    streaks_changed: set[tuple[str, str]] = field(default_factory=set)
+    challenges_changed: set[tuple[str, str]] = field(default_factory=set)
+    # (reward id, participant id, challenge id): claims the engine makes for challenges.
+    claims: list[tuple[str, str, str]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    report: Report = field(default_factory=Report)
+    now: datetime = field(default_factory=utcnow)
+    credit: CreditPoints | None = None
 
     @property
-    def counting(self) -> bool:
-        """Whether any badge counts actions or points (else credits drive nothing)."""
-        return any(badge.active and badge.kind != MANUAL for badge in self.badges.values())
+    def empty(self) -> bool:
+        """Whether nothing in the program reacts to actions or points."""
+        return not (self.rules or self.badges or self.streaks or self.challenges)
+
+    def begin(self) -> Report:
+        """Start a write: what it causes is reported in the Report returned."""
+        self.report = Report()
+        return self.report
+
+    # --- actions -------------------------------------------------------------------
 
     def rule_credits(self, write: ActionWrite, participant_pk: str) -> list[RuleCredit]:
         return rule_credits(
@@ -159,20 +247,221 @@ class Engagement:
         )
         return action_id
 
-    def count(
+    def on_action(
         self,
         participant_id: str,
         participant_pk: str,
-        *,
-        action: str | None = None,
-        points: int = 0,
+        action: str,
+        occurred_at: datetime,
         operation_id: uuid.UUID,
-        now: datetime,
-        credit: CreditPoints,
-    ) -> list[BadgeEarned]:
-        """Count an action (by name) or points credited toward the badges that count
-        them; returns the badges this reached, each granted (and its reward credited,
-        which counts in turn toward points badges)."""
+    ) -> None:
+        """Count an action: the streaks it extends, challenges and badges counting it."""
+        for streak in self.streaks.values():
+            if streak.active and streak.action == action:
+                self._extend(streak, participant_id, participant_pk, occurred_at, operation_id)
+        self._advance(participant_id, participant_pk, action, 0, occurred_at, operation_id)
+        self._count_badges(participant_id, participant_pk, action, 0, operation_id)
+
+    def on_points(
+        self,
+        participant_id: str,
+        participant_pk: str,
+        points: int,
+        at: datetime,
+        operation_id: uuid.UUID,
+    ) -> None:
+        """Count points credited toward the challenges and badges that count points."""
+        if points <= 0:
+            return
+        self._advance(participant_id, participant_pk, None, points, at, operation_id)
+        self._count_badges(participant_id, participant_pk, None, points, operation_id)
+
+    # --- streaks -------------------------------------------------------------------
+
+    def record_streak(
+        self, write: StreakRecord, participant_pk: str
+    ) -> dict[str, Any] | DomainError:
+        streak = self.streaks.get(write.streak_type)
+        if streak is None or not streak.active:
+            return streak_not_active()
+        return self._extend(
+            streak, write.participant_id, participant_pk, write.occurred_at, write.operation_id
+        )
+
+    def _extend(
+        self,
+        streak: StreakDef,
+        participant_id: str,
+        participant_pk: str,
+        occurred_at: datetime,
+        operation_id: uuid.UUID,
+    ) -> dict[str, Any]:
+        key = (streak.id, participant_pk)
+        state = self.streak_states.setdefault(key, StreakState())
+        step = record_activity(streak, state, occurred_at)
+        self.streaks_changed.add(key)
+        if step.broken:
+            self.events.append(
+                (
+                    STREAK_BROKEN,
+                    broken_payload(participant_id, streak, step.broken, state.run - 1),
+                )
+            )
+        bonus = 0
+        if step.milestone is not None:
+            transaction_id = None
+            if step.milestone.points and self.credit is not None:
+                transaction_id, bonus = self.credit(
+                    participant_id,
+                    step.milestone.points,
+                    f"Streak milestone: {streak.name}, {step.milestone.days}",
+                    operation_id,
+                    occurred_at,
+                )
+            self.events.append(
+                (
+                    STREAK_MILESTONE,
+                    {
+                        "participant_id": participant_id,
+                        "streak_type": streak.streak_type,
+                        "days": step.milestone.days,
+                        "points": bonus,
+                        "transaction_id": transaction_id,
+                    },
+                )
+            )
+        for badge in self.badges.values():
+            if (
+                badge.active
+                and badge.kind == STREAK
+                and badge.subject == streak.streak_type
+                and state.current >= badge.target
+                and (badge.id, participant_pk) not in self.held
+            ):
+                self.grant(badge, participant_id, participant_pk, CRITERIA_SOURCE, operation_id)
+        answer = {
+            "streak_type": streak.streak_type,
+            "previous_count": step.previous,
+            "current_count": state.current,
+            "longest_count": state.longest,
+            "counted": step.counted,
+            "milestone_reached": step.milestone.days if step.milestone else None,
+            "bonus_points": bonus,
+            "next_deadline": state.deadline.isoformat() if state.deadline else None,
+        }
+        self.report.streaks.append(answer)
+        return answer
+
+    # --- challenges ----------------------------------------------------------------
+
+    def join(self, write: ChallengeJoin, participant_pk: str) -> dict[str, Any] | DomainError:
+        challenge = self.challenges.get(write.challenge_id)
+        if challenge is None or not challenge.active:
+            return challenge_not_found()
+        if challenge.ended(self.now):
+            return challenge_ended()
+        key = (challenge.id, participant_pk)
+        state = self.challenge_states.setdefault(key, ChallengeState())
+        if state.enrolled_at is None:
+            state.enrolled_at = self.now
+            self.challenges_changed.add(key)
+        return {
+            "challenge_id": challenge.id,
+            "participant_id": write.participant_id,
+            "enrolled_at": state.enrolled_at.isoformat(),
+            "current": state.current,
+            "target": challenge.target,
+            "completed": state.completed_at is not None,
+        }
+
+    def _advance(
+        self,
+        participant_id: str,
+        participant_pk: str,
+        action: str | None,
+        points: int,
+        at: datetime,
+        operation_id: uuid.UUID,
+    ) -> None:
+        for challenge in self.challenges.values():
+            step = challenge.counts(action, points)
+            if not step:
+                continue
+            key = (challenge.id, participant_pk)
+            state = self.challenge_states.get(key)
+            if state is None:
+                if challenge.requires_enrollment:
+                    continue
+                state = self.challenge_states[key] = ChallengeState()
+            before = state.current
+            completed = advance(challenge, state, step, at, self.now)
+            if state.current == before and not completed:
+                continue
+            self.challenges_changed.add(key)
+            self.report.challenges.append(
+                {
+                    "challenge_id": challenge.id,
+                    "current": state.current,
+                    "target": challenge.target,
+                    "completed": state.completed_at is not None,
+                }
+            )
+            if completed:
+                self._complete(challenge, participant_id, participant_pk, at, operation_id)
+
+    def _complete(
+        self,
+        challenge: ChallengeDef,
+        participant_id: str,
+        participant_pk: str,
+        at: datetime,
+        operation_id: uuid.UUID,
+    ) -> None:
+        reward = challenge.reward or {}
+        points = transaction_id = None
+        if reward.get("type") == "points" and self.credit is not None:
+            transaction_id, points = self.credit(
+                participant_id,
+                int(reward["amount"]),
+                f"Challenge: {challenge.name}",
+                operation_id,
+                at,
+            )
+        elif reward.get("type") == "reward":
+            self.claims.append((str(reward["reward_id"]), participant_id, challenge.id))
+        self.events.append(
+            (
+                CHALLENGE_COMPLETED,
+                {
+                    "participant_id": participant_id,
+                    "challenge_id": challenge.id,
+                    "name": challenge.name,
+                    "completed_at": self.now.isoformat(),
+                    "reward": dict(reward) or None,
+                    "points": points,
+                    "transaction_id": transaction_id,
+                },
+            )
+        )
+        for badge in self.badges.values():
+            if (
+                badge.active
+                and badge.kind == CHALLENGE_COMPLETED_CRITERIA
+                and badge.subject == challenge.id
+                and (badge.id, participant_pk) not in self.held
+            ):
+                self.grant(badge, participant_id, participant_pk, CRITERIA_SOURCE, operation_id)
+
+    # --- badges --------------------------------------------------------------------
+
+    def _count_badges(
+        self,
+        participant_id: str,
+        participant_pk: str,
+        action: str | None,
+        points: int,
+        operation_id: uuid.UUID,
+    ) -> None:
         reached: list[BadgeDef] = []
         for badge in self.badges.values():
             if not badge.active or (badge.id, participant_pk) in self.held:
@@ -188,20 +477,9 @@ class Engagement:
             self.progress_changed.add(key)
             if current >= badge.target:
                 reached.append(badge)
-        earned: list[BadgeEarned] = []
         for badge in reached:
-            earned.extend(
-                self.grant(
-                    badge,
-                    participant_id,
-                    participant_pk,
-                    CRITERIA_SOURCE,
-                    operation_id,
-                    now,
-                    credit,
-                )
-            )
-        return earned
+            if (badge.id, participant_pk) not in self.held:
+                self.grant(badge, participant_id, participant_pk, CRITERIA_SOURCE, operation_id)
 
     def grant(
         self,
@@ -210,86 +488,99 @@ class Engagement:
         participant_pk: str,
         source: str,
         operation_id: uuid.UUID,
-        now: datetime,
-        credit: CreditPoints,
-    ) -> list[BadgeEarned]:
-        """Grant `badge` (not held): the badge, then the badges its reward's points reach."""
+    ) -> BadgeEarned:
+        """Grant `badge` (not held), and credit its points reward (which counts in turn)."""
         self.held.add((badge.id, participant_pk))
-        transaction_id = points = None
-        if badge.points_reward:
-            transaction_id, points = credit(
-                participant_id, badge.points_reward, f"Badge: {badge.name}", operation_id
-            )
-        earned = BadgeEarned(badge, participant_id, now, source, transaction_id, points)
+        earned = BadgeEarned(badge, participant_id, self.now, source)
         self.earned.append((earned, participant_pk, operation_id))
-        granted = [earned]
-        if points:
-            granted.extend(
-                self.count(
-                    participant_id,
-                    participant_pk,
-                    points=points,
-                    operation_id=operation_id,
-                    now=now,
-                    credit=credit,
-                )
+        self.report.badges.append(earned)
+        if badge.points_reward and self.credit is not None:
+            earned.transaction_id, earned.points = self.credit(
+                participant_id, badge.points_reward, f"Badge: {badge.name}", operation_id, self.now
             )
-        return granted
+        self.events.append((BADGE_AWARDED, earned.event()))
+        return earned
 
-    def grant_by_hand(
-        self,
-        grant: BadgeGrant,
-        participant_pk: str,
-        now: datetime,
-        credit: CreditPoints,
-    ) -> list[BadgeEarned] | DomainError:
+    def grant_by_hand(self, grant: BadgeGrant, participant_pk: str) -> BadgeEarned | DomainError:
         badge = self.badges.get(grant.badge_id)
         if badge is None or not badge.active:
             return badge_not_found()
         if (badge.id, participant_pk) in self.held:
             return badge_already_awarded()
         return self.grant(
-            badge,
-            grant.participant_id,
-            participant_pk,
-            MANUAL_SOURCE,
-            grant.operation_id,
-            now,
-            credit,
+            badge, grant.participant_id, participant_pk, MANUAL_SOURCE, grant.operation_id
         )
-
-    def events(self) -> Iterable[tuple[str, dict[str, Any]]]:
-        return ((BADGE_AWARDED, earned.event()) for earned, _, _ in self.earned)
 
     @property
     def changed(self) -> bool:
-        return bool(self.action_rows or self.usage.added or self.progress_changed or self.earned)
+        return bool(
+            self.action_rows
+            or self.usage.added
+            or self.progress_changed
+            or self.earned
+            or self.streaks_changed
+            or self.challenges_changed
+            or self.claims
+        )
+
+
+def broken_payload(participant_id: str, streak: StreakDef, count: int, run: int) -> dict[str, Any]:
+    return {
+        "participant_id": participant_id,
+        "streak_type": streak.streak_type,
+        "count": count,
+        "run": run,
+    }
 
 
 # The engagement definitions a batch needs, asked with its other per-tenant constants
-# (app.points.balance_changes): the active rules of the batch's action names, oldest
-# first; the active badges that count, and the badges granted by hand in the batch.
+# (app.points.balance_changes): the active rules of the batch's actions, oldest first;
+# the active badges that count or are granted by hand in the batch; the streaks and
+# challenges its activity may touch.
 ENGAGEMENT_DEFINITIONS = """
     (SELECT json_build_array(
         (SELECT coalesce(json_agg(r ORDER BY r.created_at, r.id), '[]')
          FROM earning_rules AS r
          WHERE r.tenant_id = %(tenant_id)s AND r.env = %(env)s AND r.active
-           AND r.action = ANY(CAST(%(action_names)s AS text[]))),
+           AND r.action = ANY(CAST(%(rule_actions)s AS text[]))),
         (SELECT coalesce(json_agg(json_build_array(
                     b.id, b.name, b.criteria, b.points_reward, b.active)
                     ORDER BY b.created_at, b.id), '[]')
          FROM badges AS b
          WHERE b.tenant_id = %(tenant_id)s AND b.env = %(env)s
            AND ((b.active AND b.criteria->>'type' <> 'manual')
-                OR b.id = ANY(CAST(%(badge_ids)s AS uuid[]))))
+                OR b.id = ANY(CAST(%(badge_ids)s AS uuid[])))),
+        (SELECT coalesce(json_agg(s ORDER BY s.created_at, s.id), '[]')
+         FROM streaks AS s
+         WHERE s.tenant_id = %(tenant_id)s AND s.env = %(env)s
+           AND ((s.active AND s.action = ANY(CAST(%(counted_actions)s AS text[])))
+                OR s.streak_type = ANY(CAST(%(streak_types)s AS text[])))),
+        (SELECT coalesce(json_agg(c ORDER BY c.created_at, c.id), '[]')
+         FROM challenges AS c
+         WHERE c.tenant_id = %(tenant_id)s AND c.env = %(env)s
+           AND ((c.active AND (c.ends_at IS NULL OR c.ends_at > %(window_from)s)
+                 AND (c.type = 'points_earned'
+                      OR c.action = ANY(CAST(%(counted_actions)s AS text[]))))
+                OR c.id = ANY(CAST(%(challenge_ids)s AS uuid[]))))
     ))::text
 """
 
 
-def definitions_params(action_names: Iterable[str], badge_ids: Iterable[str]) -> dict[str, str]:
+def definitions_params(
+    rule_actions: Iterable[str],
+    counted_actions: Iterable[str],
+    badge_ids: Iterable[str],
+    streak_types: Iterable[str],
+    challenge_ids: Iterable[str],
+    window_from: datetime,
+) -> dict[str, Any]:
     return {
-        "action_names": _text_array(action_names),
+        "rule_actions": _text_array(rule_actions),
+        "counted_actions": _text_array(counted_actions),
         "badge_ids": plain_array_literal(sorted(set(badge_ids))),
+        "streak_types": _text_array(streak_types),
+        "challenge_ids": plain_array_literal(sorted(set(challenge_ids))),
+        "window_from": window_from,
     }
 
 
@@ -297,15 +588,21 @@ def _text_array(values: Iterable[str]) -> str:
     return "{" + ",".join(json.dumps(value) for value in sorted(set(values))) + "}"
 
 
-def engagement_of(definitions: str) -> Engagement:
-    rules_rows, badge_rows = json.loads(definitions)
-    engagement = Engagement()
-    for row in rules_rows:
+def engagement_of(definitions: str, now: datetime) -> Engagement:
+    rule_rows, badge_rows, streak_rows, challenge_rows = json.loads(definitions)
+    engagement = Engagement(now=now)
+    for row in rule_rows:
         rule = Rule.of(row)
         engagement.rules.setdefault(rule.action, []).append(rule)
     for row in badge_rows:
         badge = BadgeDef.of(row)
         engagement.badges[badge.id] = badge
+    for row in streak_rows:
+        streak = StreakDef.of(row)
+        engagement.streaks[streak.streak_type] = streak
+    for row in challenge_rows:
+        challenge = ChallengeDef.of(row)
+        engagement.challenges[challenge.id] = challenge
     return engagement
 
 
@@ -328,8 +625,23 @@ _PARTICIPANT_STATE = """
         (SELECT coalesce(json_agg(json_build_array(badge_id, participant_pk)), '[]')
          FROM participant_badges
          WHERE badge_id = ANY(CAST(%(badge_ids)s AS uuid[]))
+           AND participant_pk = ANY(CAST(%(pks)s AS uuid[])))::text,
+        (SELECT coalesce(json_agg(json_build_array(
+                    streak_id, participant_pk, current_count, longest_count, last_period,
+                    last_activity_at, deadline, run, milestones_paid)), '[]')
+         FROM participant_streaks
+         WHERE streak_id = ANY(CAST(%(streak_ids)s AS uuid[]))
+           AND participant_pk = ANY(CAST(%(pks)s AS uuid[])))::text,
+        (SELECT coalesce(json_agg(json_build_array(
+                    challenge_id, participant_pk, current, enrolled_at, completed_at)), '[]')
+         FROM challenge_progress
+         WHERE challenge_id = ANY(CAST(%(challenge_ids)s AS uuid[]))
            AND participant_pk = ANY(CAST(%(pks)s AS uuid[])))::text
 """
+
+
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
 
 
 def load_participant_state(
@@ -339,7 +651,8 @@ def load_participant_state(
     action_days: Iterable[date],
 ) -> None:
     """The locked participants' usage of the capped rules (totals, and points on the
-    batch's days), their progress toward counting badges, and the badges they hold."""
+    batch's days), their progress toward counting badges, the badges they hold, their
+    streaks and their challenges."""
     capped = sorted(
         {
             rule.id
@@ -348,17 +661,23 @@ def load_participant_state(
             if rule.per_day is not None or rule.total is not None
         }
     )
-    badge_ids = sorted(engagement.badges)
-    if not capped and not badge_ids:
+    if (
+        not capped
+        and not engagement.badges
+        and not engagement.streaks
+        and not engagement.challenges
+    ):
         return
-    counting = sorted(b.id for b in engagement.badges.values() if b.kind != MANUAL)
-    [(usage, progress, held)] = fetch_tuples(
+    counting = sorted(b.id for b in engagement.badges.values() if b.counted)
+    [(usage, progress, held, streaks, challenges)] = fetch_tuples(
         session,
         _PARTICIPANT_STATE,
         {
             "rule_ids": plain_array_literal(capped),
             "counting_ids": plain_array_literal(counting),
-            "badge_ids": plain_array_literal(badge_ids),
+            "badge_ids": plain_array_literal(sorted(engagement.badges)),
+            "streak_ids": plain_array_literal(sorted(s.id for s in engagement.streaks.values())),
+            "challenge_ids": plain_array_literal(sorted(engagement.challenges)),
             "pks": plain_array_literal(participant_pks),
             "days": plain_array_literal(sorted({day.isoformat() for day in action_days})),
         },
@@ -368,6 +687,22 @@ def load_participant_state(
     for badge_id, pk, current in json.loads(progress):
         engagement.progress[(badge_id, pk)] = current
     engagement.held.update((badge_id, pk) for badge_id, pk in json.loads(held))
+    for streak_id, pk, current, longest, last_period, last_at, deadline, run, paid in json.loads(
+        streaks
+    ):
+        engagement.streak_states[(streak_id, pk)] = StreakState(
+            current,
+            longest,
+            date.fromisoformat(last_period) if last_period else None,
+            _moment(last_at),
+            _moment(deadline),
+            run,
+            list(paid),
+        )
+    for challenge_id, pk, current, enrolled_at, completed_at in json.loads(challenges):
+        engagement.challenge_states[(challenge_id, pk)] = ChallengeState(
+            current, _moment(enrolled_at), _moment(completed_at)
+        )
 
 
 _WRITE_ENGAGEMENT = """
@@ -398,6 +733,37 @@ _WRITE_ENGAGEMENT = """
             badge_id uuid, participant_pk uuid, current bigint
         )
         ON CONFLICT (badge_id, participant_pk) DO UPDATE SET current = excluded.current
+    ),
+    streaked AS (
+        INSERT INTO participant_streaks AS s (
+            streak_id, participant_pk, current_count, longest_count, last_period,
+            last_activity_at, deadline, run, milestones_paid
+        )
+        SELECT x.streak_id, x.participant_pk, x.current_count, x.longest_count, x.last_period,
+               x.last_activity_at, x.deadline, x.run, x.milestones_paid
+        FROM jsonb_to_recordset(CAST(%(streaks)s AS jsonb)) AS x(
+            streak_id uuid, participant_pk uuid, current_count integer, longest_count integer,
+            last_period date, last_activity_at timestamptz, deadline timestamptz, run integer,
+            milestones_paid jsonb
+        )
+        ON CONFLICT (streak_id, participant_pk) DO UPDATE SET
+            current_count = excluded.current_count, longest_count = excluded.longest_count,
+            last_period = excluded.last_period, last_activity_at = excluded.last_activity_at,
+            deadline = excluded.deadline, run = excluded.run,
+            milestones_paid = excluded.milestones_paid
+    ),
+    challenged AS (
+        INSERT INTO challenge_progress AS c (
+            challenge_id, participant_pk, current, enrolled_at, completed_at
+        )
+        SELECT x.challenge_id, x.participant_pk, x.current, x.enrolled_at, x.completed_at
+        FROM jsonb_to_recordset(CAST(%(challenges)s AS jsonb)) AS x(
+            challenge_id uuid, participant_pk uuid, current bigint, enrolled_at timestamptz,
+            completed_at timestamptz
+        )
+        ON CONFLICT (challenge_id, participant_pk) DO UPDATE SET
+            current = excluded.current, enrolled_at = excluded.enrolled_at,
+            completed_at = excluded.completed_at
     )
     INSERT INTO participant_badges (badge_id, participant_pk, awarded_at, source, operation_id)
     SELECT x.badge_id, x.participant_pk, x.awarded_at, x.source, x.operation_id
@@ -408,18 +774,23 @@ _WRITE_ENGAGEMENT = """
 """
 
 
+def _iso(moment: datetime | date | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
 def write_engagement(
-    session: Session, tenant_id: uuid.UUID, env: str, engagement: Engagement, now: datetime
-) -> None:
-    """Write what the batch decided of engagement, in one statement."""
+    session: Session, tenant_id: uuid.UUID, env: str, engagement: Engagement
+) -> list[Operation]:
+    """Write what the batch decided of engagement, in one statement; record the claims
+    the engine makes for completed challenges (returned: to publish after commit)."""
     if not engagement.changed:
-        return
+        return []
     session.connection().exec_driver_sql(
         _WRITE_ENGAGEMENT,
         {
             "tenant_id": tenant_id,
             "env": env,
-            "now": now,
+            "now": engagement.now,
             "actions": json.dumps(engagement.action_rows),
             "usage": json.dumps(
                 [
@@ -442,6 +813,36 @@ def write_engagement(
                     for badge_id, pk in sorted(engagement.progress_changed)
                 ]
             ),
+            "streaks": json.dumps(
+                [
+                    {
+                        "streak_id": streak_id,
+                        "participant_pk": pk,
+                        "current_count": state.current,
+                        "longest_count": state.longest,
+                        "last_period": _iso(state.last_period),
+                        "last_activity_at": _iso(state.last_activity_at),
+                        "deadline": _iso(state.deadline),
+                        "run": state.run,
+                        "milestones_paid": state.paid,
+                    }
+                    for streak_id, pk in sorted(engagement.streaks_changed)
+                    for state in (engagement.streak_states[(streak_id, pk)],)
+                ]
+            ),
+            "challenges": json.dumps(
+                [
+                    {
+                        "challenge_id": challenge_id,
+                        "participant_pk": pk,
+                        "current": state.current,
+                        "enrolled_at": _iso(state.enrolled_at),
+                        "completed_at": _iso(state.completed_at),
+                    }
+                    for challenge_id, pk in sorted(engagement.challenges_changed)
+                    for state in (engagement.challenge_states[(challenge_id, pk)],)
+                ]
+            ),
             "earned": json.dumps(
                 [
                     {
@@ -456,3 +857,32 @@ def write_engagement(
             ),
         },
     )
+    return record_engine_claims(session, tenant_id, env, engagement.claims)
+
+
+def record_engine_claims(
+    session: Session, tenant_id: uuid.UUID, env: str, claims: list[tuple[str, str, str]]
+) -> list[Operation]:
+    """The claims of completed challenges' rewards, recorded as operations in this
+    transaction (so none is lost) with a key per challenge and participant (so none is
+    made twice); the claim path runs them like any other, under the reward's lock."""
+    if not claims:
+        return []
+    writes = [
+        Write(
+            tenant_id,
+            env,
+            CLAIM_KIND,
+            {"reward_id": reward_id, "participant_id": participant_id, "points_deduction": False},
+            f"challenge:{challenge_id}:{participant_id}"[:255],
+        )
+        for reward_id, participant_id, challenge_id in claims
+    ]
+    recorded = submit_operations(session.connection(), writes)
+    operations: list[Operation] = []
+    for submission in recorded:
+        if isinstance(submission, Exception):
+            raise submission
+        if submission.created:
+            operations.append(submission.operation)
+    return operations

@@ -36,7 +36,11 @@ from app.engagement.pipeline import (
     ActionWrite,
     BadgeEarned,
     BadgeGrant,
+    ChallengeJoin,
     Engagement,
+    EngagementWrite,
+    Report,
+    StreakRecord,
     definitions_params,
     engagement_of,
     load_participant_state,
@@ -46,11 +50,15 @@ from app.errors import DomainError
 from app.infra.pgcopy import fetch_tuples, plain_array_literal
 from app.ledger import LockedRow, insufficient_points, lock_changing_rows
 from app.models import Operation
+from app.operations import publish_after_commit
 from app.outbox import (
     ANY_SUBSCRIBED,
     BADGE_AWARDED,
+    CHALLENGE_COMPLETED,
     POINTS_AWARDED,
     POINTS_DEDUCTED,
+    STREAK_BROKEN,
+    STREAK_MILESTONE,
     TIER_UPGRADED,
     mark_events_recorded,
 )
@@ -81,7 +89,15 @@ from app.points.standings import (
 from app.points.tiers import TierLadder, TierRung, qualifying_points
 
 DEDUCT_ENTRY_TYPE = "deduct"
-EVENT_TYPES = (POINTS_AWARDED, TIER_UPGRADED, POINTS_DEDUCTED, BADGE_AWARDED)
+EVENT_TYPES = (
+    POINTS_AWARDED,
+    TIER_UPGRADED,
+    POINTS_DEDUCTED,
+    BADGE_AWARDED,
+    STREAK_MILESTONE,
+    STREAK_BROKEN,
+    CHALLENGE_COMPLETED,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +147,12 @@ def _last_upgrade(applied: Sequence[Applied]) -> TierUpgrade | None:
 
 @dataclass(frozen=True, slots=True)
 class ActionApplied:
-    """An action as applied: the points its rules credited and the badges it earned."""
+    """An action as applied: the points its rules credited, and what else it caused."""
 
     write: ActionWrite
     action_id: str
     credits: tuple[Applied, ...]  # its rules', in rule order
-    badges: tuple[BadgeEarned, ...]
+    report: Report
     new_balance: int
     tier_upgrade: TierUpgrade | None
 
@@ -154,40 +170,55 @@ class ActionApplied:
                 }
                 for each in self.credits
             ],
-            "badges_awarded": [badge.as_body() for badge in self.badges],
-            "streaks": [],
-            "challenges": [],
+            "badges_awarded": [badge.as_body() for badge in self.report.badges],
+            "streaks": [
+                {
+                    "streak_type": streak["streak_type"],
+                    "current_count": streak["current_count"],
+                    "milestone_reached": streak["milestone_reached"],
+                }
+                for streak in self.report.streaks
+            ],
+            "challenges": self.report.challenges,
             "tier_upgrade": self.tier_upgrade.as_body() if self.tier_upgrade else None,
             "new_balance": self.new_balance,
         }
 
 
 @dataclass(frozen=True, slots=True)
-class BadgeGranted:
-    """A badge awarded by hand, and what its points reward reached in turn."""
+class EngagementApplied:
+    """A badge awarded by hand, a streak recorded, or a challenge joined: its answer, and
+    what it caused in turn (a badge's or milestone's points, the badges they reached)."""
 
-    write: BadgeGrant
-    badges: tuple[BadgeEarned, ...]  # the badge granted first
+    write: BadgeGrant | StreakRecord | ChallengeJoin
+    answer: dict[str, Any]
+    report: Report
     new_balance: int
     tier_upgrade: TierUpgrade | None
 
     def as_body(self) -> dict[str, Any]:
-        granted, *reached = self.badges
-        return {
-            "participant_id": self.write.participant_id,
-            "badge_id": granted.badge.id,
-            "name": granted.badge.name,
-            "awarded_at": granted.awarded_at.isoformat(),
-            "points_awarded": granted.points,
-            "transaction_id": granted.transaction_id,
-            "badges_awarded": [badge.as_body() for badge in reached],
+        body = {"participant_id": self.write.participant_id, **self.answer}
+        if isinstance(self.write, ChallengeJoin):
+            return body
+        badges = self.report.badges
+        if isinstance(self.write, BadgeGrant):
+            granted, *badges = badges
+            body |= {
+                "badge_id": granted.badge.id,
+                "name": granted.badge.name,
+                "awarded_at": granted.awarded_at.isoformat(),
+                "points_awarded": granted.points,
+                "transaction_id": granted.transaction_id,
+            }
+        return body | {
+            "badges_awarded": [badge.as_body() for badge in badges],
             "tier_upgrade": self.tier_upgrade.as_body() if self.tier_upgrade else None,
             "new_balance": self.new_balance,
         }
 
 
-Write = BalanceWrite | ActionWrite | BadgeGrant
-Decision = Applied | ActionApplied | BadgeGranted | DomainError
+Write = BalanceWrite | EngagementWrite
+Decision = Applied | ActionApplied | EngagementApplied | DomainError
 
 
 class Decider:
@@ -195,8 +226,8 @@ class Decider:
     place), and the engagement they drive. Pure: no I/O; `transaction_ids` supplies the
     ledger ids, `now` is when the batch applies.
 
-    `standings` holds every participant that exists (or was created for a credit, an
-    action or a badge), with its lots for one the batch debits; one missing has nothing
+    `standings` holds every participant that exists (or was created for a credit or an
+    engagement write), with its lots for one the batch debits; one missing has nothing
     to spend. Every decision that writes a ledger line is kept in `applied`, in order.
     """
 
@@ -214,7 +245,8 @@ class Decider:
         self.transaction_ids = transaction_ids
         self.now = now
         self.default_expiry_days = default_expiry_days
-        self.engagement = engagement
+        self.engagement = engagement or Engagement(now=now)
+        self.engagement.credit = self._credit_points
         self.applied: list[Applied] = []
 
     def decide(self, writes: Sequence[Write]) -> list[Decision]:
@@ -222,43 +254,55 @@ class Decider:
 
     def _decide(self, write: Write) -> Decision:
         standing = self.standings.get(write.participant_id)
+        engagement = self.engagement
         if isinstance(write, BalanceWrite):
             if standing is None:
                 return insufficient_points(0, write.amount)
             if write.debit:
                 return self._debit(write, standing)
             applied = self._credit(write, standing)
-            credit = applied.outcome
-            if self.engagement is not None and (write.action is not None or credit.amount):
-                self.engagement.count(
+            if not engagement.empty:
+                engagement.begin()
+                if write.action is not None:
+                    engagement.on_action(
+                        write.participant_id,
+                        standing.pk,
+                        write.action,
+                        self.now,
+                        write.operation_id,
+                    )
+                engagement.on_points(
                     write.participant_id,
                     standing.pk,
-                    action=write.action,
-                    points=credit.amount,
-                    operation_id=write.operation_id,
-                    now=self.now,
-                    credit=self._credit_points,
+                    applied.outcome.amount,
+                    self.now,
+                    write.operation_id,
                 )
             return applied
-        assert standing is not None and self.engagement is not None  # created, read
+        assert standing is not None  # created for it
         first = len(self.applied)
+        report = engagement.begin()
+        if isinstance(write, ActionWrite):
+            return self._apply_action(write, standing, report, first)
+        answer: dict[str, Any] | BadgeEarned | DomainError
         if isinstance(write, BadgeGrant):
-            earned = self.engagement.grant_by_hand(
-                write, standing.pk, self.now, self._credit_points
-            )
-            if isinstance(earned, DomainError):
-                return earned
-            return BadgeGranted(
-                write,
-                tuple(earned),
-                standing.balance,
-                _last_upgrade(self.applied[first:]),
-            )
-        return self._apply_action(write, standing, first)
+            answer = engagement.grant_by_hand(write, standing.pk)
+            if isinstance(answer, BadgeEarned):
+                answer = {}
+        elif isinstance(write, StreakRecord):
+            answer = engagement.record_streak(write, standing.pk)
+        else:
+            answer = engagement.join(write, standing.pk)
+        if isinstance(answer, DomainError):
+            return answer
+        return EngagementApplied(
+            write, answer, report, standing.balance, _last_upgrade(self.applied[first:])
+        )
 
-    def _apply_action(self, write: ActionWrite, standing: Standing, first: int) -> ActionApplied:
+    def _apply_action(
+        self, write: ActionWrite, standing: Standing, report: Report, first: int
+    ) -> ActionApplied:
         engagement = self.engagement
-        assert engagement is not None
         action_id = engagement.record_action(write, standing.pk)
         credits = [
             self._credit(
@@ -275,33 +319,43 @@ class Decider:
             )
             for rule_credit in engagement.rule_credits(write, standing.pk)
         ]
-        badges = engagement.count(
+        engagement.on_action(
+            write.participant_id, standing.pk, write.action, write.occurred_at, write.operation_id
+        )
+        engagement.on_points(
             write.participant_id,
             standing.pk,
-            action=write.action,
-            points=sum(each.outcome.amount for each in credits),
-            operation_id=write.operation_id,
-            now=self.now,
-            credit=self._credit_points,
+            sum(each.outcome.amount for each in credits),
+            write.occurred_at,
+            write.operation_id,
         )
         return ActionApplied(
             write,
             action_id,
             tuple(credits),
-            tuple(badges),
+            report,
             standing.balance,
             _last_upgrade(self.applied[first:]),
         )
 
     def _credit_points(
-        self, participant_id: str, points: int, reason: str, operation_id: uuid.UUID
+        self,
+        participant_id: str,
+        points: int,
+        reason: str,
+        operation_id: uuid.UUID,
+        at: datetime,
     ) -> tuple[str, int]:
-        """A badge's points reward, credited like an award (engagement.CreditPoints)."""
+        """Points the engagement pays (a badge's, a milestone's, a challenge's), credited
+        like an award and counted like any credit (engagement.CreditPoints)."""
+        standing = self.standings[participant_id]
         applied = self._credit(
             BalanceWrite(operation_id, participant_id, points, debit=False, reason=reason),
-            self.standings[participant_id],
+            standing,
         )
-        return applied.outcome.transaction_id, applied.outcome.amount
+        credited = applied.outcome.amount
+        self.engagement.on_points(participant_id, standing.pk, credited, at, operation_id)
+        return applied.outcome.transaction_id, credited
 
     def _debit(self, write: BalanceWrite, standing: Standing) -> Applied | DomainError:
         refusal = standing.debit(write.amount)
@@ -430,8 +484,18 @@ def _read_context(
             "types": list(EVENT_TYPES),
             **lot_books_params(spending_by_pk, now),
             **definitions_params(
-                (write.action for write in writes if isinstance(write, ActionWrite)),
-                (write.badge_id for write in writes if isinstance(write, BadgeGrant)),
+                rule_actions=(w.action for w in writes if isinstance(w, ActionWrite)),
+                counted_actions=(
+                    w.action
+                    for w in writes
+                    if isinstance(w, ActionWrite | BalanceWrite) and w.action is not None
+                ),
+                badge_ids=(w.badge_id for w in writes if isinstance(w, BadgeGrant)),
+                streak_types=(w.streak_type for w in writes if isinstance(w, StreakRecord)),
+                challenge_ids=(w.challenge_id for w in writes if isinstance(w, ChallengeJoin)),
+                window_from=min(
+                    (w.occurred_at for w in writes if isinstance(w, ActionWrite)), default=now
+                ),
             ),
         },
     )
@@ -458,8 +522,8 @@ def _read_context(
     placements, standings = place_standings(ladder, locked, boosts, qualifying)
     for external_id, book in lot_books(lot_texts, spending, locked).items():
         standings[external_id].lots = book
-    engagement = engagement_of(definitions)
-    drives = engagement.counting or any(not isinstance(w, BalanceWrite) for w in writes)
+    engagement = engagement_of(definitions, now)
+    drives = not engagement.empty or any(not isinstance(w, BalanceWrite) for w in writes)
     if drives and locked:
         load_participant_state(
             session,
@@ -654,9 +718,9 @@ def apply_changes(
         context.standings,
         now,
         subscribed=context.subscribed,
-        more_events=list(engagement.events()),
+        more_events=engagement.events,
     )
-    write_engagement(session, tenant_id, env, engagement, now)
+    publish_after_commit(session, write_engagement(session, tenant_id, env, engagement))
     return decisions
 
 

@@ -15,7 +15,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.engagement.actions import ACTION_KIND, BADGE_AWARD_KIND, action_write, badge_grant
+from app.engagement.actions import (
+    ACTION_KIND,
+    BADGE_AWARD_KIND,
+    CHALLENGE_JOIN_KIND,
+    STREAK_RECORD_KIND,
+    action_write,
+    badge_grant,
+    challenge_join,
+    streak_record,
+)
 from app.errors import DomainError
 from app.models import Operation
 from app.operation_kinds import OperationKind, lane_of
@@ -44,11 +53,18 @@ def balance_lane(payload: dict[str, Any]) -> str:
     return lane_of(payload["participant_id"], BALANCE_LANES)
 
 
+_ENGAGEMENT_WRITES: dict[str, Callable[[Operation], Write]] = {
+    ACTION_KIND: lambda operation: action_write(operation, operation.payload),
+    BADGE_AWARD_KIND: badge_grant,
+    STREAK_RECORD_KIND: streak_record,
+    CHALLENGE_JOIN_KIND: challenge_join,
+}
+
+
 def _write_of(operation: Operation) -> Write:
-    if operation.kind == ACTION_KIND:
-        return action_write(operation, operation.payload)
-    if operation.kind == BADGE_AWARD_KIND:
-        return badge_grant(operation)
+    engagement_write = _ENGAGEMENT_WRITES.get(operation.kind)
+    if engagement_write is not None:
+        return engagement_write(operation)
     return balance_write(operation, debit=operation.kind == DEDUCT_KIND)
 
 

@@ -20,11 +20,14 @@ from app.errors import Conflict, NotFound
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from app.outbox import (
     BADGE_AWARDED,
+    CHALLENGE_COMPLETED,
     POINTS_AWARDED,
     POINTS_DEDUCTED,
     POINTS_EXPIRED,
     POINTS_RELEASED,
     REWARD_CLAIMED,
+    STREAK_BROKEN,
+    STREAK_MILESTONE,
     TIER_DOWNGRADED,
     TIER_UPGRADED,
 )
@@ -41,6 +44,9 @@ SUBSCRIBABLE_EVENTS = (
     POINTS_RELEASED,
     TIER_DOWNGRADED,
     BADGE_AWARDED,
+    STREAK_MILESTONE,
+    STREAK_BROKEN,
+    CHALLENGE_COMPLETED,
 )
 # Sent by "send a test event" to that endpoint only, whatever it subscribes to.
 TEST_EVENT = "webhook.test"
