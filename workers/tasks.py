@@ -10,9 +10,12 @@ from datetime import timedelta
 from typing import NoReturn
 
 from celery import Task, current_app, shared_task
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 import app.kinds  # noqa: F401  (registers every operation kind)
+from app.engagement.leaderboard_cache import ScoreUpdate, pending_updates
+from app.engagement.leaderboard_cache import push as push_scores
 from app.engagement.streak_sweeps import sweep_streaks
 from app.infra.completion import FinishedAnswer, signal_finished
 from app.infra.drain_key import DrainKey
@@ -58,11 +61,21 @@ DRAIN_LINGER_SECONDS = 0.02
 
 
 def _after_commit(
-    run: OperationsRun, wake_dispatcher: bool, recorded: Sequence[Operation] = ()
+    run: OperationsRun,
+    wake_dispatcher: bool,
+    recorded: Sequence[Operation] = (),
+    scores: Sequence[ScoreUpdate] = (),
 ) -> None:
     """Tell waiters, queue the next step of long jobs and the operations the run
-    recorded (the engine's own claims), wake the webhook dispatcher."""
+    recorded (the engine's own claims), push leaderboard scores to their cache, wake
+    the webhook dispatcher."""
     rt = runtime()
+    if scores:
+        try:
+            push_scores(rt.redis, rt.settings.redis_key_prefix, scores)
+        except RedisError as exc:
+            # The scores are committed; the cache is rebuilt from them within its lifetime.
+            log.warning("leaderboard cache not updated: %s", exc)
     if run.finished:
         signal_finished(
             rt.redis,
@@ -131,6 +144,7 @@ def _execute_alone(task: Task, operation_id: uuid.UUID | None, key: str | None =
                 return True
             run = execute_operations(session, [operation_id])
             recorded = operations_to_publish(session)
+            scores = pending_updates(session)
             wake_dispatcher = events_to_dispatch(session)
     except Exception as exc:
         if _is_transient(exc):
@@ -138,7 +152,7 @@ def _execute_alone(task: Task, operation_id: uuid.UUID | None, key: str | None =
         if operation_id is None:
             raise  # reading the partition failed: there is no operation to count it on
         return _record_failed_run(operation_id, exc)
-    _after_commit(run, wake_dispatcher, recorded)
+    _after_commit(run, wake_dispatcher, recorded, scores)
     return True
 
 
@@ -228,6 +242,7 @@ def _drain_batch(task: Task, partition_key: str, limit: int) -> int | None:
         with rt.session_factory.begin() as session:
             run = drain_partition(session, partition_key, limit)
             recorded = operations_to_publish(session)
+            scores = pending_updates(session)
             wake_dispatcher = events_to_dispatch(session)
     except Exception as exc:
         if _is_transient(exc):
@@ -235,7 +250,7 @@ def _drain_batch(task: Task, partition_key: str, limit: int) -> int | None:
         # The run one by one logs the failing operation's traceback.
         log.warning("partition %s: a batch failed (%r); running it one by one", partition_key, exc)
         return limit if _drain_one_by_one(task, partition_key, limit) else None
-    _after_commit(run, wake_dispatcher, recorded)
+    _after_commit(run, wake_dispatcher, recorded, scores)
     return len(run.finished) + len(run.continuing)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import (
@@ -272,3 +272,45 @@ class ChallengeList(BaseModel):
 class ChallengesQuery(QueryModel):
     participant_id: str | None = Field(default=None, min_length=1, max_length=255)
     active: bool | None = Field(default=None, description="true: only challenges running now")
+
+
+class LeaderboardQuery(QueryModel):
+    period_start: date | None = Field(
+        default=None,
+        description="The first day of the period (YYYY-MM-DD: a Monday for weekly, the 1st "
+        "for monthly); default: the current period in the leaderboard's time zone",
+    )
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=1000)
+
+
+class LeaderboardPeriodQuery(QueryModel):
+    period_start: date | None = Field(default=None, description="As for the leaderboard")
+
+
+class LeaderboardEntry(BaseModel):
+    rank: int = Field(description="Competition style: ties share a rank (1, 1, 3)")
+    participant_id: str
+    score: int
+
+
+class LeaderboardPage(BaseModel):
+    leaderboard_id: str
+    name: str
+    metric: str
+    period: str
+    period_start: date
+    total: int = Field(description="Entries in this period, up to the leaderboard's size")
+    entries: list[LeaderboardEntry] = Field(
+        description="Best first; ties by who reached the score first"
+    )
+
+
+class LeaderboardStanding(BaseModel):
+    leaderboard_id: str
+    period_start: date
+    participant_id: str
+    rank: int | None = Field(description="null: no score in this period")
+    score: int
+    above: LeaderboardEntry | None
+    below: LeaderboardEntry | None

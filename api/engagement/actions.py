@@ -4,6 +4,7 @@ participants see it: badges, streaks, challenges."""
 from __future__ import annotations
 
 import uuid
+from datetime import date
 
 from flask import Blueprint, Response
 
@@ -22,6 +23,11 @@ from api.engagement.action_schemas import (
     ChallengeList,
     ChallengesQuery,
     EarnedBadges,
+    LeaderboardEntry,
+    LeaderboardPage,
+    LeaderboardPeriodQuery,
+    LeaderboardQuery,
+    LeaderboardStanding,
     ParticipantChallenge,
     ParticipantStreak,
     ParticipantStreaks,
@@ -31,7 +37,7 @@ from api.engagement.action_schemas import (
 from api.points.writes import IDEMPOTENCY_ERRORS, WRITE_HEADERS
 from api.runtime import runtime
 from api.schemas import OperationAccepted
-from api.validation import check_participant_id
+from api.validation import check_participant_id, validation_failed
 from api.write_path import accept_write
 from app.clock import utcnow
 from app.engagement.actions import (
@@ -44,6 +50,8 @@ from app.engagement.actions import (
 )
 from app.engagement.badge_reads import badge_progress, participant_badges
 from app.engagement.challenges import challenge_not_found
+from app.engagement.leaderboard_reads import LeaderboardReader, find_leaderboard
+from app.engagement.leaderboards import LeaderboardDef
 from app.engagement.pipeline import badge_not_found
 from app.engagement.reads import list_challenges, participant_challenge, participant_streaks
 
@@ -288,3 +296,76 @@ def get_participant_challenge(
             session, principal.tenant_id, principal.env, participant_id, challenge_id, utcnow()
         )
     return ParticipantChallenge.model_validate(progress), 200
+
+
+def _period(board: LeaderboardDef, asked: date | None) -> date:
+    if asked is None:
+        return board.period_start(utcnow())
+    if not board.is_period_start(asked):
+        raise validation_failed(
+            [
+                {
+                    "loc": ["query", "period_start"],
+                    "msg": f"not the first day of a {board.period} period",
+                    "type": "value_error",
+                }
+            ]
+        )
+    return asked
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/leaderboards/<leaderboard_id>",
+    summary="A leaderboard's entries in one period, best first",
+    tag="leaderboards",
+    access=Access.PARTICIPANT,
+    query=LeaderboardQuery,
+    responses={200: LeaderboardPage},
+    errors={404: ("leaderboard_not_found",)},
+)
+def get_leaderboard(leaderboard_id: str, query: LeaderboardQuery) -> tuple[LeaderboardPage, int]:
+    principal = current_principal()
+    rt = runtime()
+    with rt.session_factory() as session:
+        board = find_leaderboard(session, principal.tenant_id, principal.env, leaderboard_id)
+        period = _period(board, query.period_start)
+        reader = LeaderboardReader(session, rt.redis, rt.settings.redis_key_prefix, board, period)
+        entries, total = reader.page(query.limit, query.offset)
+    return LeaderboardPage(
+        leaderboard_id=board.id,
+        name=board.name,
+        metric=board.metric,
+        period=board.period,
+        period_start=period,
+        total=total,
+        entries=[LeaderboardEntry.model_validate(entry.as_body()) for entry in entries],
+    ), 200
+
+
+@endpoint(
+    bp,
+    "GET",
+    "/leaderboards/<leaderboard_id>/participants/<participant_id>",
+    summary="A participant's rank and score, with the entries just above and below",
+    tag="leaderboards",
+    access=Access.PARTICIPANT,
+    query=LeaderboardPeriodQuery,
+    responses={200: LeaderboardStanding},
+    errors={404: ("leaderboard_not_found",)},
+)
+def get_leaderboard_standing(
+    leaderboard_id: str, participant_id: str, query: LeaderboardPeriodQuery
+) -> tuple[LeaderboardStanding, int]:
+    check_participant_id(participant_id)
+    principal = current_principal()
+    rt = runtime()
+    with rt.session_factory() as session:
+        board = find_leaderboard(session, principal.tenant_id, principal.env, leaderboard_id)
+        period = _period(board, query.period_start)
+        reader = LeaderboardReader(session, rt.redis, rt.settings.redis_key_prefix, board, period)
+        standing = reader.standing(participant_id)
+    return LeaderboardStanding.model_validate(
+        {"leaderboard_id": board.id, "period_start": period, **standing}
+    ), 200

@@ -31,6 +31,8 @@ from app.engagement.challenges import (
     challenge_ended,
     challenge_not_found,
 )
+from app.engagement.leaderboard_cache import ScoreUpdate
+from app.engagement.leaderboards import LeaderboardDef, Score, Tops, rank_changes
 from app.engagement.rules import Rule, RuleCredit, RuleUsage, rule_credits
 from app.engagement.streaks import StreakDef, StreakState, record_activity
 from app.errors import DomainError, NotFound
@@ -40,6 +42,7 @@ from app.operations import Write, submit_operations
 from app.outbox import (
     BADGE_AWARDED,
     CHALLENGE_COMPLETED,
+    LEADERBOARD_RANK_CHANGED,
     STREAK_BROKEN,
     STREAK_MILESTONE,
 )
@@ -194,17 +197,22 @@ class Engagement:
     badges: dict[str, BadgeDef] = field(default_factory=dict)  # by id
     streaks: dict[str, StreakDef] = field(default_factory=dict)  # by streak type
     challenges: dict[str, ChallengeDef] = field(default_factory=dict)  # by id
+    leaderboards: dict[str, LeaderboardDef] = field(default_factory=dict)  # by id
     usage: RuleUsage = field(default_factory=RuleUsage)
     progress: dict[tuple[str, str], int] = field(default_factory=dict)  # (badge, pk)
     held: set[tuple[str, str]] = field(default_factory=set)  # (badge, pk)
     streak_states: dict[tuple[str, str], StreakState] = field(default_factory=dict)
     challenge_states: dict[tuple[str, str], ChallengeState] = field(default_factory=dict)
+    # (leaderboard, period start, participant key) -> its score in that period
+    scores: dict[tuple[str, date, str], Score] = field(default_factory=dict)
+    tops: Tops = field(default_factory=dict)  # the top entries before the batch
     # What the batch decided, to write.
     action_rows: list[dict[str, Any]] = field(default_factory=list)
     progress_changed: set[tuple[str, str]] = field(default_factory=set)
     earned: list[tuple[BadgeEarned, str, uuid.UUID]] = field(default_factory=list)
     streaks_changed: set[tuple[str, str]] = field(default_factory=set)
     challenges_changed: set[tuple[str, str]] = field(default_factory=set)
+    scores_changed: set[tuple[str, date, str]] = field(default_factory=set)
     # (reward id, participant id, challenge id): claims the engine makes for challenges.
     claims: list[tuple[str, str, str]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -215,7 +223,9 @@ class Engagement:
     @property
     def empty(self) -> bool:
         """Whether nothing in the program reacts to actions or points."""
-        return not (self.rules or self.badges or self.streaks or self.challenges)
+        return not (
+            self.rules or self.badges or self.streaks or self.challenges or self.leaderboards
+        )
 
     def begin(self) -> Report:
         """Start a write: what it causes is reported in the Report returned."""
@@ -261,6 +271,7 @@ class Engagement:
                 self._extend(streak, participant_id, participant_pk, occurred_at, operation_id)
         self._advance(participant_id, participant_pk, action, 0, occurred_at, operation_id)
         self._count_badges(participant_id, participant_pk, action, 0, operation_id)
+        self._score(participant_id, participant_pk, action, 0, occurred_at)
 
     def on_points(
         self,
@@ -275,6 +286,48 @@ class Engagement:
             return
         self._advance(participant_id, participant_pk, None, points, at, operation_id)
         self._count_badges(participant_id, participant_pk, None, points, operation_id)
+        self._score(participant_id, participant_pk, None, points, at)
+
+    # --- leaderboards --------------------------------------------------------------
+
+    def _score(
+        self,
+        participant_id: str,
+        participant_pk: str,
+        action: str | None,
+        points: int,
+        at: datetime,
+    ) -> None:
+        for board in self.leaderboards.values():
+            step = board.counts(action, points, at)
+            if not step:
+                continue
+            key = (board.id, board.period_start(at), participant_pk)
+            score = self.scores.get(key)
+            if score is None:
+                score = self.scores[key] = Score(participant_id, 0, self.now)
+            score.participant_id = participant_id
+            score.score += step
+            score.reached_at = self.now
+            self.scores_changed.add(key)
+
+    def finish(self) -> list[ScoreUpdate]:
+        """After the batch is decided: who entered or left the leaderboards' tops (as
+        events), and the scores to push to the leaderboards' cache after the commit."""
+        changed: dict[tuple[str, date], dict[str, Score]] = {}
+        for board_id, period, pk in sorted(self.scores_changed):
+            changed.setdefault((board_id, period), {})[pk] = self.scores[(board_id, period, pk)]
+        for (board_id, period), scores in changed.items():
+            board = self.leaderboards[board_id]
+            for payload in rank_changes(
+                board, period, self.tops.get((board_id, period), []), scores
+            ):
+                self.events.append((LEADERBOARD_RANK_CHANGED, payload))
+        return [
+            ScoreUpdate(board_id, period, score.participant_id, score.score, score.reached_at)
+            for (board_id, period), scores in changed.items()
+            for score in scores.values()
+        ]
 
     # --- streaks -------------------------------------------------------------------
 
@@ -520,6 +573,7 @@ class Engagement:
             or self.earned
             or self.streaks_changed
             or self.challenges_changed
+            or self.scores_changed
             or self.claims
         )
 
@@ -561,7 +615,12 @@ ENGAGEMENT_DEFINITIONS = """
            AND ((c.active AND (c.ends_at IS NULL OR c.ends_at > %(window_from)s)
                  AND (c.type = 'points_earned'
                       OR c.action = ANY(CAST(%(counted_actions)s AS text[]))))
-                OR c.id = ANY(CAST(%(challenge_ids)s AS uuid[]))))
+                OR c.id = ANY(CAST(%(challenge_ids)s AS uuid[])))),
+        (SELECT coalesce(json_agg(l ORDER BY l.created_at, l.id), '[]')
+         FROM leaderboards AS l
+         WHERE l.tenant_id = %(tenant_id)s AND l.env = %(env)s AND l.active
+           AND (l.metric = 'points_earned'
+                OR l.action = ANY(CAST(%(counted_actions)s AS text[]))))
     ))::text
 """
 
@@ -589,7 +648,7 @@ def _text_array(values: Iterable[str]) -> str:
 
 
 def engagement_of(definitions: str, now: datetime) -> Engagement:
-    rule_rows, badge_rows, streak_rows, challenge_rows = json.loads(definitions)
+    rule_rows, badge_rows, streak_rows, challenge_rows, board_rows = json.loads(definitions)
     engagement = Engagement(now=now)
     for row in rule_rows:
         rule = Rule.of(row)
@@ -603,6 +662,9 @@ def engagement_of(definitions: str, now: datetime) -> Engagement:
     for row in challenge_rows:
         challenge = ChallengeDef.of(row)
         engagement.challenges[challenge.id] = challenge
+    for row in board_rows:
+        board = LeaderboardDef.of(row)
+        engagement.leaderboards[board.id] = board
     return engagement
 
 
@@ -636,7 +698,28 @@ _PARTICIPANT_STATE = """
                     challenge_id, participant_pk, current, enrolled_at, completed_at)), '[]')
          FROM challenge_progress
          WHERE challenge_id = ANY(CAST(%(challenge_ids)s AS uuid[]))
-           AND participant_pk = ANY(CAST(%(pks)s AS uuid[])))::text
+           AND participant_pk = ANY(CAST(%(pks)s AS uuid[])))::text,
+        (SELECT coalesce(json_agg(json_build_array(
+                    s.leaderboard_id, s.period_start, s.participant_pk, s.score, s.reached_at)),
+                    '[]')
+         FROM jsonb_to_recordset(CAST(%(periods)s AS jsonb))
+             AS wanted(leaderboard_id uuid, period_start date, top integer)
+         JOIN leaderboard_scores AS s
+           ON s.leaderboard_id = wanted.leaderboard_id AND s.period_start = wanted.period_start
+         WHERE s.participant_pk = ANY(CAST(%(pks)s AS uuid[])))::text,
+        (SELECT coalesce(json_agg(json_build_array(
+                    wanted.leaderboard_id, wanted.period_start, top.pk, top.external_id,
+                    top.score, top.reached_at)), '[]')
+         FROM jsonb_to_recordset(CAST(%(periods)s AS jsonb))
+             AS wanted(leaderboard_id uuid, period_start date, top integer)
+         CROSS JOIN LATERAL (
+            SELECT CAST(s.participant_pk AS text) AS pk, p.external_id, s.score, s.reached_at
+            FROM leaderboard_scores AS s JOIN participants AS p ON p.id = s.participant_pk
+            WHERE s.leaderboard_id = wanted.leaderboard_id
+              AND s.period_start = wanted.period_start
+            ORDER BY s.score DESC, s.reached_at
+            LIMIT wanted.top
+         ) AS top)::text
 """
 
 
@@ -648,11 +731,13 @@ def load_participant_state(
     session: Session,
     engagement: Engagement,
     participant_pks: Iterable[str],
-    action_days: Iterable[date],
+    moments: Iterable[datetime],
 ) -> None:
     """The locked participants' usage of the capped rules (totals, and points on the
-    batch's days), their progress toward counting badges, the badges they hold, their
-    streaks and their challenges."""
+    days of the batch's `moments`), their progress toward counting badges, the badges
+    they hold, their streaks, their challenges and their leaderboard scores in the
+    periods of `moments`, with those periods' tops."""
+    moments = set(moments)
     capped = sorted(
         {
             rule.id
@@ -661,15 +746,21 @@ def load_participant_state(
             if rule.per_day is not None or rule.total is not None
         }
     )
-    if (
-        not capped
-        and not engagement.badges
-        and not engagement.streaks
-        and not engagement.challenges
-    ):
+    if engagement.empty:
         return
+    days = {
+        rule.local_day(moment)
+        for rules in engagement.rules.values()
+        for rule in rules
+        for moment in moments
+    }
+    periods = [
+        {"leaderboard_id": board.id, "period_start": period.isoformat(), "top": board.notify_top}
+        for board in engagement.leaderboards.values()
+        for period in sorted({board.period_start(moment) for moment in moments})
+    ]
     counting = sorted(b.id for b in engagement.badges.values() if b.counted)
-    [(usage, progress, held, streaks, challenges)] = fetch_tuples(
+    [(usage, progress, held, streaks, challenges, scores, tops)] = fetch_tuples(
         session,
         _PARTICIPANT_STATE,
         {
@@ -679,7 +770,8 @@ def load_participant_state(
             "streak_ids": plain_array_literal(sorted(s.id for s in engagement.streaks.values())),
             "challenge_ids": plain_array_literal(sorted(engagement.challenges)),
             "pks": plain_array_literal(participant_pks),
-            "days": plain_array_literal(sorted({day.isoformat() for day in action_days})),
+            "days": plain_array_literal(sorted(day.isoformat() for day in days)),
+            "periods": json.dumps(periods),
         },
     )
     for rule_id, pk, total, days in json.loads(usage):
@@ -702,6 +794,15 @@ def load_participant_state(
     for challenge_id, pk, current, enrolled_at, completed_at in json.loads(challenges):
         engagement.challenge_states[(challenge_id, pk)] = ChallengeState(
             current, _moment(enrolled_at), _moment(completed_at)
+        )
+    for board_id, period, pk, score, reached_at in json.loads(scores):
+        # Its participant id is set when the batch changes the score.
+        engagement.scores[(board_id, date.fromisoformat(period), pk)] = Score(
+            "", score, datetime.fromisoformat(reached_at)
+        )
+    for board_id, period, pk, external_id, score, reached_at in json.loads(tops):
+        engagement.tops.setdefault((board_id, date.fromisoformat(period)), []).append(
+            (pk, Score(external_id, score, datetime.fromisoformat(reached_at)))
         )
 
 
@@ -751,6 +852,18 @@ _WRITE_ENGAGEMENT = """
             last_period = excluded.last_period, last_activity_at = excluded.last_activity_at,
             deadline = excluded.deadline, run = excluded.run,
             milestones_paid = excluded.milestones_paid
+    ),
+    scored AS (
+        INSERT INTO leaderboard_scores AS l (
+            leaderboard_id, period_start, participant_pk, score, reached_at
+        )
+        SELECT x.leaderboard_id, x.period_start, x.participant_pk, x.score, x.reached_at
+        FROM jsonb_to_recordset(CAST(%(scores)s AS jsonb)) AS x(
+            leaderboard_id uuid, period_start date, participant_pk uuid, score bigint,
+            reached_at timestamptz
+        )
+        ON CONFLICT (leaderboard_id, period_start, participant_pk) DO UPDATE SET
+            score = excluded.score, reached_at = excluded.reached_at
     ),
     challenged AS (
         INSERT INTO challenge_progress AS c (
@@ -841,6 +954,19 @@ def write_engagement(
                     }
                     for challenge_id, pk in sorted(engagement.challenges_changed)
                     for state in (engagement.challenge_states[(challenge_id, pk)],)
+                ]
+            ),
+            "scores": json.dumps(
+                [
+                    {
+                        "leaderboard_id": board_id,
+                        "period_start": period.isoformat(),
+                        "participant_pk": pk,
+                        "score": score.score,
+                        "reached_at": score.reached_at.isoformat(),
+                    }
+                    for board_id, period, pk in sorted(engagement.scores_changed)
+                    for score in (engagement.scores[(board_id, period, pk)],)
                 ]
             ),
             "earned": json.dumps(

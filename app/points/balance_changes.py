@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.engagement.leaderboard_cache import push_after_commit
 from app.engagement.pipeline import (
     ENGAGEMENT_DEFINITIONS,
     ActionWrite,
@@ -55,6 +56,7 @@ from app.outbox import (
     ANY_SUBSCRIBED,
     BADGE_AWARDED,
     CHALLENGE_COMPLETED,
+    LEADERBOARD_RANK_CHANGED,
     POINTS_AWARDED,
     POINTS_DEDUCTED,
     STREAK_BROKEN,
@@ -97,6 +99,7 @@ EVENT_TYPES = (
     STREAK_MILESTONE,
     STREAK_BROKEN,
     CHALLENGE_COMPLETED,
+    LEADERBOARD_RANK_CHANGED,
 )
 
 
@@ -529,12 +532,7 @@ def _read_context(
             session,
             engagement,
             (row.pk for row in locked.values()),
-            {
-                rule.local_day(write.occurred_at)
-                for write in writes
-                if isinstance(write, ActionWrite)
-                for rule in engagement.rules.get(write.action, ())
-            },
+            {now, *(write.occurred_at for write in writes if isinstance(write, ActionWrite))},
         )
     return Context(placements, standings, bool(subscribed), default_expiry_days, engagement)
 
@@ -710,6 +708,7 @@ def apply_changes(
         engagement,
     )
     decisions = decider.decide(writes)
+    push_after_commit(session, engagement.finish())
     write_changes(
         session,
         tenant_id,

@@ -21,6 +21,7 @@ from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from app.outbox import (
     BADGE_AWARDED,
     CHALLENGE_COMPLETED,
+    LEADERBOARD_RANK_CHANGED,
     POINTS_AWARDED,
     POINTS_DEDUCTED,
     POINTS_EXPIRED,
@@ -47,6 +48,7 @@ SUBSCRIBABLE_EVENTS = (
     STREAK_MILESTONE,
     STREAK_BROKEN,
     CHALLENGE_COMPLETED,
+    LEADERBOARD_RANK_CHANGED,
 )
 # Sent by "send a test event" to that endpoint only, whatever it subscribes to.
 TEST_EVENT = "webhook.test"

@@ -1,0 +1,205 @@
+"""Reading leaderboards: a page of entries, and one participant's rank with its
+neighbours, from the Redis sets (app.engagement.leaderboard_cache), built from PostgreSQL
+when missing. With Redis unreachable the same answers come from PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, cast
+
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.orm import Session
+
+from app.engagement.leaderboard_cache import Keys, participant_of, rebuild
+from app.engagement.leaderboards import LeaderboardDef, leaderboard_not_found
+from app.infra.pgcopy import fetch_tuples
+from app.models import Leaderboard
+
+
+@dataclass(frozen=True)
+class Entry:
+    rank: int
+    participant_id: str
+    score: int
+
+    def as_body(self) -> dict[str, Any]:
+        return {"rank": self.rank, "participant_id": self.participant_id, "score": self.score}
+
+
+def find_leaderboard(
+    session: Session, tenant_id: uuid.UUID, env: str, leaderboard_id: str
+) -> LeaderboardDef:
+    try:
+        key = uuid.UUID(leaderboard_id)
+    except ValueError:
+        raise leaderboard_not_found() from None
+    board = session.get(Leaderboard, key)
+    if board is None or board.tenant_id != tenant_id or board.env != env:
+        raise leaderboard_not_found()
+    return LeaderboardDef.of(
+        {column.name: getattr(board, column.key) for column in Leaderboard.__mapper__.columns}
+    )
+
+
+class LeaderboardReader:
+    """Reads of one period of one leaderboard."""
+
+    def __init__(
+        self,
+        session: Session,
+        redis: Redis,
+        prefix: str,
+        board: LeaderboardDef,
+        period_start: date,
+    ) -> None:
+        self.session = session
+        self.redis = redis
+        self.board = board
+        self.period_start = period_start
+        self.keys = Keys.of(prefix, board.id, period_start)
+        self.prefix = prefix
+
+    def page(self, limit: int, offset: int) -> tuple[list[Entry], int]:
+        """Entries [offset, offset + limit) within the board's size; and how many it
+        holds (up to its size)."""
+        limit = max(min(limit, self.board.size - offset), 0)
+        try:
+            return self._page_from_redis(limit, offset)
+        except RedisError:
+            return self._page_from_postgres(limit, offset)
+
+    def _built(self) -> None:
+        if not self.redis.exists(self.keys.built):
+            rebuild(self.session, self.redis, self.prefix, self.board.id, self.period_start)
+
+    def _page_from_redis(self, limit: int, offset: int) -> tuple[list[Entry], int]:
+        self._built()
+        if limit <= 0:  # (a range ending at -1 would be every entry)
+            return [], min(int(self.redis.zcard(self.keys.scores)), self.board.size)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrevrange(self.keys.scores, offset, offset + limit - 1, withscores=True)
+            pipe.zcard(self.keys.scores)
+            raw, total = pipe.execute()
+        entries: list[Entry] = []
+        for position, (member, score) in enumerate(raw):
+            value = int(score)
+            if entries and entries[-1].score == value:
+                rank = entries[-1].rank
+            elif position == 0:
+                rank = 1 + int(self.redis.zcount(self.keys.scores, f"({value}", "+inf"))
+            else:
+                rank = offset + position + 1
+            entries.append(Entry(rank, participant_of(member), value))
+        return entries, min(int(total), self.board.size)
+
+    def _page_from_postgres(self, limit: int, offset: int) -> tuple[list[Entry], int]:
+        rows = fetch_tuples(
+            self.session,
+            _PAGE,
+            {
+                "leaderboard_id": self.board.id,
+                "period_start": self.period_start,
+                "limit": limit,
+                "offset": offset,
+            },
+        )
+        [(total,)] = fetch_tuples(
+            self.session,
+            _COUNT,
+            {"leaderboard_id": self.board.id, "period_start": self.period_start},
+        )
+        return [Entry(rank, pid, score) for pid, score, rank in rows], min(total, self.board.size)
+
+    def standing(self, participant_id: str) -> dict[str, Any]:
+        """The participant's rank and score, and the entries just above and below it
+        (None where there is none: not ranked, first, last)."""
+        try:
+            return self._standing_from_redis(participant_id)
+        except RedisError:
+            return self._standing_from_postgres(participant_id)
+
+    def _standing_from_redis(self, participant_id: str) -> dict[str, Any]:
+        self._built()
+        member = self.redis.hget(self.keys.members, participant_id)
+        position = cast(
+            int | None,
+            self.redis.zrevrank(self.keys.scores, member) if member is not None else None,
+        )
+        if position is None:
+            return _standing(participant_id, None, 0, None, None)
+        start = max(position - 1, 0)
+        raw = cast(
+            list[tuple[bytes, float]],
+            self.redis.zrevrange(self.keys.scores, start, position + 1, withscores=True),
+        )
+        entries = []
+        for member_of, score in raw:
+            value = int(score)
+            rank = 1 + int(self.redis.zcount(self.keys.scores, f"({value}", "+inf"))
+            entries.append(Entry(rank, participant_of(member_of), value))
+        index = position - start
+        me = entries[index]
+        above = entries[index - 1] if index > 0 else None
+        below = entries[index + 1] if index + 1 < len(entries) else None
+        return _standing(participant_id, me.rank, me.score, above, below)
+
+    def _standing_from_postgres(self, participant_id: str) -> dict[str, Any]:
+        rows = fetch_tuples(
+            self.session,
+            _AROUND,
+            {
+                "leaderboard_id": self.board.id,
+                "period_start": self.period_start,
+                "participant_id": participant_id,
+            },
+        )
+        ordered = [Entry(rank, pid, score) for pid, score, rank in rows]
+        for index, entry in enumerate(ordered):
+            if entry.participant_id == participant_id:
+                above = ordered[index - 1] if index > 0 else None
+                below = ordered[index + 1] if index + 1 < len(ordered) else None
+                return _standing(participant_id, entry.rank, entry.score, above, below)
+        return _standing(participant_id, None, 0, None, None)
+
+
+def _standing(
+    participant_id: str, rank: int | None, score: int, above: Entry | None, below: Entry | None
+) -> dict[str, Any]:
+    return {
+        "participant_id": participant_id,
+        "rank": rank,
+        "score": score,
+        "above": above.as_body() if above else None,
+        "below": below.as_body() if below else None,
+    }
+
+
+_RANKED = """
+    SELECT p.external_id, s.score,
+           rank() OVER (ORDER BY s.score DESC) AS rank,
+           row_number() OVER (ORDER BY s.score DESC, s.reached_at, p.external_id) AS position
+    FROM leaderboard_scores AS s JOIN participants AS p ON p.id = s.participant_pk
+    WHERE s.leaderboard_id = %(leaderboard_id)s AND s.period_start = %(period_start)s
+"""
+_PAGE = f"""
+    SELECT external_id, score, rank FROM ({_RANKED}) AS ranked
+    ORDER BY position LIMIT %(limit)s OFFSET %(offset)s
+"""  # noqa: S608 (constant fragments)
+_COUNT = """
+    SELECT count(*) FROM leaderboard_scores
+    WHERE leaderboard_id = %(leaderboard_id)s AND period_start = %(period_start)s
+"""
+_AROUND = f"""
+    WITH ranked AS ({_RANKED}),
+    me AS (SELECT position FROM ranked WHERE external_id = %(participant_id)s)
+    SELECT external_id, score, rank FROM ranked, me
+    WHERE ranked.position BETWEEN me.position - 1 AND me.position + 1
+    ORDER BY ranked.position
+"""  # noqa: S608 (constant fragments)
+
+
+def default_period(board: LeaderboardDef, now: datetime) -> date:
+    return board.period_start(now)
