@@ -1,0 +1,1 @@
+"""HTTP for engagement: the admin's earning rules and badges."""
