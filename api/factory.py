@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     from api import audit, health, openapi, operations, points
     from api.engagement import actions as engagement_actions
+    from api.engagement import admin as engagement_admin
     from api.rewards import admin as rewards_admin
     from api.rewards import participant as rewards_participant
     from api.webhooks import admin as webhooks_admin
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         rewards_participant.bp,
         rewards_admin.bp,
         webhooks_admin.bp,
+        engagement_admin.bp,
         audit.bp,
         *points.blueprints,
         engagement_actions.bp,

@@ -39,6 +39,24 @@ def create_reward(
     return dict(response.json)
 
 
+def create_earning_rule(
+    client: FlaskClient, admin_headers: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    body = {"name": "Purchase points", "action": "purchase", "formula": "amount / 10", **fields}
+    response = client.post(f"{GAMIFY}/admin/earning-rules", json=body, headers=admin_headers)
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
+def create_badge(
+    client: FlaskClient, admin_headers: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    body = {"name": "First purchase", "criteria": {"type": "manual"}, **fields}
+    response = client.post(f"{GAMIFY}/admin/badges", json=body, headers=admin_headers)
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
 def upload_codes(
     client: FlaskClient, admin_headers: dict[str, str], reward_id: str, codes: list[str]
 ) -> dict[str, Any]:

@@ -17,7 +17,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.builders import GAMIFY, claim, create_reward, upload_codes, wait_for_operation
+from tests.builders import (
+    GAMIFY,
+    claim,
+    create_badge,
+    create_earning_rule,
+    create_reward,
+    upload_codes,
+    wait_for_operation,
+)
 from tests.conftest import TenantKeys
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -59,7 +67,11 @@ def _tenant_a_world(client: FlaskClient, acme: TenantKeys) -> dict[str, str]:
         headers=acme.admin(),
     )
     assert bulk.status_code == 202, bulk.json
+    rule = create_earning_rule(client, acme.admin(), name="Rule A")
+    badge = create_badge(client, acme.admin(), name="Badge A")
     return {
+        "rule_id": rule["rule_id"],
+        "badge_id": badge["badge_id"],
         "reward_id": reward["id"],
         "code": "gold-a",
         "webhook_id": webhook.json["id"],
@@ -85,7 +97,17 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
     client = flask_app.test_client()
     acme, other = make_tenant("Acme"), make_tenant("Other")
     ids = _tenant_a_world(client, acme)
-    a_markers = [ids["reward_id"], ids["webhook_id"], "SECRET-CODE-A", "A-only", "Gold A"]
+    a_markers = [
+        ids["reward_id"],
+        ids["webhook_id"],
+        ids["rule_id"],
+        ids["badge_id"],
+        "SECRET-CODE-A",
+        "A-only",
+        "Gold A",
+        "Rule A",
+        "Badge A",
+    ]
     outsiders = {
         "other tenant admin": other.admin(),
         "other tenant participant": other.participant(),
@@ -97,6 +119,8 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
         "/api/v1/gamify/admin/rewards/{reward_id}": {"name": "stolen"},
         "/api/v1/gamify/admin/rewards/{reward_id}/codes": {"codes": ["X"]},
         "/api/v1/gamify/admin/webhooks/{webhook_id}": {"enabled": True},
+        "/api/v1/gamify/admin/earning-rules/{rule_id}": {"name": "stolen"},
+        "/api/v1/gamify/admin/badges/{badge_id}": {"name": "stolen"},
         "/api/v1/gamify/admin/webhooks/{webhook_id}/redeliver": {"since": "2000-01-01T00:00:00Z"},
         "/api/v1/gamify/admin/participants/{participant_id}/tier": {
             "tier_code": "gold-a",
@@ -133,6 +157,10 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
     # And tenant A still sees its own things, untouched.
     reward = client.get(f"{GAMIFY}/admin/rewards/{ids['reward_id']}", headers=acme.admin())
     assert reward.status_code == 200 and reward.json["name"] == "10% Off Coupon"
+    rule = client.get(f"{GAMIFY}/admin/earning-rules/{ids['rule_id']}", headers=acme.admin())
+    assert rule.status_code == 200 and rule.json["name"] == "Rule A"
+    badge = client.get(f"{GAMIFY}/admin/badges/{ids['badge_id']}", headers=acme.admin())
+    assert badge.status_code == 200 and badge.json["active"] and badge.json["name"] == "Badge A"
 
 
 def test_secrets_never_appear_in_the_openapi_document_errors_or_logs(

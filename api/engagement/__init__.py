@@ -1,1 +1,2 @@
-"""HTTP for actions and engagement: earning rules, badges."""
+"""HTTP for actions and engagement: earning rules, badges, streaks, challenges,
+leaderboards."""
