@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.models import Challenge, Environment, Leaderboard, Streak
 from tests.builders import (
     GAMIFY,
     claim,
@@ -31,7 +32,9 @@ from tests.conftest import TenantKeys
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def _tenant_a_world(client: FlaskClient, acme: TenantKeys) -> dict[str, str]:
+def _tenant_a_world(
+    client: FlaskClient, acme: TenantKeys, session_factory: sessionmaker[Session]
+) -> dict[str, str]:
     """One of everything for tenant A; returns the ids to try from outside."""
     reward = create_reward(client, acme.admin(), points_cost=0, max_claims_per_user=10)
     upload_codes(client, acme.admin(), reward["id"], ["SECRET-CODE-A"])
@@ -69,9 +72,40 @@ def _tenant_a_world(client: FlaskClient, acme: TenantKeys) -> dict[str, str]:
     assert bulk.status_code == 202, bulk.json
     rule = create_earning_rule(client, acme.admin(), name="Rule A")
     badge = create_badge(client, acme.admin(), name="Badge A")
+    with session_factory.begin() as session:
+        streak = Streak(
+            tenant_id=acme.tenant_id,
+            env=Environment.LIVE,
+            streak_type="streak-a",
+            name="Streak A",
+            action="purchase",
+            period="daily",
+            milestones=[],
+        )
+        challenge = Challenge(
+            tenant_id=acme.tenant_id,
+            env=Environment.LIVE,
+            name="Challenge A",
+            type="action_count",
+            action="purchase",
+            target=3,
+        )
+        board = Leaderboard(
+            tenant_id=acme.tenant_id,
+            env=Environment.LIVE,
+            name="Board A",
+            metric="points_earned",
+            period="all_time",
+        )
+        session.add_all([streak, challenge, board])
+        session.flush()
+        challenge_id, leaderboard_id = str(challenge.id), str(board.id)
     return {
         "rule_id": rule["rule_id"],
         "badge_id": badge["badge_id"],
+        "streak_type": "streak-a",
+        "challenge_id": challenge_id,
+        "leaderboard_id": leaderboard_id,
         "reward_id": reward["id"],
         "code": "gold-a",
         "webhook_id": webhook.json["id"],
@@ -92,11 +126,11 @@ def _documented_operations(client: FlaskClient) -> list[tuple[str, str]]:
 
 
 def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoint(
-    flask_app: Flask, make_tenant: Any
+    flask_app: Flask, make_tenant: Any, session_factory: sessionmaker[Session]
 ) -> None:
     client = flask_app.test_client()
     acme, other = make_tenant("Acme"), make_tenant("Other")
-    ids = _tenant_a_world(client, acme)
+    ids = _tenant_a_world(client, acme, session_factory)
     a_markers = [
         ids["reward_id"],
         ids["webhook_id"],
@@ -107,6 +141,11 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
         "Gold A",
         "Rule A",
         "Badge A",
+        "Streak A",
+        "Challenge A",
+        "Board A",
+        ids["challenge_id"],
+        ids["leaderboard_id"],
     ]
     outsiders = {
         "other tenant admin": other.admin(),
@@ -121,6 +160,7 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
         "/api/v1/gamify/admin/webhooks/{webhook_id}": {"enabled": True},
         "/api/v1/gamify/admin/earning-rules/{rule_id}": {"name": "stolen"},
         "/api/v1/gamify/admin/badges/{badge_id}": {"name": "stolen"},
+        "/api/v1/gamify/challenges/{challenge_id}/join": {"participant_id": "alice"},
         "/api/v1/gamify/admin/webhooks/{webhook_id}/redeliver": {"since": "2000-01-01T00:00:00Z"},
         "/api/v1/gamify/admin/participants/{participant_id}/tier": {
             "tier_code": "gold-a",
@@ -137,7 +177,11 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
             tried += 1
             leaked = [marker for marker in a_markers if marker in response.get_data(as_text=True)]
             assert not leaked, f"{who} {method} {path} -> {response.status_code} leaked {leaked}"
-            if "{participant_id}" in path and method == "PATCH":
+            owned = set(re.findall(r"\{(\w+)\}", path)) - {"participant_id"}
+            if "{participant_id}" in path and owned:
+                # A's badge, streak, challenge or leaderboard does not exist for B.
+                assert response.status_code in (403, 404), (who, method, path)
+            elif "{participant_id}" in path and method == "PATCH":
                 # B's admin cannot place A's alice: B has no alice (nor A's tier).
                 assert response.status_code in (403, 404), (who, method, path)
             elif "{participant_id}" in path:

@@ -7,6 +7,7 @@ the keys sent, numbers as JSON numbers, dates as "YYYY-MM-DD".
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -249,12 +250,27 @@ class PointsEarnedCriteria(RequestModel):
     points: Count = Field(description="Earned once this many points were earned")
 
 
+class StreakCriteria(RequestModel):
+    type: Literal["streak"]
+    streak_type: str = Field(min_length=1, max_length=100)
+    days: Count = Field(description="Earned when a run of the streak reaches this many periods")
+
+
+class ChallengeCompletedCriteria(RequestModel):
+    type: Literal["challenge_completed"]
+    challenge_id: uuid.UUID = Field(description="Earned on completing this challenge")
+
+
 class ManualCriteria(RequestModel):
     type: Literal["manual"]
 
 
 BadgeCriteria = Annotated[
-    ActionCountCriteria | PointsEarnedCriteria | ManualCriteria,
+    ActionCountCriteria
+    | PointsEarnedCriteria
+    | StreakCriteria
+    | ChallengeCompletedCriteria
+    | ManualCriteria,
     Field(
         discriminator="type",
         description="How the badge is earned, counted from the badge's creation; a change "
