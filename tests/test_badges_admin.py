@@ -222,7 +222,17 @@ def _field_error(response: Any) -> tuple[list[Any], str]:
             "at most 2048 characters",
         ),
         ({"category": "x" * 101}, ["body", "category"], "at most 100 characters"),
-        ({"criteria": {"type": "streak", "days": 7}}, ["body", "criteria"], "does not match"),
+        ({"criteria": {"type": "visits", "days": 7}}, ["body", "criteria"], "does not match"),
+        (
+            {"criteria": {"type": "streak", "days": 7}},
+            ["body", "criteria", "streak", "streak_type"],
+            "Field required",
+        ),
+        (
+            {"criteria": {"type": "challenge_completed", "challenge_id": "x"}},
+            ["body", "criteria", "challenge_completed", "challenge_id"],
+            "valid UUID",
+        ),
         ({"criteria": {"action": "purchase"}}, ["body", "criteria"], "Unable to extract tag"),
         ({"criteria": "manual"}, ["body", "criteria"], "should be"),
         (

@@ -4,6 +4,7 @@ score first, periods in the leaderboard's time zone, rank-change events."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -14,10 +15,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.clock import utcnow
 from app.engagement.leaderboard_reads import LeaderboardReader, find_leaderboard
-from app.models import Environment, Leaderboard, LeaderboardScore, OutboxEvent, Participant
-from tests.builders import GAMIFY
+from app.models import (
+    Environment,
+    Leaderboard,
+    LeaderboardScore,
+    OutboxEvent,
+    Participant,
+    ParticipantBadge,
+)
+from tests.builders import GAMIFY, wait_for_operation
 from tests.conftest import TenantKeys, WorkerProcess
-from tests.test_actions import act, add_rule
+from tests.test_actions import act, add_badge, add_rule
 from tests.test_streaks_and_challenges import add_streak
 
 
@@ -218,3 +226,51 @@ def test_entering_and_leaving_the_top_is_an_event(
         ("ivy", "left", None, 2),
     ]
     assert all(e["leaderboard_id"] == board for e in events)
+
+
+def test_award_batches_and_bulk_uploads_count_toward_engagement(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
+) -> None:
+    board = add_leaderboard(session_factory, tenant)
+    badge = add_badge(
+        session_factory, tenant, {"type": "points_earned", "points": 100}, points_reward=7
+    )
+    batch = client.post(
+        f"{GAMIFY}/points/award-batch",
+        json={
+            "awards": [
+                {"participant_id": "lia", "amount": 60},
+                {"participant_id": "max", "amount": 150},
+                {"participant_id": "lia", "amount": 0},
+            ]
+        },
+        headers=tenant.participant(),
+    )
+    assert batch.status_code == 200, batch.json
+    assert [r["amount"] for r in batch.json["results"]] == [60, 150, None]
+    bulk = client.post(
+        f"{GAMIFY}/points/award-bulk",
+        data="participant_id,amount\nlia,40\nned,5\n",
+        content_type="text/csv",
+        headers=tenant.admin(),
+    )
+    assert bulk.status_code == 202, bulk.json
+    view = wait_for_operation(client, tenant.admin(), bulk.json["operation_id"])
+    assert view["status"] == "succeeded" and view["result"]["awarded"] == 2, view
+    # max's 150 and lia's 60 + 40 reach the badge; its 7 points count on the board too.
+    assert entries(client, tenant, board) == [(1, "max", 157), (2, "lia", 107), (3, "ned", 5)]
+    with session_factory() as session:
+        holders = (
+            session.execute(
+                select(Participant.external_id)
+                .join(ParticipantBadge, ParticipantBadge.participant_pk == Participant.id)
+                .where(ParticipantBadge.badge_id == uuid.UUID(badge))
+                .order_by(Participant.external_id)
+            )
+            .scalars()
+            .all()
+        )
+    assert holders == ["lia", "max"]

@@ -625,6 +625,34 @@ ENGAGEMENT_DEFINITIONS = """
 """
 
 
+# Whether anything in the program counts credits or these actions: active badges that
+# count, challenges not yet ended, leaderboards, streaks of the actions.
+_REACTS = """
+    SELECT EXISTS (
+        SELECT FROM badges WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
+          AND criteria->>'type' IN ('points_earned', 'action_count')
+    ) OR EXISTS (
+        SELECT FROM challenges WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
+          AND (ends_at IS NULL OR ends_at > now())
+    ) OR EXISTS (
+        SELECT FROM leaderboards WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
+    ) OR EXISTS (
+        SELECT FROM streaks WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
+          AND action = ANY(CAST(%(actions)s AS text[]))
+    )
+"""
+
+
+def engagement_reacts(
+    session: Session, tenant_id: uuid.UUID, env: str, actions: Iterable[str]
+) -> bool:
+    """Whether credits (with these actions) drive anything of the program's engagement."""
+    [(reacts,)] = fetch_tuples(
+        session, _REACTS, {"tenant_id": tenant_id, "env": env, "actions": _text_array(actions)}
+    )
+    return bool(reacts)
+
+
 def definitions_params(
     rule_actions: Iterable[str],
     counted_actions: Iterable[str],

@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.engagement.pipeline import engagement_reacts
 from app.infra.pgcopy import (
     COPY_NULL,
     array_literal,
@@ -200,6 +201,10 @@ def _apply_awards(
 ) -> AwardTotals:
     if not awards:
         return AwardTotals()
+    if COPY_NULL not in operation_fields and engagement_reacts(
+        session, tenant_id, env, {award[4] for award in awards if award[4] is not None}
+    ):
+        return _apply_through_pipeline(session, tenant_id, env, awards, operation_fields, credits)
     now = utcnow()
     locked = lock_balance_rows(session, tenant_id, env, (award[0] for award in awards))
     # Asked before the events are written: with no endpoint to send them to, they are
@@ -231,6 +236,52 @@ def _apply_awards(
         copy_lines(session, PointLot.__tablename__, LOT_COLUMNS, award_pass.lot_lines)
     mark_events_recorded(session, subscribed=program.subscribed)
     return award_pass.totals
+
+
+def _apply_through_pipeline(
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    awards: Sequence[AwardRow],
+    operation_fields: Sequence[str],
+    credits: list[Credit] | None,
+) -> AwardTotals:
+    """Awards of a program whose engagement counts credits (badges, challenges,
+    leaderboards, streaks of their actions): through the action pipeline, which decides
+    those with the credits, rather than the award pass, which knows only points."""
+    # Imported here: the everyday write builds on this module's ledger format.
+    from app.points.balance_changes import Applied, BalanceWrite, apply_changes
+
+    writes = [
+        BalanceWrite(
+            uuid.UUID(operation_field),
+            participant_id,
+            amount,
+            debit=False,
+            reason=reason,
+            metadata=json.loads(metadata) if metadata is not None else None,
+            action=action,
+            available_at=available_at,
+            expires_at=expires_at,
+        )
+        for (
+            participant_id,
+            amount,
+            reason,
+            metadata,
+            action,
+            available_at,
+            expires_at,
+        ), operation_field in zip(awards, operation_fields, strict=True)
+    ]
+    totals = AwardTotals()
+    for decision in apply_changes(session, tenant_id, env, writes):
+        assert isinstance(decision, Applied) and isinstance(decision.outcome, Credit)
+        totals.awarded += 1
+        totals.points_credited += decision.outcome.amount
+        if credits is not None:
+            credits.append(decision.outcome)
+    return totals
 
 
 class AwardPass:
