@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     from api import audit, health, openapi, operations, points
     from api.engagement import actions as engagement_actions
+    from api.engagement import program_admin as engagement_program_admin
     from api.rewards import admin as rewards_admin
     from api.rewards import participant as rewards_participant
     from api.webhooks import admin as webhooks_admin
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         audit.bp,
         *points.blueprints,
         engagement_actions.bp,
+        engagement_program_admin.bp,
     ):
         app.register_blueprint(blueprint)
     return app
