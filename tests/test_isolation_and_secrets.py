@@ -17,13 +17,25 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.builders import GAMIFY, claim, create_reward, upload_codes, wait_for_operation
+from tests.builders import (
+    GAMIFY,
+    claim,
+    create_challenge,
+    create_leaderboard,
+    create_reward,
+    create_streak,
+    upload_codes,
+    wait_for_operation,
+)
 from tests.conftest import TenantKeys
+from tests.test_actions import add_badge
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def _tenant_a_world(client: FlaskClient, acme: TenantKeys) -> dict[str, str]:
+def _tenant_a_world(
+    client: FlaskClient, acme: TenantKeys, session_factory: sessionmaker[Session]
+) -> dict[str, str]:
     """One of everything for tenant A; returns the ids to try from outside."""
     reward = create_reward(client, acme.admin(), points_cost=0, max_claims_per_user=10)
     upload_codes(client, acme.admin(), reward["id"], ["SECRET-CODE-A"])
@@ -59,7 +71,15 @@ def _tenant_a_world(client: FlaskClient, acme: TenantKeys) -> dict[str, str]:
         headers=acme.admin(),
     )
     assert bulk.status_code == 202, bulk.json
+    streak = create_streak(client, acme.admin(), streak_type="streak-a", name="Streak A")
+    challenge = create_challenge(client, acme.admin(), name="Challenge A")
+    leaderboard = create_leaderboard(client, acme.admin(), name="Board A")
+    badge_id = add_badge(session_factory, acme, {"type": "manual"}, name="Badge A")
     return {
+        "streak_type": streak["streak_type"],
+        "challenge_id": challenge["challenge_id"],
+        "leaderboard_id": leaderboard["leaderboard_id"],
+        "badge_id": badge_id,
         "reward_id": reward["id"],
         "code": "gold-a",
         "webhook_id": webhook.json["id"],
@@ -80,12 +100,26 @@ def _documented_operations(client: FlaskClient) -> list[tuple[str, str]]:
 
 
 def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoint(
-    flask_app: Flask, make_tenant: Any
+    flask_app: Flask, make_tenant: Any, session_factory: sessionmaker[Session]
 ) -> None:
     client = flask_app.test_client()
     acme, other = make_tenant("Acme"), make_tenant("Other")
-    ids = _tenant_a_world(client, acme)
-    a_markers = [ids["reward_id"], ids["webhook_id"], "SECRET-CODE-A", "A-only", "Gold A"]
+    ids = _tenant_a_world(client, acme, session_factory)
+    a_markers = [
+        ids["reward_id"],
+        ids["webhook_id"],
+        ids["challenge_id"],
+        ids["leaderboard_id"],
+        ids["badge_id"],
+        "SECRET-CODE-A",
+        "A-only",
+        "Gold A",
+        "streak-a",
+        "Streak A",
+        "Challenge A",
+        "Board A",
+        "Badge A",
+    ]
     outsiders = {
         "other tenant admin": other.admin(),
         "other tenant participant": other.participant(),
@@ -97,6 +131,10 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
         "/api/v1/gamify/admin/rewards/{reward_id}": {"name": "stolen"},
         "/api/v1/gamify/admin/rewards/{reward_id}/codes": {"codes": ["X"]},
         "/api/v1/gamify/admin/webhooks/{webhook_id}": {"enabled": True},
+        "/api/v1/gamify/admin/streaks/{streak_type}": {"name": "stolen"},
+        "/api/v1/gamify/admin/challenges/{challenge_id}": {"name": "stolen"},
+        "/api/v1/gamify/admin/leaderboards/{leaderboard_id}": {"name": "stolen"},
+        "/api/v1/gamify/challenges/{challenge_id}/join": {"participant_id": "alice"},
         "/api/v1/gamify/admin/webhooks/{webhook_id}/redeliver": {"since": "2000-01-01T00:00:00Z"},
         "/api/v1/gamify/admin/participants/{participant_id}/tier": {
             "tier_code": "gold-a",
@@ -116,6 +154,9 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
             if "{participant_id}" in path and method == "PATCH":
                 # B's admin cannot place A's alice: B has no alice (nor A's tier).
                 assert response.status_code in (403, 404), (who, method, path)
+            elif "{participant_id}" in path and path.count("{") > 1:
+                # B's alice in A's streak, challenge or badge: B has none of those.
+                assert response.status_code in (403, 404), (who, method, path)
             elif "{participant_id}" in path:
                 # Participant ids are each tenant's own namespace: B's "alice" has nothing.
                 assert response.status_code in (200, 403), (who, method, path)
@@ -133,6 +174,13 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
     # And tenant A still sees its own things, untouched.
     reward = client.get(f"{GAMIFY}/admin/rewards/{ids['reward_id']}", headers=acme.admin())
     assert reward.status_code == 200 and reward.json["name"] == "10% Off Coupon"
+    for path, name in (
+        (f"streaks/{ids['streak_type']}", "Streak A"),
+        (f"challenges/{ids['challenge_id']}", "Challenge A"),
+        (f"leaderboards/{ids['leaderboard_id']}", "Board A"),
+    ):
+        mine = client.get(f"{GAMIFY}/admin/{path}", headers=acme.admin())
+        assert mine.status_code == 200 and mine.json["name"] == name and mine.json["active"]
 
 
 def test_secrets_never_appear_in_the_openapi_document_errors_or_logs(
