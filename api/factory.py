@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from api import audit, health, openapi, operations, points
     from api.engagement import actions as engagement_actions
     from api.engagement import admin as engagement_admin
+    from api.engagement import program_admin as engagement_program_admin
     from api.rewards import admin as rewards_admin
     from api.rewards import participant as rewards_participant
     from api.webhooks import admin as webhooks_admin
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         audit.bp,
         *points.blueprints,
         engagement_actions.bp,
+        engagement_program_admin.bp,
     ):
         app.register_blueprint(blueprint)
     return app

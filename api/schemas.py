@@ -36,6 +36,16 @@ class QueryModel(ClientInput):
     model_config = ConfigDict(extra="ignore")
 
 
+def _no_default_in_schema(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def kept_when_absent(description: str) -> Any:
+    """A PATCH field: one not sent keeps its stored value, so the document shows no default.
+    (The None default is never read: the view applies only the fields sent.)"""
+    return Field(default=None, description=description, json_schema_extra=_no_default_in_schema)
+
+
 class FieldError(BaseModel):
     loc: list[str | int]
     msg: str

@@ -48,11 +48,44 @@ def create_earning_rule(
     return dict(response.json)
 
 
+def create_streak(
+    client: FlaskClient, admin_headers: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    body = {"streak_type": "daily-login", "name": "Daily login", "action": "login", **fields}
+    response = client.post(f"{GAMIFY}/admin/streaks", json=body, headers=admin_headers)
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
 def create_badge(
     client: FlaskClient, admin_headers: dict[str, str], **fields: Any
 ) -> dict[str, Any]:
     body = {"name": "First purchase", "criteria": {"type": "manual"}, **fields}
     response = client.post(f"{GAMIFY}/admin/badges", json=body, headers=admin_headers)
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
+def create_challenge(
+    client: FlaskClient, admin_headers: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    body = {
+        "name": "Five purchases",
+        "type": "action_count",
+        "action": "purchase",
+        "target": 5,
+        **fields,
+    }
+    response = client.post(f"{GAMIFY}/admin/challenges", json=body, headers=admin_headers)
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
+def create_leaderboard(
+    client: FlaskClient, admin_headers: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    body = {"name": "Top earners", "metric": "points_earned", **fields}
+    response = client.post(f"{GAMIFY}/admin/leaderboards", json=body, headers=admin_headers)
     assert response.status_code == 201, response.json
     return dict(response.json)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
 
-from api.schemas import QueryModel, RequestModel
+from api.schemas import QueryModel, RequestModel, kept_when_absent
 from app.clock import utcnow
 from app.points.items import (
     ACTION_MAX_CHARS,
@@ -377,16 +377,6 @@ class TierList(BaseModel):
     tiers: list[TierView]
 
 
-def _no_default_in_schema(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
-def _kept_when_absent(description: str) -> Any:
-    """A PATCH field: one not sent keeps its stored value, so the document shows no default.
-    (The None default is never read: the view applies only the fields sent.)"""
-    return Field(default=None, description=description, json_schema_extra=_no_default_in_schema)
-
-
 PointsExpiryDays = Annotated[
     int, Field(strict=True, ge=POINTS_EXPIRY_DAYS_MIN, le=POINTS_EXPIRY_DAYS_MAX)
 ]
@@ -420,9 +410,9 @@ class TierQualification(RequestModel):
 
 
 class ProgramUpdate(RequestModel):
-    points_expiry_days: PointsExpiryDays | None = _kept_when_absent(_POINTS_EXPIRY_NOTE)
-    expiring_soon_days: ExpiringSoonDays = _kept_when_absent(_EXPIRING_SOON_NOTE)
-    tier_qualification: TierQualification = _kept_when_absent(_TIER_QUALIFICATION_NOTE)
+    points_expiry_days: PointsExpiryDays | None = kept_when_absent(_POINTS_EXPIRY_NOTE)
+    expiring_soon_days: ExpiringSoonDays = kept_when_absent(_EXPIRING_SOON_NOTE)
+    tier_qualification: TierQualification = kept_when_absent(_TIER_QUALIFICATION_NOTE)
 
     def changes(self) -> dict[str, Any]:
         """The program fields sent, as app.points.program stores them."""

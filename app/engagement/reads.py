@@ -114,13 +114,15 @@ def _progress_view(
     }
 
 
-_PARTICIPANTS = (
+# A challenge's participants and completions as columns of a query over challenges: counted
+# in that one query, however many challenges it lists (shared with the admin's view).
+CHALLENGE_PARTICIPANTS = (
     select(func.count())
     .where(ChallengeProgress.challenge_id == Challenge.id)
     .correlate(Challenge)
     .scalar_subquery()
 )
-_COMPLETIONS = (
+CHALLENGE_COMPLETIONS = (
     select(func.count())
     .where(
         ChallengeProgress.challenge_id == Challenge.id,
@@ -166,7 +168,7 @@ def list_challenges(
     its progress; `active` true: only those running now (active, started, not ended)."""
     pk = participant_pk(session, tenant_id, env, participant_id) if participant_id else None
     query = (
-        select(Challenge, _PARTICIPANTS, _COMPLETIONS, ChallengeProgress)
+        select(Challenge, CHALLENGE_PARTICIPANTS, CHALLENGE_COMPLETIONS, ChallengeProgress)
         .outerjoin(
             ChallengeProgress,
             and_(
