@@ -149,6 +149,13 @@ def test_a_weekly_board_refuses_a_period_start_that_is_not_a_monday(
         headers=tenant.participant(),
     )
     assert response.status_code == 422 and response.json["code"] == "validation_error"
+    for not_a_date in ("0", "1700000000", "yesterday"):
+        response = client.get(
+            f"{GAMIFY}/leaderboards/{board}",
+            query_string={"period_start": not_a_date},
+            headers=tenant.participant(),
+        )
+        assert response.status_code == 422, not_a_date
     assert board_of(client, tenant, board, period_start="2026-11-02")["entries"] == []
 
 

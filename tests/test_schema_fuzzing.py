@@ -59,8 +59,11 @@ def test_every_operation_answers_as_documented_and_never_5xx(
             "30",
             "--max-redirects",
             "0",
+            # One worker: with two threads, CPython 3.11's ast module (which hypothesis
+            # reaches through inspect) can fail with "AST constructor recursion depth
+            # mismatch", a thread-safety bug of the interpreter, not a finding.
             "--workers",
-            "2",
+            "1",
             "--no-color",
         ],
         capture_output=True,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     Field,
     StrictBool,
     StrictFloat,
@@ -274,8 +275,21 @@ class ChallengesQuery(QueryModel):
     active: bool | None = Field(default=None, description="true: only challenges running now")
 
 
+def _calendar_date(value: Any) -> Any:
+    """Query strings read as YYYY-MM-DD only: pydantic would also read "0" as a Unix time."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a date, YYYY-MM-DD") from None
+
+
+PeriodStart = Annotated[date | None, BeforeValidator(_calendar_date)]
+
+
 class LeaderboardQuery(QueryModel):
-    period_start: date | None = Field(
+    period_start: PeriodStart = Field(
         default=None,
         description="The first day of the period (YYYY-MM-DD: a Monday for weekly, the 1st "
         "for monthly); default: the current period in the leaderboard's time zone",
@@ -285,7 +299,7 @@ class LeaderboardQuery(QueryModel):
 
 
 class LeaderboardPeriodQuery(QueryModel):
-    period_start: date | None = Field(default=None, description="As for the leaderboard")
+    period_start: PeriodStart = Field(default=None, description="As for the leaderboard")
 
 
 class LeaderboardEntry(BaseModel):
