@@ -55,7 +55,8 @@ def main() -> int:
     parser.add_argument(
         "--scenarios",
         default="hot,async,batch,bulk,webhooks,actions",
-        help="comma list of: hot, async, batch, batch-expiry, bulk, webhooks, actions, spread, expiry",
+        help="comma list of: hot, async, batch, batch-expiry, bulk, webhooks, actions, spread, "
+        "expiry",
     )
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--api-connections", type=int, default=1000)

@@ -64,7 +64,7 @@ from app.outbox import (
     TIER_UPGRADED,
     mark_events_recorded,
 )
-from app.points.awards import AWARD_ENTRY_TYPE
+from app.points.awards import AWARD_ENTRY_TYPE, uuid4_texts
 from app.points.lots import (
     LOT_BOOKS,
     WRITE_LOTS,
@@ -724,8 +724,9 @@ def apply_changes(
 
 
 def _new_ids() -> Iterator[str]:
+    """Random ledger ids, drawn 64 at a time (one urandom call each)."""
     while True:
-        yield str(uuid.uuid4())
+        yield from uuid4_texts(64)
 
 
 def balance_write(operation: Operation, *, debit: bool) -> BalanceWrite:
