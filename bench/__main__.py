@@ -66,6 +66,9 @@ def main() -> int:
     parser.add_argument("--codes", type=int, default=5_000)
     parser.add_argument("--awards", type=int, default=1_000_000, help="batch and bulk scenarios")
     parser.add_argument("--actions", type=int, default=1_000_000, help="actions scenario")
+    parser.add_argument(
+        "--leaderboard-reads-per-s", type=float, default=500, help="actions scenario"
+    )
     parser.add_argument("--events", type=int, default=10_000, help="webhook scenario")
     parser.add_argument("--lots", type=int, default=1_000_000, help="expiry scenario")
     parser.add_argument("--lot-participants", type=int, default=100_000, help="expiry scenario")
@@ -159,6 +162,7 @@ def main() -> int:
                             actions=args.actions,
                             per_request=100,
                             concurrency=args.concurrency,
+                            reads_per_s=args.leaderboard_reads_per_s,
                         )
                     )
                 elif name == "expiry":

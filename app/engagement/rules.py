@@ -89,7 +89,7 @@ class Rule:
         )
 
     def local_day(self, occurred_at: datetime) -> date:
-        return occurred_at.astimezone(self.timezone).date()
+        return _local_day(self.timezone, occurred_at)
 
     def base_points(self, properties: Mapping[str, object], occurred_at: datetime) -> int | None:
         """Points before caps for an action of this rule's name, or None if the rule does
@@ -112,9 +112,10 @@ class Rule:
             points = self.formula.points(properties)
         except MissingProperty:
             return None
-        factor = self._factor(self.local_day(occurred_at))
-        if factor is not None:
-            points = int(points * factor)
+        if self.weekend_factor is not None or self.dated_factors:
+            factor = self._factor(self.local_day(occurred_at))
+            if factor is not None:
+                points = int(points * factor)
         if self.max_points is not None:
             points = min(points, self.max_points)
         return min(points, RULE_POINTS_MAX)
@@ -127,6 +128,12 @@ class Rule:
             if span.first <= day <= span.last:
                 factor = span.factor * (factor or 1)
         return factor
+
+
+@lru_cache(maxsize=4096)
+def _local_day(timezone: ZoneInfo, moment: datetime) -> date:
+    # A batch's actions mostly share their moment (when their request was accepted).
+    return moment.astimezone(timezone).date()
 
 
 def _same(actual: object, expected: object) -> bool:
@@ -164,7 +171,10 @@ class RuleUsage:
             self.days[(rule_id, participant_pk, date.fromisoformat(day))] = points
 
     def allow(self, rule: Rule, participant_pk: str, day: date, points: int) -> int:
-        """`points` cut to what the rule's caps leave; the allowed points are counted."""
+        """`points` cut to what the rule's caps leave; the allowed points are counted (for a
+        rule with caps: one without has nothing to count against)."""
+        if rule.total is None and rule.per_day is None:
+            return points
         if rule.total is not None:
             used = self.totals.get((rule.id, participant_pk), 0)
             points = min(points, max(rule.total - used, 0))
