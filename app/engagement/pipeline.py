@@ -352,7 +352,8 @@ class Engagement:
         key = (streak.id, participant_pk)
         state = self.streak_states.setdefault(key, StreakState())
         step = record_activity(streak, state, occurred_at)
-        self.streaks_changed.add(key)
+        if step.counted or step.broken:  # (a second activity in a period changes nothing)
+            self.streaks_changed.add(key)
         if step.broken:
             self.events.append(
                 (
