@@ -10,19 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.engagement.pipeline import ACTION_COUNT, POINTS_EARNED, badge_not_found
-from app.models import Badge, BadgeProgress, Participant, ParticipantBadge
-
-
-def _participant_pk(
-    session: Session, tenant_id: uuid.UUID, env: str, participant_id: str
-) -> uuid.UUID | None:
-    return session.execute(
-        select(Participant.id).where(
-            Participant.tenant_id == tenant_id,
-            Participant.env == env,
-            Participant.external_id == participant_id,
-        )
-    ).scalar_one_or_none()
+from app.models import Badge, BadgeProgress, ParticipantBadge
+from app.points.queries import find_participant_pk
 
 
 def participant_badges(
@@ -30,7 +19,7 @@ def participant_badges(
 ) -> list[dict[str, Any]]:
     """The badges a participant holds, most recently earned first (none for a participant
     never seen)."""
-    pk = _participant_pk(session, tenant_id, env, participant_id)
+    pk = find_participant_pk(session, tenant_id, env, participant_id)
     if pk is None:
         return []
     rows = session.execute(
@@ -70,7 +59,7 @@ def badge_progress(
     """How far a participant is toward a badge: `current` of `target` (a badge awarded by
     hand has a target of 1: held or not)."""
     badge = find_badge(session, tenant_id, env, badge_id)
-    pk = _participant_pk(session, tenant_id, env, participant_id)
+    pk = find_participant_pk(session, tenant_id, env, participant_id)
     criteria = badge.criteria
     if criteria["type"] == ACTION_COUNT:
         target = int(criteria["count"])

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from app.errors import DomainError, NotFound
+from app.points.lots import instant
 
 ACTION_COUNT, POINTS_EARNED = "action_count", "points_earned"
 
@@ -23,12 +24,6 @@ def challenge_ended() -> DomainError:
 
 def challenge_not_enrolled() -> NotFound:
     return NotFound("challenge_not_enrolled", "The participant has not joined this challenge")
-
-
-def _moment(value: object) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
 
 
 @dataclass(frozen=True)
@@ -53,8 +48,8 @@ class ChallengeDef:
             action=row.get("action"),
             target=int(row["target"]),
             reward=row.get("reward"),
-            starts_at=_moment(row.get("starts_at")),
-            ends_at=_moment(row.get("ends_at")),
+            starts_at=instant(row.get("starts_at")),
+            ends_at=instant(row.get("ends_at")),
             requires_enrollment=bool(row.get("requires_enrollment")),
             active=bool(row.get("active", True)),
         )

@@ -384,15 +384,9 @@ class Engagement:
                     },
                 )
             )
-        for badge in self.badges.values():
-            if (
-                badge.active
-                and badge.kind == STREAK
-                and badge.subject == streak.streak_type
-                and state.current >= badge.target
-                and (badge.id, participant_pk) not in self.held
-            ):
-                self.grant(badge, participant_id, participant_pk, CRITERIA_SOURCE, operation_id)
+        self._grant_reached(
+            STREAK, streak.streak_type, state.current, participant_id, participant_pk, operation_id
+        )
         answer = {
             "streak_type": streak.streak_type,
             "previous_count": step.previous,
@@ -497,14 +491,14 @@ class Engagement:
                 },
             )
         )
-        for badge in self.badges.values():
-            if (
-                badge.active
-                and badge.kind == CHALLENGE_COMPLETED_CRITERIA
-                and badge.subject == challenge.id
-                and (badge.id, participant_pk) not in self.held
-            ):
-                self.grant(badge, participant_id, participant_pk, CRITERIA_SOURCE, operation_id)
+        self._grant_reached(
+            CHALLENGE_COMPLETED_CRITERIA,
+            challenge.id,
+            0,
+            participant_id,
+            participant_pk,
+            operation_id,
+        )
 
     # --- badges --------------------------------------------------------------------
 
@@ -533,6 +527,27 @@ class Engagement:
                 reached.append(badge)
         for badge in reached:
             if (badge.id, participant_pk) not in self.held:
+                self.grant(badge, participant_id, participant_pk, CRITERIA_SOURCE, operation_id)
+
+    def _grant_reached(
+        self,
+        kind: str,
+        subject: str,
+        reached: int,
+        participant_id: str,
+        participant_pk: str,
+        operation_id: uuid.UUID,
+    ) -> None:
+        """Grant the badges of `kind` about `subject` (a streak type, a challenge) whose
+        target `reached` meets (a completed challenge's badges have none)."""
+        for badge in self.badges.values():
+            if (
+                badge.active
+                and badge.kind == kind
+                and badge.subject == subject
+                and reached >= badge.target
+                and (badge.id, participant_pk) not in self.held
+            ):
                 self.grant(badge, participant_id, participant_pk, CRITERIA_SOURCE, operation_id)
 
     def grant(

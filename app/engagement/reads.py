@@ -17,19 +17,8 @@ from app.engagement.challenges import (
 )
 from app.engagement.pipeline import streak_not_active
 from app.engagement.streaks import StreakDef
-from app.models import Challenge, ChallengeProgress, Participant, ParticipantStreak, Streak
-
-
-def participant_pk(
-    session: Session, tenant_id: uuid.UUID, env: str, participant_id: str
-) -> uuid.UUID | None:
-    return session.execute(
-        select(Participant.id).where(
-            Participant.tenant_id == tenant_id,
-            Participant.env == env,
-            Participant.external_id == participant_id,
-        )
-    ).scalar_one_or_none()
+from app.models import Challenge, ChallengeProgress, ParticipantStreak, Streak
+from app.points.queries import find_participant_pk
 
 
 def _streak_def(streak: Streak) -> StreakDef:
@@ -69,7 +58,7 @@ def participant_streaks(
     streak_type: str | None = None,
 ) -> list[dict[str, Any]]:
     """The participant's runs of the program's active streaks (one of them, by type)."""
-    pk = participant_pk(session, tenant_id, env, participant_id)
+    pk = find_participant_pk(session, tenant_id, env, participant_id)
     query = (
         select(Streak, ParticipantStreak)
         .outerjoin(
@@ -166,7 +155,7 @@ def list_challenges(
 ) -> list[dict[str, Any]]:
     """The program's challenges, oldest first, with their counts and (for a participant)
     its progress; `active` true: only those running now (active, started, not ended)."""
-    pk = participant_pk(session, tenant_id, env, participant_id) if participant_id else None
+    pk = find_participant_pk(session, tenant_id, env, participant_id) if participant_id else None
     query = (
         select(Challenge, CHALLENGE_PARTICIPANTS, CHALLENGE_COMPLETIONS, ChallengeProgress)
         .outerjoin(
@@ -212,7 +201,7 @@ def participant_challenge(
     now: datetime,
 ) -> dict[str, Any]:
     challenge = find_challenge(session, tenant_id, env, challenge_id)
-    pk = participant_pk(session, tenant_id, env, participant_id)
+    pk = find_participant_pk(session, tenant_id, env, participant_id)
     progress = session.get(ChallengeProgress, (challenge.id, pk)) if pk is not None else None
     if challenge.requires_enrollment and (progress is None or progress.enrolled_at is None):
         raise challenge_not_enrolled()

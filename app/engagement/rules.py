@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.engagement.formula import Formula, MissingProperty, compile_formula
+from app.points.lots import instant
 
 # One rule's points for one action never exceed this (a formula over a huge property
 # must not overflow a balance).
@@ -84,8 +85,8 @@ class Rule:
             ),
             per_day=caps.get("per_day"),
             total=caps.get("total"),
-            starts_at=_moment(row.get("starts_at")),
-            ends_at=_moment(row.get("ends_at")),
+            starts_at=instant(row.get("starts_at")),
+            ends_at=instant(row.get("ends_at")),
         )
 
     def local_day(self, occurred_at: datetime) -> date:
@@ -141,12 +142,6 @@ def _same(actual: object, expected: object) -> bool:
     if isinstance(actual, bool) or isinstance(expected, bool):
         return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
     return actual == expected
-
-
-def _moment(value: object) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
 
 
 @lru_cache(maxsize=1024)

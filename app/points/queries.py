@@ -18,7 +18,7 @@ from app.points.program import load_program
 from app.points.tier_status import tier_position
 
 
-def _participant_pk(
+def find_participant_pk(
     session: Session, tenant_id: uuid.UUID, env: str, participant_id: str
 ) -> uuid.UUID | None:
     return session.execute(
@@ -192,7 +192,7 @@ def transactions_page(
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of a participant's ledger entries that match `wanted`, newest first, and
     how many match."""
-    participant_pk = _participant_pk(session, tenant_id, env, participant_id)
+    participant_pk = find_participant_pk(session, tenant_id, env, participant_id)
     if participant_pk is None:
         return [], 0
     conditions = _matching(participant_pk, wanted)
