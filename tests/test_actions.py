@@ -21,13 +21,19 @@ from app.models import (
     Action,
     Badge,
     BadgeProgress,
+    Challenge,
+    ChallengeProgress,
     EarningRule,
     EarningRuleUsage,
     Environment,
+    Leaderboard,
+    LeaderboardScore,
     LedgerEntry,
     OutboxEvent,
     Participant,
     ParticipantBadge,
+    ParticipantStreak,
+    Streak,
 )
 from app.points.balance_changes import apply_changes
 from tests.builders import GAMIFY, wait_for_operation
@@ -572,8 +578,9 @@ def test_concurrent_actions_of_one_participant_earn_a_badge_once(
 def test_everything_an_action_causes_is_written_in_one_transaction_or_not_at_all(
     session_factory: sessionmaker[Session], tenant: TenantKeys
 ) -> None:
-    """A failure while writing the badge (the last statement of the pass) leaves no ledger
-    line, balance, action, rule usage or badge progress behind."""
+    """One action that earns rule points, reaches a streak milestone, completes a challenge,
+    earns a badge and scores on a leaderboard: a failure while writing the badge (the last
+    statement of the pass) leaves none of it behind."""
     rule = uuid.UUID(add_rule(session_factory, tenant, formula="10", caps={"per_day": 100}))
     badge = uuid.UUID(
         add_badge(
@@ -581,6 +588,34 @@ def test_everything_an_action_causes_is_written_in_one_transaction_or_not_at_all
         )
     )
     with session_factory.begin() as session:
+        streak = Streak(
+            tenant_id=tenant.tenant_id,
+            env=Environment.LIVE,
+            streak_type="daily",
+            name="Daily",
+            action="purchase",
+            period="daily",
+            milestones=[{"days": 1, "points": 5}],
+        )
+        challenge = Challenge(
+            tenant_id=tenant.tenant_id,
+            env=Environment.LIVE,
+            name="First purchase",
+            type="action_count",
+            action="purchase",
+            target=1,
+            reward={"type": "points", "amount": 50},
+        )
+        board = Leaderboard(
+            tenant_id=tenant.tenant_id,
+            env=Environment.LIVE,
+            name="Top",
+            metric="points_earned",
+            period="all_time",
+        )
+        session.add_all([streak, challenge, board])
+        session.flush()
+        streak_id, challenge_id, board_id = streak.id, challenge.id, board.id
         session.execute(text(FAIL_ON_BADGE))
     try:
         with pytest.raises(DBAPIError, match="badge writes refused"):
@@ -600,6 +635,14 @@ def test_everything_an_action_causes_is_written_in_one_transaction_or_not_at_all
         "participants": select(Participant.id).where(Participant.tenant_id == tenant.tenant_id),
         "rule usage": select(EarningRuleUsage.day).where(EarningRuleUsage.rule_id == rule),
         "badge progress": select(BadgeProgress.current).where(BadgeProgress.badge_id == badge),
+        "streak": select(ParticipantStreak.run).where(ParticipantStreak.streak_id == streak_id),
+        "challenge": select(ChallengeProgress.current).where(
+            ChallengeProgress.challenge_id == challenge_id
+        ),
+        "leaderboard": select(LeaderboardScore.score).where(
+            LeaderboardScore.leaderboard_id == board_id
+        ),
+        "events": select(OutboxEvent.id).where(OutboxEvent.tenant_id == tenant.tenant_id),
     }
     with session_factory() as session:
         for what, query in left_behind.items():
@@ -615,6 +658,10 @@ def test_everything_an_action_causes_is_written_in_one_transaction_or_not_at_all
     with session_factory() as session:
         for what, query in left_behind.items():
             assert session.execute(query).first() is not None, what
+        [balance] = session.execute(
+            select(Participant.balance).where(Participant.tenant_id == tenant.tenant_id)
+        ).scalars()
+    assert balance == 10 + 5 + 50  # the rule, the milestone, the challenge
 
 
 FAIL_ON_BADGE = """

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from api.webhooks.schemas import EventType
+from app.webhooks.endpoints import SUBSCRIBABLE_EVENTS
 from tests.builders import GAMIFY
 from tests.conftest import TenantKeys
 from tests.webhook_receiver import create_webhook
@@ -244,3 +246,8 @@ def test_webhook_endpoints_are_in_the_openapi_document(client: FlaskClient) -> N
         "/api/v1/gamify/admin/webhooks/{webhook_id}/test",
     ):
         assert path in paths
+
+
+def test_every_event_the_engine_records_can_be_subscribed_to() -> None:
+    """The API's list of event types is the engine's (two spellings of one list)."""
+    assert set(get_args(EventType)) == set(SUBSCRIBABLE_EVENTS)

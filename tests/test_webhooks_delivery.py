@@ -322,3 +322,63 @@ def test_the_lifecycle_events_are_delivered_signed_like_the_others(
     )
     assert by_type["tier.downgraded"]["previous_tier"] == {"code": "gold", "level": 2}
     assert by_type["tier.downgraded"]["new_tier"]["code"] == "silver"
+
+
+def test_the_engagement_events_are_delivered_signed_like_the_others(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    receiver: WebhookReceiver,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """One purchase earns a badge, reaches a streak milestone, completes a challenge and
+    enters a leaderboard's top; an earlier run's gap breaks a streak: each event reaches
+    the endpoint that subscribes to it."""
+    engagement = [
+        "badge.awarded",
+        "streak.milestone",
+        "streak.broken",
+        "challenge.completed",
+        "leaderboard.rank_changed",
+    ]
+    webhook = create_webhook(client, tenant.admin(), receiver.url, engagement)
+    admin = tenant.admin()
+    for path, body in (
+        (
+            "badges",
+            {"name": "First", "criteria": {"type": "action_count", "action": "buy", "count": 1}},
+        ),
+        (
+            "streaks",
+            {
+                "streak_type": "daily-buy",
+                "name": "Daily",
+                "action": "buy",
+                "milestones": [{"days": 1, "points": 5}],
+            },
+        ),
+        ("challenges", {"name": "One buy", "type": "action_count", "action": "buy", "target": 1}),
+        ("leaderboards", {"name": "Buyers", "metric": "action_count", "action": "buy"}),
+    ):
+        created = client.post(f"{GAMIFY}/admin/{path}", json=body, headers=admin)
+        assert created.status_code == 201, created.json
+    two_days_ago = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    for occurred_at in (two_days_ago, None):
+        body = {"participant_id": "max", "action": "buy"}
+        if occurred_at:
+            body["occurred_at"] = occurred_at
+        response = client.post(f"{GAMIFY}/actions", json=body, headers=tenant.participant())
+        assert response.status_code == 201, response.json
+
+    requests = receiver.wait_for_requests(6)
+    delivered = [_verify(webhook["secret"], request) for request in requests]
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for payload in delivered:
+        by_type.setdefault(payload["type"], []).append(payload["data"])
+    assert set(by_type) == set(engagement)
+    assert by_type["streak.broken"] == [
+        {"participant_id": "max", "streak_type": "daily-buy", "count": 1, "run": 1}
+    ]
+    assert [event["days"] for event in by_type["streak.milestone"]] == [1, 1]
+    assert by_type["badge.awarded"][0]["name"] == "First"
+    assert by_type["challenge.completed"][0]["name"] == "One buy"
+    assert by_type["leaderboard.rank_changed"][0]["change"] == "entered"

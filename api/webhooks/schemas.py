@@ -16,6 +16,11 @@ EventType = Literal[
     "points.expired",
     "points.released",
     "tier.downgraded",
+    "badge.awarded",
+    "streak.milestone",
+    "streak.broken",
+    "challenge.completed",
+    "leaderboard.rank_changed",
 ]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 URL_DESCRIPTION = "http(s) URL the events are POSTed to; must resolve to public addresses"
