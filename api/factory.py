@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from api import audit, health, openapi, operations, points
     from api.engagement import actions as engagement_actions
     from api.engagement import admin as engagement_admin
+    from api.engagement import bulk as engagement_bulk
     from api.engagement import program_admin as engagement_program_admin
     from api.rewards import admin as rewards_admin
     from api.rewards import participant as rewards_participant
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         audit.bp,
         *points.blueprints,
         engagement_actions.bp,
+        engagement_bulk.bp,
         engagement_program_admin.bp,
     ):
         app.register_blueprint(blueprint)

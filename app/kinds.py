@@ -1,7 +1,14 @@
 """Every operation kind the service runs, registered from this one list: the web imports
 it to record writes, the workers to execute them."""
 
-from app.engagement.kinds import ACTION, ACTION_BATCH, BADGE_AWARD, CHALLENGE_JOIN, STREAK_RECORD
+from app.engagement.kinds import (
+    ACTION,
+    ACTION_BATCH,
+    ACTION_BULK,
+    BADGE_AWARD,
+    CHALLENGE_JOIN,
+    STREAK_RECORD,
+)
 from app.operation_kinds import OperationKind, register_kind
 from app.points.kinds import AWARD, AWARD_BATCH, AWARD_BULK, DEDUCT
 from app.rewards.claim_batches import CLAIM
@@ -14,6 +21,7 @@ KINDS: tuple[OperationKind, ...] = (
     CLAIM,
     ACTION,
     ACTION_BATCH,
+    ACTION_BULK,
     BADGE_AWARD,
     STREAK_RECORD,
     CHALLENGE_JOIN,

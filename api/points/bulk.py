@@ -33,7 +33,7 @@ MEDIA_TYPES = {
 REPORT_HEADER = ("row", "participant_id", "amount", "reason", "error")
 
 
-def _upload_format() -> UploadFormat:
+def upload_format_of_request() -> UploadFormat:
     upload_format = MEDIA_TYPES.get(request.mimetype)
     if upload_format is None:
         raise DomainError(
@@ -67,7 +67,7 @@ def _upload_format() -> UploadFormat:
 )
 def award_bulk() -> Response:
     principal = current_principal()
-    upload_format = _upload_format()
+    upload_format = upload_format_of_request()
     key = resolve_idempotency_key(None)
     rt = runtime()
     with rt.session_factory.begin() as session:

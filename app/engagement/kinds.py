@@ -21,6 +21,7 @@ from app.engagement.actions import (
     STREAK_RECORD_KIND,
     action_write,
 )
+from app.engagement.bulk_actions import ACTION_BULK_KIND, action_bulk_step
 from app.errors import DomainError
 from app.models import Operation
 from app.operation_kinds import OperationKind
@@ -90,6 +91,7 @@ ACTION, BADGE_AWARD, STREAK_RECORD, CHALLENGE_JOIN = (
         (CHALLENGE_JOIN_KIND, 200),
     )
 )
+ACTION_BULK = OperationKind(name=ACTION_BULK_KIND, handler=action_bulk_step, success_status=200)
 ACTION_BATCH = OperationKind(
     name=ACTION_BATCH_KIND,
     batch_handler=run_action_batches,

@@ -286,3 +286,27 @@ class LeaderboardScore(Base):
     participant_pk: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     score: Mapped[int] = mapped_column(BigInteger)
     reached_at: Mapped[datetime]
+
+
+class BulkActionRow(Base):
+    """One row of a bulk action upload, staged for the worker (like BulkAwardRow: applied
+    in row order, a chunk per transaction with the operation's progress cursor; deleted
+    with its operation by a statement trigger, not a foreign key)."""
+
+    __tablename__ = "bulk_action_rows"
+    __table_args__ = (
+        Index(
+            "ix_bulk_action_rows_failed",
+            "operation_id",
+            "row_number",
+            postgresql_where=text("error IS NOT NULL"),
+        ),
+    )
+
+    operation_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    row_number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    participant_id: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str | None] = mapped_column(String(100))
+    properties: Mapped[dict[str, Any] | None]
+    occurred_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(String(500))

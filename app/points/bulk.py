@@ -97,7 +97,7 @@ StagedRow = tuple[
 _NO_EXTRAS: dict[str, object] = {}
 
 
-def _invalid_upload(detail: str) -> DomainError:
+def invalid_upload(detail: str) -> DomainError:
     return DomainError("invalid_upload", detail, 422)
 
 
@@ -119,7 +119,7 @@ class BulkProgress:
         return asdict(self)
 
 
-class _HashingReader(io.RawIOBase):
+class HashingReader(io.RawIOBase):
     """Passes a binary stream through, hashing every byte read."""
 
     def __init__(self, source: IO[bytes]) -> None:
@@ -137,7 +137,7 @@ class _HashingReader(io.RawIOBase):
         return size
 
 
-def _clip(value: object, limit: int) -> str | None:
+def clip_text(value: object, limit: int) -> str | None:
     """A bad row's text as the error report shows it: cut to the column, NUL replaced."""
     return value[:limit].replace("\x00", "\ufffd") if isinstance(value, str) else None
 
@@ -170,9 +170,9 @@ def _staged(
         kept_amount = amount if type(amount) is int and abs(amount) < 2**63 else None
         return (
             row_number,
-            _clip(participant_id, PARTICIPANT_ID_MAX_CHARS),
+            clip_text(participant_id, PARTICIPANT_ID_MAX_CHARS),
             kept_amount,
-            _clip(reason, REASON_MAX_CHARS),
+            clip_text(reason, REASON_MAX_CHARS),
             None,
             None,
             None,
@@ -215,7 +215,7 @@ def _csv_rows(text: IO[str], now: datetime) -> Iterator[StagedRow]:
             names = [name.strip() for name in fields]
             unknown = sorted(set(names) - set(CSV_COLUMNS))
             if unknown or "amount" not in names or len(set(names)) != len(names):
-                raise _invalid_upload(
+                raise invalid_upload(
                     "The CSV header must name participant_id, amount and optionally reason, "
                     "action, expires_in_days, expires_at, pending_days, available_at"
                 )
@@ -307,7 +307,7 @@ def _parsed(upload_format: UploadFormat, text: IO[str]) -> Iterator[StagedRow]:
     return _ndjson_rows(text, now)
 
 
-def _sha256_of(body: IO[bytes]) -> str:
+def sha256_of(body: IO[bytes]) -> str:
     digest = hashlib.sha256()
     while chunk := body.read(_HASH_READ_BYTES):
         digest.update(chunk)
@@ -339,14 +339,14 @@ def stage_bulk_award(
     operation = submission.operation
     if not submission.created:
         # The key fingerprints only the format; the file itself is compared by hash.
-        if _sha256_of(body) != operation.payload.get("content_sha256"):
+        if sha256_of(body) != operation.payload.get("content_sha256"):
             raise DomainError(
                 "IDEMPOTENCY_KEY_REUSED",
                 "This Idempotency-Key was already used with a different request",
                 422,
             )
         return submission
-    hashing = _HashingReader(body)
+    hashing = HashingReader(body)
     text = io.TextIOWrapper(io.BufferedReader(hashing), encoding="utf-8-sig", newline="")
     counts = _UploadCounts()
     try:
@@ -357,9 +357,9 @@ def stage_bulk_award(
             _staging_lines(operation.id, _parsed(upload_format, text), counts),
         )
     except UnicodeDecodeError:
-        raise _invalid_upload("The upload is not UTF-8 text") from None
+        raise invalid_upload("The upload is not UTF-8 text") from None
     except csv.Error as exc:
-        raise _invalid_upload(f"The CSV is malformed: {exc}") from None
+        raise invalid_upload(f"The CSV is malformed: {exc}") from None
     if counts.rows == 0:
         raise DomainError("empty_upload", "The upload holds no rows", 422)
     operation.payload = {

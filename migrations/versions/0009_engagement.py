@@ -329,9 +329,52 @@ def upgrade() -> None:
         postgresql_where=sa.text("current_count > 0"),
     )
     op.add_column("ledger_entries", sa.Column("rule_id", sa.Uuid(), nullable=True))
+    op.create_table(
+        "bulk_action_rows",
+        sa.Column("operation_id", sa.Uuid(), nullable=False),
+        sa.Column("row_number", sa.BigInteger(), nullable=False),
+        sa.Column("participant_id", sa.String(length=255), nullable=True),
+        sa.Column("action", sa.String(length=100), nullable=True),
+        sa.Column("properties", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("error", sa.String(length=500), nullable=True),
+        sa.PrimaryKeyConstraint("operation_id", "row_number", name=op.f("pk_bulk_action_rows")),
+    )
+    op.create_index(
+        "ix_bulk_action_rows_failed",
+        "bulk_action_rows",
+        ["operation_id", "row_number"],
+        unique=False,
+        postgresql_where=sa.text("error IS NOT NULL"),
+    )
+    # Staged rows go with their operation (idempotency retention), as bulk_award_rows do.
+    op.execute(
+        """
+        CREATE FUNCTION delete_bulk_action_rows_of_deleted_operations() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            DELETE FROM bulk_action_rows b USING deleted_operations d
+            WHERE b.operation_id = d.id;
+            RETURN NULL;
+        END
+        $$
+        """
+    )
+    op.execute(
+        """
+        CREATE TRIGGER operations_delete_bulk_action_rows
+        AFTER DELETE ON operations
+        REFERENCING OLD TABLE AS deleted_operations
+        FOR EACH STATEMENT EXECUTE FUNCTION delete_bulk_action_rows_of_deleted_operations()
+        """
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER operations_delete_bulk_action_rows ON operations")
+    op.execute("DROP FUNCTION delete_bulk_action_rows_of_deleted_operations()")
+    op.drop_index("ix_bulk_action_rows_failed", table_name="bulk_action_rows")
+    op.drop_table("bulk_action_rows")
     op.drop_column("ledger_entries", "rule_id")
     op.drop_index(
         "ix_participant_streaks_due",
