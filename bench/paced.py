@@ -11,7 +11,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-READER_THREADS = 4
+READER_THREADS = 16
 
 
 def _reader(

@@ -4,6 +4,7 @@ when missing. With Redis unreachable the same answers come from PostgreSQL."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -29,6 +30,13 @@ class Entry:
         return {"rank": self.rank, "participant_id": self.participant_id, "score": self.score}
 
 
+# Leaderboard definitions a web process read lately: a hot leaderboard's reads then touch
+# only Redis. An admin's change (size, active) is seen within DEFINITION_CACHE_SECONDS.
+DEFINITION_CACHE_SECONDS = 5.0
+_DEFINITION_CACHE_MAX = 1024
+_definitions: dict[tuple[uuid.UUID, str, uuid.UUID], tuple[float, LeaderboardDef]] = {}
+
+
 def find_leaderboard(
     session: Session, tenant_id: uuid.UUID, env: str, leaderboard_id: str
 ) -> LeaderboardDef:
@@ -36,12 +44,20 @@ def find_leaderboard(
         key = uuid.UUID(leaderboard_id)
     except ValueError:
         raise leaderboard_not_found() from None
+    cached = _definitions.get((tenant_id, env, key))
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
     board = session.get(Leaderboard, key)
     if board is None or board.tenant_id != tenant_id or board.env != env:
         raise leaderboard_not_found()
-    return LeaderboardDef.of(
+    definition = LeaderboardDef.of(
         {column.name: getattr(board, column.key) for column in Leaderboard.__mapper__.columns}
     )
+    if len(_definitions) >= _DEFINITION_CACHE_MAX:
+        _definitions.clear()
+    _definitions[(tenant_id, env, key)] = (now + DEFINITION_CACHE_SECONDS, definition)
+    return definition
 
 
 class LeaderboardReader:
@@ -76,23 +92,23 @@ class LeaderboardReader:
             rebuild(self.session, self.redis, self.prefix, self.board.id, self.period_start)
 
     def _page_from_redis(self, limit: int, offset: int) -> tuple[list[Entry], int]:
-        self._built()
-        if limit <= 0:  # (a range ending at -1 would be every entry)
-            return [], min(int(self.redis.zcard(self.keys.scores)), self.board.size)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrevrange(self.keys.scores, offset, offset + limit - 1, withscores=True)
-            pipe.zcard(self.keys.scores)
-            raw, total = pipe.execute()
+        page = self.redis.register_script(_PAGE_SCRIPT)
+        keys = [self.keys.scores, self.keys.built]
+        answer = cast(list[Any], page(keys=keys, args=[offset, limit]))
+        if not answer[0]:
+            self._built()
+            answer = cast(list[Any], page(keys=keys, args=[offset, limit]))
+        _, total, higher, raw = answer
         entries: list[Entry] = []
-        for position, (member, score) in enumerate(raw):
-            value = int(score)
+        for position in range(0, len(raw), 2):
+            value = int(float(raw[position + 1]))
             if entries and entries[-1].score == value:
                 rank = entries[-1].rank
-            elif position == 0:
-                rank = 1 + int(self.redis.zcount(self.keys.scores, f"({value}", "+inf"))
+            elif not entries:
+                rank = 1 + int(higher)
             else:
-                rank = offset + position + 1
-            entries.append(Entry(rank, participant_of(member), value))
+                rank = offset + position // 2 + 1
+            entries.append(Entry(rank, participant_of(raw[position]), value))
         return entries, min(int(total), self.board.size)
 
     def _page_from_postgres(self, limit: int, offset: int) -> tuple[list[Entry], int]:
@@ -177,6 +193,20 @@ def _standing(
     }
 
 
+# One round trip for a page: whether the set is built, its size, how many entries score
+# above the page's first (its rank), and the page (member, score, ...). A limit of 0
+# reads no range (one ending at -1 would be every entry).
+_PAGE_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {0, 0, 0, {}} end
+local total = redis.call('ZCARD', KEYS[1])
+local limit = tonumber(ARGV[2])
+if limit <= 0 then return {1, total, 0, {}} end
+local first = tonumber(ARGV[1])
+local page = redis.call('ZREVRANGE', KEYS[1], first, first + limit - 1, 'WITHSCORES')
+local higher = 0
+if #page > 0 then higher = redis.call('ZCOUNT', KEYS[1], '(' .. page[2], '+inf') end
+return {1, total, higher, page}
+"""
 _RANKED = """
     SELECT p.external_id, s.score,
            rank() OVER (ORDER BY s.score DESC) AS rank,

@@ -32,8 +32,9 @@ class Action(Base):
     """One thing a participant did, as it was applied (what it caused is in the ledger,
     badges and, as they come, streaks and challenges, each naming the operation)."""
 
+    # No index but the key: every index costs each of millions of inserts, and nothing
+    # reads actions by participant yet.
     __tablename__ = "actions"
-    __table_args__ = (Index("ix_actions_participant_occurred", "participant_pk", "occurred_at"),)
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID]

@@ -43,12 +43,6 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_actions")),
     )
-    op.create_index(
-        "ix_actions_participant_occurred",
-        "actions",
-        ["participant_pk", "occurred_at"],
-        unique=False,
-    )
     op.create_table(
         "badges",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -400,5 +394,4 @@ def downgrade() -> None:
     op.drop_table("challenges")
     op.drop_index("ix_badges_tenant_env", table_name="badges")
     op.drop_table("badges")
-    op.drop_index("ix_actions_participant_occurred", table_name="actions")
     op.drop_table("actions")
