@@ -12,12 +12,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.errors import NotFound
-from app.models import Badge, EarningRule
+from app.models import Badge, EarningRule, EarningRuleUsage
 
 RULE_FIELDS = (
     "name",
@@ -148,8 +148,9 @@ def update_rule(
 def delete_rule(
     session: Session, tenant_id: uuid.UUID, env: str, rule_id: uuid.UUID
 ) -> EarningRule:
-    """Delete a rule (its usage rows cascade); returns it as it was."""
+    """Delete a rule and its usage rows; returns it as it was."""
     rule = get_rule(session, tenant_id, env, rule_id, lock=True)
+    session.execute(delete(EarningRuleUsage).where(EarningRuleUsage.rule_id == rule.id))
     session.delete(rule)
     session.flush()
     return rule

@@ -64,7 +64,7 @@ from app.outbox import (
     TIER_UPGRADED,
     mark_events_recorded,
 )
-from app.points.awards import AWARD_ENTRY_TYPE, uuid4_texts
+from app.points.awards import AWARD_ENTRY_TYPE, cyclic_gc_paused, uuid4_texts
 from app.points.lots import (
     LOT_BOOKS,
     WRITE_LOTS,
@@ -680,6 +680,15 @@ def apply_changes(
     session: Session, tenant_id: uuid.UUID, env: str, writes: Sequence[Write]
 ) -> list[Decision]:
     """Read under lock, decide, write: the writes' decisions, in order."""
+    # A batch of actions allocates several objects per write, none in a cycle: collections
+    # would scan the heap for nothing (see cyclic_gc_paused).
+    with cyclic_gc_paused():
+        return _apply_changes(session, tenant_id, env, writes)
+
+
+def _apply_changes(
+    session: Session, tenant_id: uuid.UUID, env: str, writes: Sequence[Write]
+) -> list[Decision]:
     now = utcnow()
     spending: dict[str, int] = {}
     for write in writes:

@@ -211,12 +211,6 @@ def upgrade() -> None:
         sa.Column("badge_id", sa.Uuid(), nullable=False),
         sa.Column("participant_pk", sa.Uuid(), nullable=False),
         sa.Column("current", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["badge_id"],
-            ["badges.id"],
-            name=op.f("fk_badge_progress_badge_id_badges"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("badge_id", "participant_pk", name=op.f("pk_badge_progress")),
     )
     op.create_table(
@@ -226,12 +220,6 @@ def upgrade() -> None:
         sa.Column("current", sa.BigInteger(), nullable=False),
         sa.Column("enrolled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["challenge_id"],
-            ["challenges.id"],
-            name=op.f("fk_challenge_progress_challenge_id_challenges"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint(
             "challenge_id", "participant_pk", name=op.f("pk_challenge_progress")
         ),
@@ -242,12 +230,6 @@ def upgrade() -> None:
         sa.Column("participant_pk", sa.Uuid(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("points", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["rule_id"],
-            ["earning_rules.id"],
-            name=op.f("fk_earning_rule_usage_rule_id_earning_rules"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint(
             "rule_id", "participant_pk", "day", name=op.f("pk_earning_rule_usage")
         ),
@@ -259,12 +241,6 @@ def upgrade() -> None:
         sa.Column("participant_pk", sa.Uuid(), nullable=False),
         sa.Column("score", sa.BigInteger(), nullable=False),
         sa.Column("reached_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["leaderboard_id"],
-            ["leaderboards.id"],
-            name=op.f("fk_leaderboard_scores_leaderboard_id_leaderboards"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint(
             "leaderboard_id", "period_start", "participant_pk", name=op.f("pk_leaderboard_scores")
         ),
@@ -307,12 +283,6 @@ def upgrade() -> None:
         sa.Column("deadline", sa.DateTime(timezone=True), nullable=True),
         sa.Column("run", sa.Integer(), nullable=False),
         sa.Column("milestones_paid", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["streak_id"],
-            ["streaks.id"],
-            name=op.f("fk_participant_streaks_streak_id_streaks"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("streak_id", "participant_pk", name=op.f("pk_participant_streaks")),
     )
     op.create_index(
