@@ -78,11 +78,17 @@ class WebhookReceiver:
             protocol_version = "HTTP/1.1"  # keep-alive, as real receivers do
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
+                declared = self.headers.get("Content-Length")
+                body = self.rfile.read(int(declared)) if declared is not None else b""
+                if declared is None or len(body) != int(declared):
+                    # A sender cut off mid-request (a worker killed while it delivered):
+                    # nothing arrived, as a real receiver sees it; the engine delivers again.
+                    self.close_connection = True
+                    return
                 request = ReceivedRequest(
                     path=self.path,
                     headers={name.lower(): value for name, value in self.headers.items()},
-                    body=self.rfile.read(length),
+                    body=body,
                     client_port=self.client_address[1],
                     received_at=time.monotonic(),
                 )
