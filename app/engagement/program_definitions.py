@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.engagement.challenges import ACTION_COUNT, challenge_not_found
+from app.engagement.leaderboards import leaderboard_not_found
 from app.engagement.reads import CHALLENGE_COMPLETIONS, CHALLENGE_PARTICIPANTS
 from app.engagement.rules import zone
 from app.errors import Conflict, DomainError, NotFound
@@ -58,10 +59,6 @@ _STREAK_TYPE_TAKEN = "uq_streaks_tenant_id_env_streak_type"
 
 def streak_not_found() -> NotFound:
     return NotFound("streak_not_found", "No streak exists with this streak_type")
-
-
-def leaderboard_not_found() -> NotFound:
-    return NotFound("leaderboard_not_found", "Leaderboard not found")
 
 
 def _invalid(detail: str) -> DomainError:
