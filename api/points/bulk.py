@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, Protocol
 
 from flask import Blueprint, Response, request, stream_with_context
+from sqlalchemy.orm import Session
 
 from api.auth import current_principal
 from api.endpoint import Access, endpoint
@@ -16,7 +18,7 @@ from api.schemas import OperationAccepted
 from api.write_path import IDEMPOTENCY_HEADER_DOC, accepted_response, resolve_idempotency_key
 from app.errors import DomainError, NotFound
 from app.models import Operation
-from app.operations import get_operation
+from app.operations import Submission, get_operation
 from app.points.bulk import AWARD_BULK_KIND, UploadFormat, failed_rows_page, stage_bulk_award
 
 bp = Blueprint("points_bulk", __name__, url_prefix="/api/v1/gamify")
@@ -33,7 +35,7 @@ MEDIA_TYPES = {
 REPORT_HEADER = ("row", "participant_id", "amount", "reason", "error")
 
 
-def upload_format_of_request() -> UploadFormat:
+def _upload_format() -> UploadFormat:
     upload_format = MEDIA_TYPES.get(request.mimetype)
     if upload_format is None:
         raise DomainError(
@@ -66,12 +68,32 @@ def upload_format_of_request() -> UploadFormat:
     headers=(IDEMPOTENCY_HEADER_DOC,),
 )
 def award_bulk() -> Response:
+    return accept_upload(stage_bulk_award)
+
+
+class StageUpload(Protocol):
+    def __call__(
+        self,
+        session: Session,
+        *,
+        tenant_id: uuid.UUID,
+        env: str,
+        idempotency_key: str | None,
+        upload_format: UploadFormat,
+        body: IO[bytes],
+    ) -> Submission: ...
+
+
+def accept_upload(stage: StageUpload) -> Response:
+    """Stage the request's file as a bulk job (`stage`: a caller of
+    app.points.bulk.stage_upload) and answer 202 with the operation to poll, new or
+    replayed."""
     principal = current_principal()
-    upload_format = upload_format_of_request()
+    upload_format = _upload_format()
     key = resolve_idempotency_key(None)
     rt = runtime()
     with rt.session_factory.begin() as session:
-        submission = stage_bulk_award(
+        submission = stage(
             session,
             tenant_id=principal.tenant_id,
             env=principal.env,
@@ -85,8 +107,8 @@ def award_bulk() -> Response:
     return accepted_response(submission.operation, async_requested=False)
 
 
-def _bulk_operation(operation_id: str) -> Operation:
-    not_found = NotFound("operation_not_found", "No bulk award exists with this operation_id")
+def find_upload(operation_id: str, kind: str, not_found: NotFound) -> Operation:
+    """The caller's bulk job of `kind` with this id."""
     try:
         parsed = uuid.UUID(operation_id)
     except ValueError:
@@ -94,27 +116,47 @@ def _bulk_operation(operation_id: str) -> Operation:
     principal = current_principal()
     with runtime().session_factory() as session:
         operation = get_operation(session, principal.tenant_id, principal.env, parsed)
-    if operation is None or operation.kind != AWARD_BULK_KIND:
+    if operation is None or operation.kind != kind:
         raise not_found
     return operation
 
 
-def _report_lines(operation: Operation) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(REPORT_HEADER)
-    after_row = 0
-    while True:
-        with runtime().session_factory() as session:
-            page = failed_rows_page(session, operation, after_row)
-        for row in page:
-            writer.writerow((row.row_number, row.participant_id, row.amount, row.reason, row.error))
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        if not page:
-            return
-        after_row = page[-1].row_number
+class FailedRowsPage(Protocol):
+    def __call__(self, session: Session, operation: Operation, after_row: int) -> Sequence[Any]: ...
+
+
+def error_report(
+    operation: Operation,
+    header: tuple[str, ...],
+    page_of: FailedRowsPage,
+    fields: Callable[[Any], tuple[object, ...]],
+    filename: str,
+) -> Response:
+    """The job's failed rows as a streamed CSV: `page_of` reads them a page at a time in
+    row order (each has `row_number`), `fields` spells one as a CSV row."""
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        after_row = 0
+        while True:
+            with runtime().session_factory() as session:
+                page = page_of(session, operation, after_row)
+            for row in page:
+                writer.writerow(fields(row))
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if not page:
+                return
+            after_row = page[-1].row_number
+
+    return Response(
+        stream_with_context(lines()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @endpoint(
@@ -131,11 +173,15 @@ def _report_lines(operation: Operation) -> Iterator[str]:
     errors={404: ("operation_not_found",)},
 )
 def bulk_error_report(operation_id: str) -> Response:
-    operation = _bulk_operation(operation_id)
-    return Response(
-        stream_with_context(_report_lines(operation)),
-        mimetype="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="award-bulk-{operation.id}-errors.csv"'
-        },
+    operation = find_upload(
+        operation_id,
+        AWARD_BULK_KIND,
+        NotFound("operation_not_found", "No bulk award exists with this operation_id"),
+    )
+    return error_report(
+        operation,
+        REPORT_HEADER,
+        failed_rows_page,
+        lambda row: (row.row_number, row.participant_id, row.amount, row.reason, row.error),
+        f"award-bulk-{operation.id}-errors.csv",
     )

@@ -17,7 +17,6 @@ fields of POST /actions (`participant_id`, `action`, `properties`, `occurred_at`
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 import uuid
@@ -26,27 +25,27 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.engagement.actions import parse_action_item
 from app.engagement.pipeline import ActionWrite
 from app.errors import DomainError
-from app.infra.pgcopy import COPY_NULL, copy_field, copy_lines, fetch_tuples
+from app.infra.pgcopy import COPY_NULL, copy_field, fetch_tuples
 from app.models import BulkActionRow, Operation
 from app.operation_kinds import StepTaken
-from app.operations import Submission, submit_operation
+from app.operations import Submission
 from app.points.awards import cyclic_gc_paused
 from app.points.balance_changes import ActionApplied, apply_changes
 from app.points.bulk import (
     BULK_MAX_ROWS,
     REPORT_PAGE_ROWS,
-    HashingReader,
+    UploadCounts,
     UploadFormat,
     clip_text,
     invalid_upload,
-    sha256_of,
+    stage_upload,
 )
 from app.points.items import ACTION_MAX_CHARS, PARTICIPANT_ID_MAX_CHARS, InvalidItem
 
@@ -179,14 +178,8 @@ def _ndjson_rows(text: IO[str], now: datetime) -> Iterator[StagedAction]:
         yield _staged(row_number, document, now)
 
 
-@dataclass
-class _Counts:
-    rows: int = 0
-    invalid: int = 0
-
-
 def _staging_lines(
-    operation_id: uuid.UUID, rows: Iterator[StagedAction], counts: _Counts
+    operation_id: uuid.UUID, rows: Iterator[StagedAction], counts: UploadCounts
 ) -> Iterator[str]:
     operation_field = str(operation_id)
     for row_number, participant_id, action, properties, occurred_at, error in rows:
@@ -206,6 +199,13 @@ def _staging_lines(
         )
 
 
+def _parsed(upload_format: UploadFormat, text: IO[str]) -> Iterator[StagedAction]:
+    now = utcnow()
+    if upload_format is UploadFormat.CSV:
+        return _csv_rows(text, now)
+    return _ndjson_rows(text, now)
+
+
 def stage_bulk_actions(
     session: Session,
     *,
@@ -215,56 +215,22 @@ def stage_bulk_actions(
     upload_format: UploadFormat,
     body: IO[bytes],
 ) -> Submission:
-    """Record a bulk action upload and stage its rows, or find the earlier upload with this
-    key (the same file, by hash; another file with the key is refused)."""
-    submission = submit_operation(
-        session.connection(),
+    """Record a bulk action upload and stage its rows (app.points.bulk.stage_upload)."""
+    return stage_upload(
+        session,
+        kind=ACTION_BULK_KIND,
         tenant_id=tenant_id,
         env=env,
-        kind=ACTION_BULK_KIND,
-        payload={"format": upload_format.value},
         idempotency_key=idempotency_key,
+        upload_format=upload_format,
+        body=body,
+        table=BulkActionRow.__tablename__,
+        columns=STAGED_COLUMNS,
+        staging_lines=lambda operation_id, text, counts: _staging_lines(
+            operation_id, _parsed(upload_format, text), counts
+        ),
+        progress=lambda rows: ActionBulkProgress(total=rows).as_json(),
     )
-    operation = submission.operation
-    if not submission.created:
-        if sha256_of(body) != operation.payload.get("content_sha256"):
-            raise DomainError(
-                "IDEMPOTENCY_KEY_REUSED",
-                "This Idempotency-Key was already used with a different request",
-                422,
-            )
-        return submission
-    hashing = HashingReader(body)
-    text = io.TextIOWrapper(io.BufferedReader(hashing), encoding="utf-8-sig", newline="")
-    now = utcnow()
-    rows = _csv_rows(text, now) if upload_format is UploadFormat.CSV else _ndjson_rows(text, now)
-    counts = _Counts()
-    try:
-        copy_lines(
-            session,
-            BulkActionRow.__tablename__,
-            STAGED_COLUMNS,
-            _staging_lines(operation.id, rows, counts),
-        )
-    except UnicodeDecodeError:
-        raise invalid_upload("The upload is not UTF-8 text") from None
-    except csv.Error as exc:
-        raise invalid_upload(f"The CSV is malformed: {exc}") from None
-    if counts.rows == 0:
-        raise DomainError("empty_upload", "The upload holds no rows", 422)
-    operation.payload = {
-        "format": upload_format.value,
-        "content_sha256": hashing.sha256.hexdigest(),
-        "rows": counts.rows,
-        "invalid_rows": counts.invalid,
-    }
-    operation.progress = ActionBulkProgress(total=counts.rows).as_json()
-    session.execute(
-        update(Operation)
-        .where(Operation.id == operation.id)
-        .values(payload=operation.payload, progress=operation.progress)
-    )
-    return submission
 
 
 _CHUNK = """

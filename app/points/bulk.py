@@ -21,7 +21,7 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -119,7 +119,7 @@ class BulkProgress:
         return asdict(self)
 
 
-class HashingReader(io.RawIOBase):
+class _HashingReader(io.RawIOBase):
     """Passes a binary stream through, hashing every byte read."""
 
     def __init__(self, source: IO[bytes]) -> None:
@@ -272,13 +272,13 @@ def _ndjson_rows(text: IO[str], now: datetime) -> Iterator[StagedRow]:
 
 
 @dataclass
-class _UploadCounts:
+class UploadCounts:
     rows: int = 0
     invalid: int = 0
 
 
 def _staging_lines(
-    operation_id: uuid.UUID, rows: Iterator[StagedRow], counts: _UploadCounts
+    operation_id: uuid.UUID, rows: Iterator[StagedRow], counts: UploadCounts
 ) -> Iterator[str]:
     operation_field = str(operation_id)
     for row_number, participant_id, amount, reason, action, available_at, expires_at, error in rows:
@@ -307,23 +307,33 @@ def _parsed(upload_format: UploadFormat, text: IO[str]) -> Iterator[StagedRow]:
     return _ndjson_rows(text, now)
 
 
-def sha256_of(body: IO[bytes]) -> str:
+def _sha256_of(body: IO[bytes]) -> str:
     digest = hashlib.sha256()
     while chunk := body.read(_HASH_READ_BYTES):
         digest.update(chunk)
     return digest.hexdigest()
 
 
-def stage_bulk_award(
+# Lines for COPY into an upload's staging table from its text, counting its rows.
+StagingLines = Callable[[uuid.UUID, IO[str], "UploadCounts"], Iterator[str]]
+
+
+def stage_upload(
     session: Session,
     *,
+    kind: str,
     tenant_id: uuid.UUID,
     env: str,
     idempotency_key: str | None,
     upload_format: UploadFormat,
     body: IO[bytes],
+    table: str,
+    columns: tuple[str, ...],
+    staging_lines: StagingLines,
+    progress: Callable[[int], dict[str, Any]],
 ) -> Submission:
-    """Record a bulk award and stage its rows, or find the earlier upload with this key.
+    """Record a bulk upload (of `kind`) and stage its rows into `table`, or find the
+    earlier upload with this key; `progress` is the new job's progress for its row count.
 
     A concurrent upload with the same key waits on the operation's unique key until this
     transaction ends, then sees the finished upload (or inserts its own if this one failed).
@@ -332,30 +342,25 @@ def stage_bulk_award(
         session.connection(),
         tenant_id=tenant_id,
         env=env,
-        kind=AWARD_BULK_KIND,
+        kind=kind,
         payload={"format": upload_format.value},
         idempotency_key=idempotency_key,
     )
     operation = submission.operation
     if not submission.created:
         # The key fingerprints only the format; the file itself is compared by hash.
-        if sha256_of(body) != operation.payload.get("content_sha256"):
+        if _sha256_of(body) != operation.payload.get("content_sha256"):
             raise DomainError(
                 "IDEMPOTENCY_KEY_REUSED",
                 "This Idempotency-Key was already used with a different request",
                 422,
             )
         return submission
-    hashing = HashingReader(body)
+    hashing = _HashingReader(body)
     text = io.TextIOWrapper(io.BufferedReader(hashing), encoding="utf-8-sig", newline="")
-    counts = _UploadCounts()
+    counts = UploadCounts()
     try:
-        copy_lines(
-            session,
-            BulkAwardRow.__tablename__,
-            STAGED_COLUMNS,
-            _staging_lines(operation.id, _parsed(upload_format, text), counts),
-        )
+        copy_lines(session, table, columns, staging_lines(operation.id, text, counts))
     except UnicodeDecodeError:
         raise invalid_upload("The upload is not UTF-8 text") from None
     except csv.Error as exc:
@@ -368,13 +373,40 @@ def stage_bulk_award(
         "rows": counts.rows,
         "invalid_rows": counts.invalid,
     }
-    operation.progress = BulkProgress(total=counts.rows).as_json()
+    operation.progress = progress(counts.rows)
     session.execute(
         update(Operation)
         .where(Operation.id == operation.id)
         .values(payload=operation.payload, progress=operation.progress)
     )
     return submission
+
+
+def stage_bulk_award(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    env: str,
+    idempotency_key: str | None,
+    upload_format: UploadFormat,
+    body: IO[bytes],
+) -> Submission:
+    """Record a bulk award and stage its rows (stage_upload)."""
+    return stage_upload(
+        session,
+        kind=AWARD_BULK_KIND,
+        tenant_id=tenant_id,
+        env=env,
+        idempotency_key=idempotency_key,
+        upload_format=upload_format,
+        body=body,
+        table=BulkAwardRow.__tablename__,
+        columns=STAGED_COLUMNS,
+        staging_lines=lambda operation_id, text, counts: _staging_lines(
+            operation_id, _parsed(upload_format, text), counts
+        ),
+        progress=lambda rows: BulkProgress(total=rows).as_json(),
+    )
 
 
 # Plain rows, not ORM objects: a step reads BULK_CHUNK_ROWS of them. Rows
