@@ -6,6 +6,7 @@ store them on the operation so a replay answers with exactly the same error.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 
@@ -51,3 +52,11 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(code, detail, 409)
+
+
+def parse_uuid(value: str, not_found: NotFound) -> uuid.UUID:
+    """A path id; anything that is not a UUID names nothing."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise not_found from None

@@ -3,7 +3,6 @@ participants see it: badges, streaks, challenges."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 
 from flask import Blueprint, Response
@@ -50,10 +49,11 @@ from app.engagement.actions import (
 )
 from app.engagement.badge_reads import badge_progress, participant_badges
 from app.engagement.challenges import challenge_not_found
+from app.engagement.definitions import parse_badge_id
 from app.engagement.leaderboard_reads import LeaderboardReader, find_leaderboard
 from app.engagement.leaderboards import LeaderboardDef
-from app.engagement.pipeline import badge_not_found
 from app.engagement.reads import list_challenges, participant_challenge, participant_streaks
+from app.errors import parse_uuid
 
 bp = Blueprint("actions", __name__, url_prefix="/api/v1/gamify")
 
@@ -113,13 +113,9 @@ def record_actions(body: ActionBatchRequest) -> Response:
     write=True,
 )
 def award_badge(body: BadgeAwardRequest) -> Response:
-    try:
-        badge_id = str(uuid.UUID(body.badge_id))
-    except ValueError:
-        raise badge_not_found() from None
     return accept_write(
         BADGE_AWARD_KIND,
-        {"participant_id": body.participant_id, "badge_id": badge_id},
+        {"participant_id": body.participant_id, "badge_id": str(parse_badge_id(body.badge_id))},
         body.idempotency_key,
     )
 
@@ -241,13 +237,10 @@ def get_participant_streak(participant_id: str, streak_type: str) -> tuple[Parti
     write=True,
 )
 def join_challenge(challenge_id: str, body: ChallengeJoinRequest) -> Response:
-    try:
-        key = str(uuid.UUID(challenge_id))
-    except ValueError:
-        raise challenge_not_found() from None
+    key = parse_uuid(challenge_id, challenge_not_found())
     return accept_write(
         CHALLENGE_JOIN_KIND,
-        {"participant_id": body.participant_id, "challenge_id": key},
+        {"participant_id": body.participant_id, "challenge_id": str(key)},
         body.idempotency_key,
     )
 

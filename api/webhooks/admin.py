@@ -24,6 +24,7 @@ from api.webhooks.schemas import (
     Webhook,
     WebhookList,
 )
+from app.errors import parse_uuid
 from app.webhooks.endpoints import (
     UrlPolicy,
     create_endpoint,
@@ -34,7 +35,6 @@ from app.webhooks.endpoints import (
     get_endpoint,
     list_deliveries,
     list_endpoints,
-    parse_uuid,
     redeliver,
     redeliver_failed_since,
     rotate_secret,

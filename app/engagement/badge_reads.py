@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.engagement.pipeline import ACTION_COUNT, POINTS_EARNED, badge_not_found
+from app.engagement.challenges import ACTION_COUNT, POINTS_EARNED
+from app.engagement.definitions import get_badge, parse_badge_id
 from app.models import Badge, BadgeProgress, ParticipantBadge
 from app.points.queries import find_participant_pk
 
@@ -42,23 +43,12 @@ def participant_badges(
     ]
 
 
-def find_badge(session: Session, tenant_id: uuid.UUID, env: str, badge_id: str) -> Badge:
-    try:
-        key = uuid.UUID(badge_id)
-    except ValueError:
-        raise badge_not_found() from None
-    badge = session.get(Badge, key)
-    if badge is None or badge.tenant_id != tenant_id or badge.env != env:
-        raise badge_not_found()
-    return badge
-
-
 def badge_progress(
     session: Session, tenant_id: uuid.UUID, env: str, participant_id: str, badge_id: str
 ) -> dict[str, Any]:
     """How far a participant is toward a badge: `current` of `target` (a badge awarded by
     hand has a target of 1: held or not)."""
-    badge = find_badge(session, tenant_id, env, badge_id)
+    badge = get_badge(session, tenant_id, env, parse_badge_id(badge_id))
     pk = find_participant_pk(session, tenant_id, env, participant_id)
     criteria = badge.criteria
     if criteria["type"] == ACTION_COUNT:

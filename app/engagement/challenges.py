@@ -11,6 +11,8 @@ from typing import Any
 from app.errors import DomainError, NotFound
 from app.points.lots import instant
 
+# What a challenge, a counting badge or a leaderboard counts: actions of one name, or
+# points credited.
 ACTION_COUNT, POINTS_EARNED = "action_count", "points_earned"
 
 

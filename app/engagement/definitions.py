@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.errors import NotFound
+from app.errors import NotFound, parse_uuid
 from app.models import Badge, EarningRule, EarningRuleUsage
 
 RULE_FIELDS = (
@@ -53,18 +53,12 @@ def badge_not_found() -> NotFound:
 
 def parse_rule_id(value: str) -> uuid.UUID:
     """A path's rule id; anything that is not a UUID names no rule."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise earning_rule_not_found() from None
+    return parse_uuid(value, earning_rule_not_found())
 
 
 def parse_badge_id(value: str) -> uuid.UUID:
     """A path's badge id; anything that is not a UUID names no badge."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise badge_not_found() from None
+    return parse_uuid(value, badge_not_found())
 
 
 def _check_fields(changes: dict[str, Any], known: tuple[str, ...], what: str) -> None:

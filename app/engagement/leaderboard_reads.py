@@ -15,7 +15,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from app.engagement.leaderboard_cache import Keys, participant_of, rebuild
-from app.engagement.leaderboards import LeaderboardDef, leaderboard_not_found
+from app.engagement.leaderboards import LeaderboardDef
+from app.engagement.program_definitions import get_leaderboard
 from app.infra.pgcopy import fetch_tuples
 from app.models import Leaderboard
 
@@ -34,29 +35,23 @@ class Entry:
 # only Redis. An admin's change (size, active) is seen within DEFINITION_CACHE_SECONDS.
 DEFINITION_CACHE_SECONDS = 5.0
 _DEFINITION_CACHE_MAX = 1024
-_definitions: dict[tuple[uuid.UUID, str, uuid.UUID], tuple[float, LeaderboardDef]] = {}
+_definitions: dict[tuple[uuid.UUID, str, str], tuple[float, LeaderboardDef]] = {}
 
 
 def find_leaderboard(
     session: Session, tenant_id: uuid.UUID, env: str, leaderboard_id: str
 ) -> LeaderboardDef:
-    try:
-        key = uuid.UUID(leaderboard_id)
-    except ValueError:
-        raise leaderboard_not_found() from None
-    cached = _definitions.get((tenant_id, env, key))
+    cached = _definitions.get((tenant_id, env, leaderboard_id))
     now = time.monotonic()
     if cached is not None and cached[0] > now:
         return cached[1]
-    board = session.get(Leaderboard, key)
-    if board is None or board.tenant_id != tenant_id or board.env != env:
-        raise leaderboard_not_found()
+    board = get_leaderboard(session, tenant_id, env, leaderboard_id)
     definition = LeaderboardDef.of(
         {column.name: getattr(board, column.key) for column in Leaderboard.__mapper__.columns}
     )
     if len(_definitions) >= _DEFINITION_CACHE_MAX:
         _definitions.clear()
-    _definitions[(tenant_id, env, key)] = (now + DEFINITION_CACHE_SECONDS, definition)
+    _definitions[(tenant_id, env, leaderboard_id)] = (now + DEFINITION_CACHE_SECONDS, definition)
     return definition
 
 

@@ -16,11 +16,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from app.engagement.challenges import ACTION_COUNT
 from app.engagement.rules import zone
 from app.errors import NotFound
 
 ALL_TIME, DAILY, WEEKLY, MONTHLY = "all_time", "daily", "weekly", "monthly"
-ACTION_COUNT, POINTS_EARNED = "action_count", "points_earned"
 # The one period of an all-time leaderboard.
 EPOCH = date(1970, 1, 1)
 

@@ -1,12 +1,15 @@
 """The action pipeline's engagement half: what an action (or any credit) drives beyond its
 points, decided in the everyday write's transaction (app.points.balance_changes).
 
-Read under lock: the tenant's rules for the batch's action names and its badges come with
-the batch's other per-tenant constants; the locked participants' rule usage, badge
-progress and badges held in one more round trip, only when a rule has caps or a badge
-counts. Decide (`Engagement`, pure): rules' points (credited by the caller, like any
-award, through tier and reward multipliers), badge progress, badges reached. Write: the
-actions, usage, progress and badges granted in one statement.
+Read under lock: the definitions the batch may touch (the rules of its actions, counting
+badges, streaks, challenges, leaderboards) come with the batch's other per-tenant
+constants; the locked participants' state (rule usage, badge progress and badges held,
+streak runs, challenge progress, leaderboard scores and tops) in one more round trip,
+only when the program has any of them. Decide (`Engagement`, pure): rules' points and
+the points the engagement pays (credited by the caller, like any award, through tier and
+reward multipliers), runs, progress, badges reached, scores, events. Write: the actions
+and every state row changed in one statement; the claims of completed challenges'
+rewards recorded as operations.
 
 A badge is earned at most once per participant: the batch decides under the
 participant's row lock against the badges it holds, and participant_badges' key backs it.
@@ -25,12 +28,15 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.engagement.challenges import (
+    ACTION_COUNT,
+    POINTS_EARNED,
     ChallengeDef,
     ChallengeState,
     advance,
     challenge_ended,
     challenge_not_found,
 )
+from app.engagement.definitions import badge_not_found
 from app.engagement.leaderboard_cache import ScoreUpdate
 from app.engagement.leaderboards import LeaderboardDef, Score, Tops, rank_changes
 from app.engagement.rules import Rule, RuleCredit, RuleUsage, rule_credits
@@ -46,9 +52,10 @@ from app.outbox import (
     STREAK_BROKEN,
     STREAK_MILESTONE,
 )
-from app.rewards.claims import CLAIM_KIND
+from app.points.lots import instant
+from app.rewards.claims import CLAIM_KIND, claim_payload
 
-ACTION_COUNT, POINTS_EARNED, MANUAL = "action_count", "points_earned", "manual"
+MANUAL = "manual"
 STREAK, CHALLENGE_COMPLETED_CRITERIA = "streak", "challenge_completed"
 CRITERIA_SOURCE, MANUAL_SOURCE = "criteria", "manual"
 
@@ -127,10 +134,6 @@ class BadgeDef:
     def counted(self) -> bool:
         """Whether its progress is a count kept per participant (badge_progress)."""
         return self.kind in (ACTION_COUNT, POINTS_EARNED)
-
-
-def badge_not_found() -> NotFound:
-    return NotFound("badge_not_found", "Badge not found")
 
 
 def badge_already_awarded() -> DomainError:
@@ -767,10 +770,6 @@ _PARTICIPANT_STATE = """
 """
 
 
-def _moment(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
-
-
 def load_participant_state(
     session: Session,
     engagement: Engagement,
@@ -781,6 +780,8 @@ def load_participant_state(
     days of the batch's `moments`), their progress toward counting badges, the badges
     they hold, their streaks, their challenges and their leaderboard scores in the
     periods of `moments`, with those periods' tops."""
+    if engagement.empty:
+        return
     moments = set(moments)
     capped = sorted(
         {
@@ -790,8 +791,6 @@ def load_participant_state(
             if rule.per_day is not None or rule.total is not None
         }
     )
-    if engagement.empty:
-        return
     days = {
         rule.local_day(moment)
         for rules in engagement.rules.values()
@@ -830,14 +829,14 @@ def load_participant_state(
             current,
             longest,
             date.fromisoformat(last_period) if last_period else None,
-            _moment(last_at),
-            _moment(deadline),
+            instant(last_at),
+            instant(deadline),
             run,
             list(paid),
         )
     for challenge_id, pk, current, enrolled_at, completed_at in json.loads(challenges):
         engagement.challenge_states[(challenge_id, pk)] = ChallengeState(
-            current, _moment(enrolled_at), _moment(completed_at)
+            current, instant(enrolled_at), instant(completed_at)
         )
     for board_id, period, pk, score, reached_at in json.loads(scores):
         # Its participant id is set when the batch changes the score.
@@ -1043,7 +1042,7 @@ def record_engine_claims(
             tenant_id,
             env,
             CLAIM_KIND,
-            {"reward_id": reward_id, "participant_id": participant_id, "points_deduction": False},
+            claim_payload(uuid.UUID(reward_id), participant_id, points_deduction=False),
             f"challenge:{challenge_id}:{participant_id}"[:255],
         )
         for reward_id, participant_id, challenge_id in claims

@@ -29,7 +29,7 @@ from app.engagement.challenges import ACTION_COUNT, challenge_not_found
 from app.engagement.leaderboards import leaderboard_not_found
 from app.engagement.reads import CHALLENGE_COMPLETIONS, CHALLENGE_PARTICIPANTS
 from app.engagement.rules import zone
-from app.errors import Conflict, DomainError, NotFound
+from app.errors import Conflict, DomainError, NotFound, parse_uuid
 from app.models import Challenge, Leaderboard, Reward, Streak
 
 STREAK_TYPE_CHARS = "[A-Za-z0-9_.:-]{1,100}"
@@ -80,14 +80,6 @@ def _unknown_fields(changes: Mapping[str, Any], allowed: frozenset[str]) -> None
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"not definition fields: {sorted(unknown)}")
-
-
-def _key(value: str, not_found: NotFound) -> uuid.UUID:
-    """A path's id; anything that is not a UUID names no definition."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise not_found from None
 
 
 # --- streaks ------------------------------------------------------------------------------
@@ -206,7 +198,7 @@ def list_challenge_definitions(
 def get_challenge_definition(
     session: Session, tenant_id: uuid.UUID, env: str, challenge_id: str
 ) -> StoredChallenge:
-    key = _key(challenge_id, challenge_not_found())
+    key = parse_uuid(challenge_id, challenge_not_found())
     query = _with_counts(tenant_id, env).where(Challenge.id == key)
     row = session.execute(query).one_or_none()
     if row is None:
@@ -283,7 +275,7 @@ def update_challenge(
     Progress is not recounted: completions stand, and a participant already past a lowered
     target completes with its next counted activity."""
     _unknown_fields(changes, CHALLENGE_FIELDS)
-    key = _key(challenge_id, challenge_not_found())
+    key = parse_uuid(challenge_id, challenge_not_found())
     # Locked: two changes checked each against the stored row could otherwise together
     # store a pair neither was checked with (a type from one, an action from the other).
     challenge = session.execute(
@@ -330,7 +322,7 @@ def list_leaderboards(
 def get_leaderboard(
     session: Session, tenant_id: uuid.UUID, env: str, leaderboard_id: str, *, lock: bool = False
 ) -> Leaderboard:
-    key = _key(leaderboard_id, leaderboard_not_found())
+    key = parse_uuid(leaderboard_id, leaderboard_not_found())
     query = select(Leaderboard).where(
         Leaderboard.id == key, Leaderboard.tenant_id == tenant_id, Leaderboard.env == env
     )

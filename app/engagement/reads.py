@@ -17,6 +17,7 @@ from app.engagement.challenges import (
 )
 from app.engagement.pipeline import streak_not_active
 from app.engagement.streaks import StreakDef
+from app.errors import parse_uuid
 from app.models import Challenge, ChallengeProgress, ParticipantStreak, Streak
 from app.points.queries import find_participant_pk
 
@@ -182,11 +183,7 @@ def list_challenges(
 def find_challenge(
     session: Session, tenant_id: uuid.UUID, env: str, challenge_id: str
 ) -> Challenge:
-    try:
-        key = uuid.UUID(challenge_id)
-    except ValueError:
-        raise challenge_not_found() from None
-    challenge = session.get(Challenge, key)
+    challenge = session.get(Challenge, parse_uuid(challenge_id, challenge_not_found()))
     if challenge is None or challenge.tenant_id != tenant_id or challenge.env != env:
         raise challenge_not_found()
     return challenge

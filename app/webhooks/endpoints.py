@@ -63,14 +63,6 @@ def delivery_not_found() -> NotFound:
     return NotFound("delivery_not_found", "Webhook delivery not found")
 
 
-def parse_uuid(value: str, not_found: NotFound) -> uuid.UUID:
-    """A path id; anything that is not a UUID names nothing."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise not_found from None
-
-
 @dataclass(frozen=True)
 class UrlPolicy:
     allow_private: bool
