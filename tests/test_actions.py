@@ -670,3 +670,17 @@ FAIL_ON_BADGE = """
     CREATE TRIGGER refuse_badges BEFORE INSERT ON participant_badges
     FOR EACH ROW EXECUTE FUNCTION refuse_badge_writes();
 """
+
+
+def test_action_names_are_any_text(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Names travel to PostgreSQL as array elements: quotes, backslashes and accents too."""
+    names = ("café", 'say "hi"', "back\\slash", "a,b")
+    for points, name in enumerate(names, start=1):
+        add_rule(session_factory, tenant, name=name, action=name, formula=str(points))
+    for points, name in enumerate(names, start=1):
+        assert rule_points(act(client, tenant, "uli", name)) == [points], name

@@ -42,7 +42,7 @@ from app.engagement.leaderboards import LeaderboardDef, Score, Tops, rank_change
 from app.engagement.rules import Rule, RuleCredit, RuleUsage, rule_credits
 from app.engagement.streaks import StreakDef, StreakState, record_activity
 from app.errors import DomainError, NotFound
-from app.infra.pgcopy import fetch_tuples, plain_array_literal
+from app.infra.pgcopy import array_literal, fetch_tuples, plain_array_literal
 from app.models import Operation
 from app.operations import Write, submit_operations
 from app.outbox import (
@@ -691,7 +691,7 @@ def definitions_params(
 
 
 def _text_array(values: Iterable[str]) -> str:
-    return "{" + ",".join(json.dumps(value) for value in sorted(set(values))) + "}"
+    return array_literal(sorted(set(values)))
 
 
 def engagement_of(definitions: str, now: datetime) -> Engagement:
