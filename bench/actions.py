@@ -16,8 +16,8 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from bench.load import Request, run_load
-from bench.paced import PacedReads, percentile
+from bench.load import Request, percentile, run_load
+from bench.paced import PacedReads
 from bench.scenarios import (
     GAMIFY,
     ScenarioResult,

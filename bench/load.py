@@ -39,6 +39,14 @@ class Request:
     body: bytes | None = None
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at `fraction` of the sorted `values` (0.0 for none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
 @dataclass
 class LoadResult:
     elapsed_seconds: float
@@ -55,10 +63,7 @@ class LoadResult:
         return self.requests / self.elapsed_seconds if self.elapsed_seconds else 0.0
 
     def percentile(self, fraction: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return percentile(self.latencies_ms, fraction)
 
     def p50(self) -> float:
         return statistics.median(self.latencies_ms) if self.latencies_ms else 0.0

@@ -85,10 +85,3 @@ class PacedReads:
         latencies, statuses = self._queue.get(timeout=60)
         self._process.join(timeout=30)
         return latencies, statuses
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)]

@@ -1,9 +1,10 @@
 """The action pipeline's operation kinds.
 
-A single action, and a badge awarded by hand, are participant writes like an award: they
-drain in the participant's balance lane (app.points.kinds), in the order they were
-accepted with the participant's awards and deductions, many participants per transaction.
-Action batches of one tenant drain together, side by side, like award batches.
+A single action, a badge awarded by hand, a streak record and a challenge join are
+participant writes like an award: they drain in the participant's balance lane
+(app.points.kinds), in the order they were accepted with the participant's awards and
+deductions, many participants per transaction. Action batches of one tenant drain
+together, side by side, like award batches; a bulk upload is a job of steps.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from app.points.kinds import BALANCE_LANE, balance_lane, run_balance_writes
 INVALID_ACTION = "invalid_action"
 
 
-def _failed_result(entry: dict[str, Any], code: str, detail: str) -> dict[str, Any]:
+def _failed_result(entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "action_id": None,
         "participant_id": entry.get("participant_id"),
         "action": entry.get("action"),
-        "error": {"code": code, "detail": detail},
+        "error": {"code": INVALID_ACTION, "detail": entry["invalid"]},
     }
 
 
@@ -58,7 +59,7 @@ def run_action_batches(
         results: list[dict[str, Any]] = []
         for entry in operation.payload["actions"]:
             if "invalid" in entry:
-                results.append(_failed_result(entry, INVALID_ACTION, entry["invalid"]))
+                results.append(_failed_result(entry))
                 continue
             decision = next(decisions)
             assert isinstance(decision, ActionApplied)  # an action is never refused
