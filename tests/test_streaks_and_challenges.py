@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,7 @@ from app.models import (
 )
 from tests.builders import GAMIFY, create_reward, upload_codes, wait_for, wait_for_operation
 from tests.conftest import TenantKeys, WorkerProcess
-from tests.test_actions import act, add_rule, balance
+from tests.test_actions import ACTIONS, act, add_rule, balance
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -64,9 +64,25 @@ def add_challenge(session_factory: sessionmaker[Session], tenant: TenantKeys, **
         return str(challenge.id)
 
 
-def at(day: int, hour: int = 12, zone: ZoneInfo | None = None) -> str:
-    """2026-11-<day> <hour>:00 (UTC, or in `zone`) as ISO 8601."""
-    return datetime(2026, 11, day, hour, tzinfo=zone or UTC).isoformat()
+def at(day: int, hour: int = 12) -> str:
+    """2026-11-<day> <hour>:00 UTC as ISO 8601."""
+    return datetime(2026, 11, day, hour, tzinfo=UTC).isoformat()
+
+
+def act_in_batch(
+    client: FlaskClient, tenant: TenantKeys, participant_id: str, *occurred: str
+) -> list[Any]:
+    """Purchases by one participant at these instants, in one batch; the results."""
+    actions = [
+        {"participant_id": participant_id, "action": "purchase", "occurred_at": instant}
+        for instant in occurred
+    ]
+    response = client.post(
+        f"{ACTIONS}/batch", json={"actions": actions}, headers=tenant.participant()
+    )
+    assert response.status_code == 200, response.json
+    assert response.json["failed"] == 0, response.json
+    return list(response.json["results"])
 
 
 def streak_of(
@@ -147,24 +163,19 @@ def test_actions_extend_a_streak_and_its_milestone_pays_once_per_run(
     session_factory: sessionmaker[Session],
 ) -> None:
     add_streak(session_factory, tenant, milestones=[{"days": 2, "points": 50}])
-    first = act(client, tenant, "sam", "purchase", occurred_at=at(2))
-    assert first.status_code == 201, first.json
-    assert first.json["streaks"] == [
-        {"streak_type": "daily-purchase", "current_count": 1, "milestone_reached": None}
+    # These days are long past, so the workers' sweep (every second here) may break a run
+    # between two requests: each run is sent as one batch (one transaction) so that it
+    # cannot come between the actions of a run, and the sweep may only do what the gap does.
+    first_run = act_in_batch(client, tenant, "sam", at(2), at(3), at(3, 20))
+    assert [r["streaks"] for r in first_run] == [
+        [{"streak_type": "daily-purchase", "current_count": 1, "milestone_reached": None}],
+        [{"streak_type": "daily-purchase", "current_count": 2, "milestone_reached": 2}],
+        [{"streak_type": "daily-purchase", "current_count": 2, "milestone_reached": None}],
     ]
-    second = act(client, tenant, "sam", "purchase", occurred_at=at(3))
-    assert second.json["streaks"][0] == {
-        "streak_type": "daily-purchase",
-        "current_count": 2,
-        "milestone_reached": 2,
-    }
-    assert second.json["new_balance"] == 50
-    same_day = act(client, tenant, "sam", "purchase", occurred_at=at(3, 20))
-    assert same_day.json["streaks"][0]["current_count"] == 2
-    assert same_day.json["new_balance"] == 50
-    # Broken by the gap (before any sweep), the new run pays its milestone again.
-    act(client, tenant, "sam", "purchase", occurred_at=at(6))
-    act(client, tenant, "sam", "purchase", occurred_at=at(7))
+    assert [r["new_balance"] for r in first_run] == [0, 50, 50]
+    # Broken by the gap (inline, or by the sweep first), the new run pays its milestone again.
+    second_run = act_in_batch(client, tenant, "sam", at(6), at(7))
+    assert [r["streaks"][0]["current_count"] for r in second_run] == [1, 2]
     assert balance(client, tenant, "sam") == 100
     with session_factory() as session:
         types = session.execute(
@@ -175,7 +186,9 @@ def test_actions_extend_a_streak_and_its_milestone_pays_once_per_run(
             )
             .order_by(OutboxEvent.created_at)
         ).all()
-    assert [kind for kind, _ in types] == ["streak.milestone", "streak.broken", "streak.milestone"]
+    kinds = [kind for kind, _ in types]
+    assert kinds[:3] == ["streak.milestone", "streak.broken", "streak.milestone"]
+    assert kinds[3:] in ([], ["streak.broken"])  # the sweep, once the second run's day passed
     assert types[1][1] == {
         "participant_id": "sam",
         "streak_type": "daily-purchase",
@@ -234,27 +247,41 @@ def test_the_sweep_breaks_a_run_at_the_streaks_midnight_not_utcs(
     session_factory: sessionmaker[Session],
 ) -> None:
     add_streak(session_factory, tenant, streak_type="ny", timezone="America/New_York")
-    # 23:00 in New York on the 2nd is 04:00 UTC on the 3rd: the run's last day is the 2nd,
-    # and it breaks at the end of the 3rd in New York (05:00 UTC on the 4th).
-    response = act(client, tenant, "uma", "purchase", occurred_at=at(2, 23, NEW_YORK))
+    # 23:00 in New York yesterday (New York's yesterday: already past) is 03:00 or 04:00 UTC
+    # today: the run's last day is yesterday, and it breaks at the end of today in New York,
+    # not at UTC's midnight. That is still to come, so the workers' own sweep leaves it be.
+    yesterday = utcnow().astimezone(NEW_YORK).date() - timedelta(days=1)
+    late_yesterday = datetime.combine(yesterday, time(23), NEW_YORK)
+    response = act(client, tenant, "uma", "purchase", occurred_at=late_yesterday.isoformat())
     assert response.json["streaks"][0]["current_count"] == 1
-    deadline = datetime(2026, 11, 4, tzinfo=NEW_YORK)
-    assert deadline == datetime(2026, 11, 4, 5, tzinfo=UTC)
-    before = deadline - timedelta(minutes=1)
-    assert sweep_streaks(session_factory, now=lambda: before) == 0
-    assert sweep_streaks(session_factory, now=lambda: deadline + timedelta(seconds=1)) == 1
-    with session_factory() as session:
-        [run] = session.execute(select(ParticipantStreak)).scalars().all()[-1:]
-        assert (run.current_count, run.longest_count, run.run) == (0, 1, 2)
-        [event] = session.execute(
-            select(OutboxEvent.payload).where(
-                OutboxEvent.tenant_id == tenant.tenant_id, OutboxEvent.type == "streak.broken"
-            )
-        ).scalars()
-    assert event == {"participant_id": "uma", "streak_type": "ny", "count": 1, "run": 1}
+    deadline = datetime.combine(yesterday + timedelta(days=2), time(0), NEW_YORK)
+    assert deadline.astimezone(UTC).hour in (4, 5)  # New York's midnight, not UTC's
+
+    def uma_after_sweep_at(instant: datetime) -> tuple[ParticipantStreak, list[Any]]:
+        # The sweep is global: other tests' runs may break too, so read uma's alone.
+        sweep_streaks(session_factory, now=lambda: instant)
+        with session_factory() as session:
+            run = session.execute(
+                select(ParticipantStreak)
+                .join(Streak, Streak.id == ParticipantStreak.streak_id)
+                .where(Streak.tenant_id == tenant.tenant_id)
+            ).scalar_one()
+            events = session.execute(
+                select(OutboxEvent.payload).where(
+                    OutboxEvent.tenant_id == tenant.tenant_id, OutboxEvent.type == "streak.broken"
+                )
+            ).scalars()
+            return run, list(events)
+
+    run, events = uma_after_sweep_at(deadline - timedelta(minutes=1))
+    assert (run.current_count, run.run, events) == (1, 1, [])
+    run, events = uma_after_sweep_at(deadline + timedelta(seconds=1))
+    assert (run.current_count, run.longest_count, run.run) == (0, 1, 2)
+    assert events == [{"participant_id": "uma", "streak_type": "ny", "count": 1, "run": 1}]
     assert streak_of(client, tenant, "uma", "ny")["current_count"] == 0
     # Nothing more is due: a second sweep breaks nothing.
-    assert sweep_streaks(session_factory, now=lambda: deadline + timedelta(days=1)) == 0
+    run, events = uma_after_sweep_at(deadline + timedelta(days=1))
+    assert (run.run, len(events)) == (2, 1)
 
 
 def test_concurrent_actions_of_one_participant_pay_a_milestone_once(
