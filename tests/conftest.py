@@ -1,9 +1,10 @@
 """Test infrastructure: a fresh database per run (migrated once), a Redis key prefix per
 run, the API app, worker processes, and builders for tenants and keys.
 
-The servers are real: PostgreSQL and Redis on 127.0.0.1 (override with
-TEST_DATABASE_ADMIN_URL / TEST_REDIS_URL). If they cannot be reached the run fails at once
-with a message saying so; nothing is skipped.
+The servers are real: PostgreSQL and Redis on 127.0.0.1 when they answer there (or those
+TEST_DATABASE_ADMIN_URL / TEST_REDIS_URL name); when they do not, or TEST_SERVERS=embedded,
+the run starts its own from the `[test]` extra's wheels (tests/servers.py) and its header
+says so. A server that then cannot be reached fails the run at once; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 import app.kinds  # noqa: F401  (every operation kind registered, as in the service)
@@ -36,42 +37,99 @@ from app.migrate import upgrade_database
 from app.models import Environment
 from app.tenancy import create_api_key, create_tenant
 from tests.builders import wait_until
+from tests.servers import PrivatePostgres, PrivateRedis, answers
 from tests.webhook_receiver import free_port
 
-ADMIN_URL = os.environ.get(
-    "TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 RUN_ID = secrets.token_hex(4)
 
 
-def _admin_connection() -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.exit(f"PostgreSQL is not reachable at {ADMIN_URL}: {exc}", returncode=3)
+def _servers_to_use() -> tuple[str | None, str | None]:
+    """The PostgreSQL admin URL and the Redis URL to run against; None: start our own."""
+    if os.environ.get("TEST_SERVERS") == "embedded":
+        return None, None
+    admin_url = os.environ.get("TEST_DATABASE_ADMIN_URL") or (
+        LOCAL_ADMIN_URL if answers("127.0.0.1", 5432) else None
+    )
+    redis_url = os.environ.get("TEST_REDIS_URL") or (
+        LOCAL_REDIS_URL if answers("127.0.0.1", 6379) else None
+    )
+    return admin_url, redis_url
+
+
+GIVEN_ADMIN_URL, GIVEN_REDIS_URL = _servers_to_use()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    embedded = [
+        name
+        for name, given in (("PostgreSQL", GIVEN_ADMIN_URL), ("Redis", GIVEN_REDIS_URL))
+        if given is None
+    ]
+    if not embedded:
+        return f"servers: PostgreSQL {GIVEN_ADMIN_URL}, Redis {GIVEN_REDIS_URL}"
+    why = (
+        "TEST_SERVERS=embedded"
+        if os.environ.get("TEST_SERVERS") == "embedded"
+        else "nothing answered on 127.0.0.1"
+    )
+    return f"servers: embedded {' and '.join(embedded)}, started for this run ({why})"
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def admin_url() -> Iterator[str]:
+    """The PostgreSQL database to create the run's database from."""
+    if GIVEN_ADMIN_URL is not None:
+        yield GIVEN_ADMIN_URL
+        return
+    try:
+        server = PrivatePostgres()
+    except Exception as exc:
+        pytest.exit(f"no PostgreSQL on 127.0.0.1:5432, and an embedded one failed: {exc}", 3)
+    yield server.url.replace("postgresql+psycopg://", "postgresql://", 1)
+    server.close()
+
+
+def _admin_connection(admin_url: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.exit(f"PostgreSQL is not reachable at {admin_url}: {exc}", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_url: str) -> Iterator[str]:
     name = f"rewards_test_{RUN_ID}"
-    with _admin_connection() as admin:
+    with _admin_connection(admin_url) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
+    url = (
+        make_url(admin_url)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
+    )
     upgrade_database(url)
     yield url
-    with _admin_connection() as admin:
+    with _admin_connection(admin_url) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if GIVEN_REDIS_URL is None:
+        server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+        try:
+            server.start()
+        except Exception as exc:
+            pytest.exit(f"no Redis on 127.0.0.1:6379, and an embedded one failed: {exc}", 3)
+        yield server.url
+        server.kill()
+        return
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+        redis.Redis.from_url(GIVEN_REDIS_URL, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
-        pytest.exit(f"Redis is not reachable at {REDIS_URL}: {exc}", returncode=3)
-    return REDIS_URL
+        pytest.exit(f"Redis is not reachable at {GIVEN_REDIS_URL}: {exc}", returncode=3)
+    yield GIVEN_REDIS_URL
 
 
 @pytest.fixture(scope="session")

