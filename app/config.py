@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: int = Field(default=5, ge=1)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # A task still running after this many seconds is interrupted (its transaction rolls
+    # back and its operation runs again later, counted as a failed attempt); 30 s later a
+    # process that did not let go is killed. Every task is bounded, even on a frozen server.
+    task_soft_time_limit_seconds: float = Field(default=120.0, ge=5, le=3600)
+    # Celery task events (task-received/started/succeeded...) for Flower or `celery events`.
+    worker_send_task_events: bool = False
     # Per-participant write cap (claims, awards, deductions); a tenant may override it with
     # `rewards tenant limits`. And an overall request cap per API key.
     participant_write_rate: float = Field(default=10.0, gt=0, le=100_000)

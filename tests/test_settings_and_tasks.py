@@ -20,9 +20,15 @@ import pytest
 import redis
 from celery import Celery, Task
 from celery.app.defaults import NAMESPACES, flatten
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 import workers.tasks  # noqa: F401  (registers the shared tasks on every app)
 from app.config import STANDALONE_STATE_FILE, Settings, SettingsError, load_settings
+from app.models import Participant
+from tests.builders import wait_for_operation, wait_until
+from tests.conftest import TenantKeys
 from workers.celery_app import (
     ALL_QUEUES,
     QUEUE_MAINTENANCE,
@@ -304,3 +310,44 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
     assert {name.upper() for name in Settings.model_fields} - documented == set()
+
+
+def test_a_task_stuck_past_its_soft_time_limit_is_interrupted_and_its_write_lands_later(
+    client: FlaskClient,
+    make_app: Any,
+    tenant: TenantKeys,
+    start_worker: Any,
+    service_env: dict[str, str],
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A worker never waits forever (on a lock here; on a frozen server alike): past
+    TASK_SOFT_TIME_LIMIT_SECONDS the task is interrupted and rolls back, and the operation,
+    republished, is applied once when the wait is over. The API and this worker use a key
+    prefix of their own, so the suite's shared worker does not take the task."""
+    prefix = f"{service_env['REDIS_KEY_PREFIX']}time-limit-{uuid.uuid4().hex[:6]}:"
+    api = make_app(redis_key_prefix=prefix).test_client()
+    stuck = start_worker(REDIS_KEY_PREFIX=prefix, TASK_SOFT_TIME_LIMIT_SECONDS="5")
+    award_path = "/api/v1/gamify/points/award"
+    body = {"participant_id": "lou", "amount": 1}
+    first = api.post(award_path, json=body, headers=tenant.participant())
+    assert first.status_code == 200, first.json
+    with session_factory.begin() as holder:
+        holder.execute(
+            select(Participant)
+            .where(Participant.tenant_id == tenant.tenant_id, Participant.external_id == "lou")
+            .with_for_update()
+        ).scalar_one()
+        accepted = api.post(
+            award_path, json=body, headers={**tenant.participant(), "Prefer": "respond-async"}
+        )
+        assert accepted.status_code == 202, accepted.json
+        wait_until(
+            lambda: "SoftTimeLimitExceeded" in stuck.log_path.read_text(),
+            30,
+            "the stuck task to be interrupted at its soft time limit",
+            interval=0.2,
+        )
+    finished = wait_for_operation(client, tenant.participant(), accepted.json["operation_id"])
+    assert finished["status"] == "succeeded", finished
+    balance = client.get("/api/v1/gamify/participants/lou/points", headers=tenant.participant())
+    assert balance.json["balance"] == 2

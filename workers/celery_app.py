@@ -18,6 +18,10 @@ TASK_DISPATCH_WEBHOOKS = "rewards.dispatch_webhooks"
 TASK_SWEEP_LOTS = "rewards.sweep_lots"
 TASK_SWEEP_LOT_SHARD = "rewards.sweep_lot_shard"
 
+# After the soft limit interrupts a task, this long for it to roll back before its process
+# is killed (and the task redelivered: acks are late).
+HARD_TIME_LIMIT_MARGIN_SECONDS = 30.0
+
 
 def create_celery(settings: Settings) -> Celery:
     celery = Celery("rewards", set_as_current=True)
@@ -42,6 +46,10 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_soft_time_limit_seconds,
+        task_time_limit=settings.task_soft_time_limit_seconds + HARD_TIME_LIMIT_MARGIN_SECONDS,
+        worker_send_task_events=settings.worker_send_task_events,
+        task_send_sent_event=settings.worker_send_task_events,
         worker_hijack_root_logger=False,
         beat_scheduler="celery.beat:Scheduler",  # in memory: nothing to write in the cwd
         beat_schedule={

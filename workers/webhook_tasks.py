@@ -60,7 +60,9 @@ def _sender_state(settings: Settings) -> _SenderState:
     # tick starts another, and leases hand its unfinished deliveries back.
     acks_late=False,
     ignore_result=True,
-    # Past the budget a run only finishes its sends, each bounded by the request timeout.
+    # Past the budget a run only finishes its sends, each bounded by the request timeout:
+    # its own limits, above the dispatch budget whatever TASK_SOFT_TIME_LIMIT_SECONDS says.
+    soft_time_limit=270,
     time_limit=300,
 )
 def dispatch_webhooks() -> int:
