@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from flask.json.provider import DefaultJSONProvider
 from api.auth_cache import KeyCache
 from api.errors import register_error_handlers
 from api.recording import WriteRecorder
+from api.request_log import install_request_log
 from api.runtime import EXTENSION_KEY, ApiRuntime
 from app import kinds  # noqa: F401  (registers the operation kinds the web submits)
 from app.config import Settings, load_settings
@@ -20,6 +20,7 @@ from app.db import make_engine, make_session_factory
 from app.infra.completion import CompletionListener
 from app.infra.rate_limit import RateLimiter
 from app.infra.redis_client import SOCKET_TIMEOUT_SECONDS, RedisOutage, make_redis
+from app.logs import configure_logging
 from workers.celery_app import create_celery
 
 JSON_BODY_LIMIT_BYTES = 1024 * 1024
@@ -53,8 +54,9 @@ def _publisher(settings: Settings) -> Celery:
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level)
+    configure_logging(settings)
     app = Flask(__name__)
+    install_request_log(app, access_log_on=settings.access_log)
     app.json = ApiJSONProvider(app)
     # Endpoints that take uploads raise their own limit (see `endpoint(max_body_bytes=...)`).
     app.config["MAX_CONTENT_LENGTH"] = JSON_BODY_LIMIT_BYTES

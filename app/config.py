@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: int = Field(default=5, ge=1)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one JSON object per line (time, level, logger, message, request_id, and the
+    # access log's method, path, status, duration_ms), for a log pipeline.
+    log_format: Literal["plain", "json"] = "plain"
+    # One line per HTTP request (logger rewards.access, at INFO).
+    access_log: bool = True
     # A task still running after this many seconds is interrupted (its transaction rolls
     # back and its operation runs again later, counted as a failed attempt); 30 s later a
     # process that did not let go is killed. Every task is bounded, even on a frozen server.
@@ -84,6 +89,11 @@ class Settings(BaseSettings):
     @classmethod
     def _log_level_any_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from app.clock import utcnow
 from app.config import STANDALONE_STATE_FILE, Settings
 from app.db import make_engine, make_session_factory
+from app.logs import configure_logging
 from app.migrate import upgrade_database
 from app.models import ApiKey, Environment, Tenant
 from app.tenancy import create_api_key, create_tenant
@@ -135,7 +136,7 @@ def _wait_ready(url: str, processes: list[subprocess.Popen[Any]]) -> None:
 
 
 def run_standalone(settings: Settings, *, host: str, port: int) -> None:
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+    configure_logging(settings)
     data_dir = settings.rewards_data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     state_file = data_dir / STANDALONE_STATE_FILE

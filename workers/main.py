@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 
+from celery.signals import setup_logging
+
 from app.config import Settings
+from app.logs import configure_logging
 from workers.celery_app import ALL_QUEUES, create_celery
 
 
@@ -12,6 +15,8 @@ def run_worker(
     settings: Settings, concurrency: int | None, beat: bool, node_name: str | None = None
 ) -> None:
     celery = create_celery(settings)
+    # Ours, not Celery's: the same format (LOG_FORMAT) and request ids as the web's lines.
+    setup_logging.connect(lambda **_: configure_logging(settings), weak=False)
     argv = [
         "worker",
         # Unique per process, so several workers on one host can be told apart (and pinged).
