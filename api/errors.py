@@ -11,6 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from app.errors import DomainError
+from app.metrics import backend_errors, rate_limited
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ HTTP_CODES = {
 
 
 def error_response(error: DomainError) -> Response:
+    if error.status == 429:
+        rate_limited.labels(error.code).inc()
     response = jsonify(error.as_body())
     response.status_code = error.status
     response.headers.update(error.headers)
@@ -55,6 +58,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(PoolTimeout)
     def _database_down(error: Exception) -> Response:
+        backend_errors.labels("postgres", "web").inc()
         log.warning("database unavailable: %s", error)
         response = error_response(
             DomainError("service_unavailable", "Database unavailable, retry shortly", 503)
@@ -65,6 +69,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)
     def _broker_down(error: Exception) -> Response:
+        backend_errors.labels("redis", "web").inc()
         log.warning("redis unavailable: %s", error)
         response = error_response(
             DomainError("service_unavailable", "Broker unavailable, retry shortly", 503)

@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         key_cache=KeyCache(settings.auth_cache_ttl_seconds),
     )
     register_error_handlers(app)
-    from api import audit, health, openapi, operations, points
+    from api import audit, health, metrics, openapi, operations, points
     from api.engagement import actions as engagement_actions
     from api.engagement import admin as engagement_admin
     from api.engagement import bulk as engagement_bulk
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     for blueprint in (
         health.bp,
+        metrics.bp,
         openapi.bp,
         operations.bp,
         rewards_participant.bp,

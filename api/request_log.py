@@ -10,6 +10,7 @@ import uuid
 from flask import Flask, Response, current_app, g, request
 
 from app.logs import REQUEST_ID
+from app.metrics import http_request_duration, http_requests
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # What a caller's id may be to be carried as it is: short, and nothing that could forge a
@@ -35,12 +36,15 @@ def _answer(response: Response) -> Response:
     request_id = REQUEST_ID.get()
     if request_id:
         response.headers[REQUEST_ID_HEADER] = request_id
-    if (
-        current_app.config[ACCESS_LOG_CONFIG]
-        and access_log.isEnabledFor(logging.INFO)
-        and "request_started" in g
-    ):
-        duration_ms = round((time.perf_counter() - g.request_started) * 1000, 1)
+    if "request_started" not in g:
+        return response
+    seconds = time.perf_counter() - g.request_started
+    # The rule, not the path: one series per endpoint, whatever ids the paths carry.
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    http_requests.labels(route, request.method, response.status_code).inc()
+    http_request_duration.labels(route).observe(seconds)
+    if current_app.config[ACCESS_LOG_CONFIG] and access_log.isEnabledFor(logging.INFO):
+        duration_ms = round(seconds * 1000, 1)
         access_log.info(
             "%s %s %s %.1fms",
             request.method,

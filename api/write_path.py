@@ -19,6 +19,7 @@ from api.auth import current_principal, key_request_unit, key_unit_decided, rate
 from api.runtime import runtime
 from app.errors import DomainError
 from app.infra.rate_limit import Decision, Limit
+from app.metrics import sync_writes_deferred
 from app.models import Operation
 from app.operations import FINISHED, Write, find_finished_replay, get_operation, operation_answer
 from app.tenancy import Principal
@@ -198,6 +199,7 @@ def _record_and_answer(
     current = _read_operation(principal, operation)
     if current is not None and current.status in FINISHED:
         return _answer(current)
+    sync_writes_deferred.labels(kind).inc()
     return accepted_response(current or operation, async_requested=False)
 
 

@@ -8,19 +8,24 @@ administrative commands stay light.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.config import Settings, SettingsError, load_settings
+from app.config import MULTIPROC_DIR_VARIABLE, Settings, SettingsError, load_settings
 from app.db import make_engine, make_session_factory
 from app.errors import DomainError
 from app.models import Environment, Operation
@@ -200,7 +205,24 @@ def _publish_requeued(settings: Settings, operation: Operation) -> bool:
     return True
 
 
+def _count_in_files(role: str) -> None:
+    """Metrics of a role's processes (gunicorn's, Celery's prefork children) go to files
+    one exposition reads (app/metrics.py): a directory of this role's own, emptied (the
+    samples of an earlier start would add up with this one's), set before prometheus_client
+    is imported, which it is only by the lazy imports below."""
+    base = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if base:
+        directory = Path(base) / role
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix=f"rewards-metrics-{role}-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    os.environ[MULTIPROC_DIR_VARIABLE] = str(directory)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    _count_in_files("web")
     from api.server import serve
 
     processes = settings.web_concurrency if args.workers is None else args.workers
@@ -208,6 +230,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
+    _count_in_files("worker")
     from workers.main import run_worker
 
     run_worker(settings, args.concurrency, beat=not args.no_beat, node_name=args.name)

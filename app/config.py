@@ -12,6 +12,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 STANDALONE_STATE_FILE = "standalone.json"
+# Where prometheus-client's multiprocess mode keeps samples (app/metrics.py, app/cli.py).
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 # Delays before the 2nd, 3rd, ... attempt of a webhook delivery: 5 s, 5 min, 30 min, 2 h,
 # 5 h, 10 h, 10 h (eight attempts over about 28 hours, as Standard Webhooks senders do).
@@ -58,6 +60,11 @@ class Settings(BaseSettings):
     log_format: Literal["plain", "json"] = "plain"
     # One line per HTTP request (logger rewards.access, at INFO).
     access_log: bool = True
+    # GET /metrics answers only with `Authorization: Bearer <this>`; unset, it is not served.
+    metrics_token: str | None = Field(default=None, min_length=16)
+    # A worker serves its metrics on this port (unset: it does not), on this address.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # A task still running after this many seconds is interrupted (its transaction rolls
     # back and its operation runs again later, counted as a failed attempt); 30 s later a
     # process that did not let go is killed. Every task is bounded, even on a frozen server.
@@ -89,6 +96,11 @@ class Settings(BaseSettings):
     @classmethod
     def _log_level_any_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("metrics_token", "worker_metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("log_format", mode="before")
     @classmethod

@@ -89,9 +89,9 @@ def service_env(database_url: str, redis_url: str, directory: Path) -> dict[str,
 
 
 class ApiServer:
-    """`rewards serve` (gunicorn, one gevent process) as a child process."""
+    """`rewards serve` (gunicorn, gevent processes: one unless told) as a child process."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, processes: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -99,7 +99,7 @@ class ApiServer:
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)),
-                *("--workers", "1"),
+                *("--workers", str(processes)),
             ],
             env={**os.environ, **env},
             stdout=self._log,

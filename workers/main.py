@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 from celery.signals import setup_logging
+from prometheus_client import start_http_server
 
 from app.config import Settings
 from app.logs import configure_logging
+from app.metrics import counting_registry
 from workers.celery_app import ALL_QUEUES, create_celery
 
 
@@ -17,6 +19,14 @@ def run_worker(
     celery = create_celery(settings)
     # Ours, not Celery's: the same format (LOG_FORMAT) and request ids as the web's lines.
     setup_logging.connect(lambda **_: configure_logging(settings), weak=False)
+    if settings.worker_metrics_port:
+        # From the main process, whose prefork children write their samples to the files
+        # this reads (app/metrics.py).
+        start_http_server(
+            settings.worker_metrics_port,
+            addr=settings.worker_metrics_host,
+            registry=counting_registry(),
+        )
     argv = [
         "worker",
         # Unique per process, so several workers on one host can be told apart (and pinged).

@@ -19,6 +19,13 @@ from app.engagement.leaderboard_cache import push as push_scores
 from app.engagement.streak_sweeps import sweep_streaks
 from app.infra.completion import FinishedAnswer, signal_finished
 from app.infra.drain_key import DrainKey
+from app.metrics import (
+    backend_errors,
+    count_finished,
+    drain_batch_size,
+    operation_errors,
+    operations_republished,
+)
 from app.models import Operation
 from app.operation_failures import record_failed_run
 from app.operation_kinds import partition_kind
@@ -75,8 +82,10 @@ def _after_commit(
             push_scores(rt.redis, rt.settings.redis_key_prefix, scores)
         except RedisError as exc:
             # The scores are committed; the cache is rebuilt from them within its lifetime.
+            backend_errors.labels("redis", "worker").inc()
             log.warning("leaderboard cache not updated: %s", exc)
     if run.finished:
+        count_finished(run.finished)
         signal_finished(
             rt.redis,
             rt.settings.redis_key_prefix,
@@ -97,6 +106,7 @@ def _is_transient(exc: Exception) -> bool:
 
 
 def _retry_transient(task: Task, subject: str, exc: Exception) -> NoReturn:
+    backend_errors.labels("postgres", "worker").inc()
     countdown = min(2**task.request.retries * 0.2, RETRY_COUNTDOWN_CAP_SECONDS)
     log.warning("%s: transient database error, retrying: %s", subject, exc)
     raise task.retry(exc=exc, countdown=countdown) from exc
@@ -112,6 +122,7 @@ def _record_failed_run(operation_id: uuid.UUID, exc: Exception) -> bool:
         failed = record_failed_run(session, operation_id, exc, max_attempts)
     if failed is None:
         return True
+    operation_errors.labels(failed.operation.kind).inc()
     log.error(
         "operation %s (%s) failed unexpectedly, %d of %d",
         operation_id,
@@ -251,7 +262,9 @@ def _drain_batch(task: Task, partition_key: str, limit: int) -> int | None:
         log.warning("partition %s: a batch failed (%r); running it one by one", partition_key, exc)
         return limit if _drain_one_by_one(task, partition_key, limit) else None
     _after_commit(run, wake_dispatcher, recorded, scores)
-    return len(run.finished) + len(run.continuing)
+    ran = len(run.finished) + len(run.continuing)
+    drain_batch_size.labels(partition_key.split(":", 1)[0]).observe(ran)
+    return ran
 
 
 @shared_task(
@@ -272,6 +285,7 @@ def sweep_operations() -> int:
         )
     publish_accepted(current_app, rt.redis, rt.settings.redis_key_prefix, stalled)
     if stalled:
+        operations_republished.inc(len(stalled))
         log.warning("republished %d stalled operation(s)", len(stalled))
     return len(stalled)
 

@@ -7,6 +7,7 @@ import time
 import redis
 
 from app.config import Settings
+from app.metrics import backend_errors
 
 # Every command here takes well under a millisecond; one that has not been answered in
 # this long means Redis is stalled (stopped, partitioned), and the caller fails over (the
@@ -47,4 +48,5 @@ class RedisOutage:
         return time.monotonic() < self._until
 
     def failed(self) -> None:
+        backend_errors.labels("redis", "web").inc()
         self._until = time.monotonic() + self._pause_seconds

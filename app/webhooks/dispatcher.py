@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.clock import utcnow
+from app.metrics import webhook_attempt_duration, webhook_attempts
 from app.webhooks.dispatch import (
     Attempt,
     ClaimedDelivery,
@@ -89,11 +90,15 @@ def send_delivery(transport: WebhookTransport, delivery: ClaimedDelivery) -> Sen
             delivery.signing_secrets, message_id, timestamp, body
         ),
     }
+    started = time.perf_counter()
     try:
-        return transport.send(delivery.url, headers, body)
+        result = transport.send(delivery.url, headers, body)
     except Exception:  # a bug here must fail the attempt, not lose the delivery's outcome
         log.exception("webhook delivery %s: unexpected error while sending", delivery.id)
-        return SendResult(error="internal error while sending")
+        result = SendResult(error="internal error while sending")
+    webhook_attempt_duration.observe(time.perf_counter() - started)
+    webhook_attempts.labels("delivered" if result.succeeded else "failed").inc()
+    return result
 
 
 class WebhookDispatcher:
