@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # share of the participants: one per worker process keeps them all busy.
     lot_sweep_shards: int = Field(default=2, ge=1, le=64)
     idempotency_retention_hours: float = Field(default=24.0, ge=24)
+    # Purged past these (app/retention.py): finished webhook deliveries, dispatched events
+    # (kept while a delivery of theirs is), the admin audit log.
+    delivery_retention_days: float = Field(default=30.0, gt=0)
+    outbox_retention_days: float = Field(default=7.0, gt=0)
+    audit_retention_days: float = Field(default=365.0, gt=0)
     # Web processes under `rewards serve` when --workers is not given (the name Procfile
     # hosts and gunicorn itself use).
     web_concurrency: int = Field(default=2, ge=1, le=64)

@@ -96,6 +96,11 @@ operations_republished = Counter(
     "rewards_operations_republished",
     "Stalled operations the sweeper published again (a lost message, a dead worker)",
 )
+rows_purged = Counter(
+    "rewards_rows_purged",
+    "Rows purged past their retention, by table (app/retention.py)",
+    ["table"],
+)
 webhook_attempts = Counter(
     "rewards_webhook_attempts",
     "Webhook delivery attempts, by outcome (delivered: a 2xx; failed: anything else)",

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.errors import DomainError
 from app.infra.pgcopy import plain_array_literal
+from app.logs import request_id_set
 from app.models import Operation, OperationStatus
 from app.operation_kinds import OperationKind, StepTaken, drained_by, get_kind, partition_kind
 from app.operations import UNFINISHED
@@ -180,7 +181,7 @@ def _execute_locked(session: Session, operations: list[Operation]) -> Operations
         assert kind.handler is not None
         answer: dict[str, Any] | StepTaken | DomainError
         try:
-            with session.begin_nested():
+            with request_id_set(operation.request_id), session.begin_nested():
                 answer = kind.handler(session, operation)
         except DomainError as error:
             answer = error

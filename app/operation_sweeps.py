@@ -40,16 +40,24 @@ def claim_stalled_operations(
     )
 
 
-def purge_expired_idempotency_records(session: Session, retention: timedelta) -> int:
-    """Delete finished operations past retention, except kinds whose key is kept forever
-    and operations set aside after failing unexpectedly (kept for the operator to retry)."""
+def purge_expired_idempotency_records(
+    session: Session, retention: timedelta, limit: int = 5000
+) -> int:
+    """Delete up to `limit` finished operations past retention (oldest first), except
+    kinds whose key is kept forever and operations set aside after failing unexpectedly
+    (kept for the operator to retry); how many. Rows another sweeper holds are skipped."""
     forever = kinds_retained_forever()
-    result = session.execute(
-        delete(Operation).where(
+    expired = (
+        select(Operation.id)
+        .where(
             Operation.status.in_(FINISHED),
             Operation.finished_at < utcnow() - retention,
             Operation.kind.not_in(forever),
             ~set_aside_condition(),
         )
+        .order_by(Operation.finished_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
+    result = session.execute(delete(Operation).where(Operation.id.in_(expired)))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

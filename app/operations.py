@@ -20,6 +20,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
+from app.logs import REQUEST_ID
 from app.models import Operation, OperationStatus
 from app.operation_kinds import get_kind, partition_key
 
@@ -80,6 +81,9 @@ class Write:
     # Chosen before recording, so a waiter can listen for the answer first; a replay's
     # operation keeps the id of the write that created it.
     operation_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # The request's X-Request-ID (or, for a write a worker records, the id of the operation
+    # it runs): the worker logs it while running the operation (app/logs.py).
+    request_id: str | None = field(default_factory=REQUEST_ID.get)
 
 
 _OPERATIONS = cast(Table, Operation.__table__)
@@ -94,13 +98,14 @@ _RETURNED = tuple(column.name for column in _OPERATIONS.c if column.name != "pay
 _INSERT_OPERATIONS = """
 INSERT INTO operations
     (id, tenant_id, env, kind, idempotency_key, fingerprint, payload, partition_key, status,
-     attempts)
+     attempts, request_id)
 SELECT id, tenant_id, env, kind, idempotency_key, fingerprint, payload::jsonb, partition_key,
-       %(status)s, 0
+       %(status)s, 0, request_id
 FROM unnest(%(ids)b::uuid[], %(tenant_ids)b::uuid[], %(envs)b::text[], %(kinds)b::text[],
             %(idempotency_keys)b::text[], %(fingerprints)b::text[], %(payloads)b::text[],
-            %(partition_keys)b::text[])
-    AS w(id, tenant_id, env, kind, idempotency_key, fingerprint, payload, partition_key)
+            %(partition_keys)b::text[], %(request_ids)b::text[])
+    AS w(id, tenant_id, env, kind, idempotency_key, fingerprint, payload, partition_key,
+         request_id)
 ON CONFLICT (tenant_id, env, idempotency_key) DO NOTHING
 RETURNING """ + ", ".join(_RETURNED)
 _SELECT_BY_KEY = select(*_OPERATIONS.c).where(
@@ -147,6 +152,7 @@ def submit_operations(
                         partition_key(write.kind, write.tenant_id, write.env, write.payload)
                         for write in writes
                     ],
+                    "request_ids": [write.request_id for write in writes],
                 },
             )
         }

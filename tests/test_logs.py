@@ -11,13 +11,21 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.logs import make_handler
-from tests.conftest import TenantKeys
+from app.models import Environment, Operation
+from app.operation_kinds import OperationKind
+from app.operation_runs import execute_operations
+from app.operations import Submission, Write, submit_operations
+from tests.builders import registered_kinds
+from tests.conftest import TenantKeys, WorkerProcess
 
 HEALTH = "/livez"
 
@@ -91,3 +99,42 @@ def test_an_idle_worker_logs_nothing_per_beat_and_speaks_json_when_asked(
     records = [json.loads(line) for line in started.splitlines() if line.startswith("{")]
     assert any(record["message"].endswith(" ready.") for record in records), started[-2000:]
     assert all({"time", "level", "logger", "message"} <= set(record) for record in records)
+
+
+def _log_and_answer(session: Session, operation: Operation) -> dict[str, Any]:
+    logging.getLogger("tests.kind").info("running %s", operation.id)
+    return {}
+
+
+LOGGING_KIND = OperationKind("tests.logs", handler=_log_and_answer)
+
+
+def test_a_write_keeps_its_request_id_and_the_worker_logs_under_it(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
+    db_session: Session,
+    json_lines: io.StringIO,
+) -> None:
+    awarded = client.post(
+        "/api/v1/gamify/points/award",
+        json={"participant_id": "rid", "amount": 1},
+        headers={**tenant.participant(), "X-Request-ID": "order-77-award"},
+    )
+    assert awarded.status_code == 200, awarded.json
+    with session_factory() as session:
+        stored = session.execute(
+            select(Operation.request_id).where(Operation.tenant_id == tenant.tenant_id)
+        ).scalar_one()
+    assert stored == "order-77-award"
+    # A worker runs an operation under the id of the request that made it.
+    with registered_kinds(LOGGING_KIND):
+        write = Write(tenant.tenant_id, Environment.LIVE, LOGGING_KIND.name, {}, None)
+        [submission] = submit_operations(
+            db_session.connection(), [replace(write, request_id="r-9")]
+        )
+        assert isinstance(submission, Submission)
+        execute_operations(db_session, [submission.operation.id])
+    [line] = [line for line in logged(json_lines) if line["logger"] == "tests.kind"]
+    assert line["request_id"] == "r-9"

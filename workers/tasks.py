@@ -19,15 +19,17 @@ from app.engagement.leaderboard_cache import push as push_scores
 from app.engagement.streak_sweeps import sweep_streaks
 from app.infra.completion import FinishedAnswer, signal_finished
 from app.infra.drain_key import DrainKey
+from app.logs import request_id_set
 from app.metrics import (
     backend_errors,
     count_finished,
     drain_batch_size,
     operation_errors,
     operations_republished,
+    rows_purged,
 )
 from app.models import Operation
-from app.operation_failures import record_failed_run
+from app.operation_failures import FailedRun, record_failed_run
 from app.operation_kinds import partition_kind
 from app.operation_runs import (
     OperationsRun,
@@ -35,11 +37,12 @@ from app.operation_runs import (
     execute_operations,
     lock_oldest_queued,
 )
-from app.operation_sweeps import claim_stalled_operations, purge_expired_idempotency_records
+from app.operation_sweeps import claim_stalled_operations
 from app.operations import operation_answer, operations_to_publish
 from app.outbox import events_to_dispatch
 from app.points.sweeps import Shard, sweep_lots
 from app.points.tier_sweeps import sweep_tiers
+from app.retention import Retention, purge_expired
 from workers.celery_app import (
     QUEUE_MAINTENANCE,
     QUEUE_OPERATIONS,
@@ -123,6 +126,17 @@ def _record_failed_run(operation_id: uuid.UUID, exc: Exception) -> bool:
     if failed is None:
         return True
     operation_errors.labels(failed.operation.kind).inc()
+    with request_id_set(failed.operation.request_id):
+        _log_failed_run(failed, operation_id, max_attempts, exc)
+    if not failed.set_aside:
+        return False
+    _after_commit(OperationsRun([failed.operation], []), wake_dispatcher=False)
+    return True
+
+
+def _log_failed_run(
+    failed: FailedRun, operation_id: uuid.UUID, max_attempts: int, exc: Exception
+) -> None:
     log.error(
         "operation %s (%s) failed unexpectedly, %d of %d",
         operation_id,
@@ -131,15 +145,12 @@ def _record_failed_run(operation_id: uuid.UUID, exc: Exception) -> bool:
         max_attempts,
         exc_info=exc,
     )
-    if not failed.set_aside:
-        return False
-    log.error(
-        "operation %s is marked failed; `rewards operations retry %s` runs it again",
-        operation_id,
-        operation_id,
-    )
-    _after_commit(OperationsRun([failed.operation], []), wake_dispatcher=False)
-    return True
+    if failed.set_aside:
+        log.error(
+            "operation %s is marked failed; `rewards operations retry %s` runs it again",
+            operation_id,
+            operation_id,
+        )
 
 
 def _execute_alone(task: Task, operation_id: uuid.UUID | None, key: str | None = None) -> bool:
@@ -274,19 +285,23 @@ def _drain_batch(task: Task, partition_key: str, limit: int) -> int | None:
     ignore_result=True,
 )
 def sweep_operations() -> int:
-    """Republish operations stalled in queued/processing; purge expired idempotency keys."""
+    """Republish operations stalled in queued/processing; purge what is past retention
+    (app/retention.py)."""
     rt = runtime()
     with rt.session_factory.begin() as session:
         stalled = claim_stalled_operations(
             session, timedelta(seconds=rt.settings.operation_stall_seconds)
         )
-        purge_expired_idempotency_records(
-            session, timedelta(hours=rt.settings.idempotency_retention_hours)
-        )
     publish_accepted(current_app, rt.redis, rt.settings.redis_key_prefix, stalled)
     if stalled:
         operations_republished.inc(len(stalled))
         log.warning("republished %d stalled operation(s)", len(stalled))
+    purged = purge_expired(rt.session_factory, Retention.from_settings(rt.settings))
+    if purged.total:
+        rows_purged.labels("operations").inc(purged.operations)
+        rows_purged.labels("webhook_deliveries").inc(purged.deliveries)
+        rows_purged.labels("outbox_events").inc(purged.events)
+        rows_purged.labels("audit_entries").inc(purged.audit_entries)
     return len(stalled)
 
 

@@ -18,7 +18,10 @@ class AuditEntry(Base):
     """
 
     __tablename__ = "audit_entries"
-    __table_args__ = (Index("ix_audit_entries_tenant_created", "tenant_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_entries_tenant_created", "tenant_id", "created_at"),
+        Index("ix_audit_entries_created", "created_at"),  # the retention purge's scan
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID]

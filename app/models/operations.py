@@ -65,3 +65,5 @@ class Operation(Base):
     created_at: Mapped[datetime] = created_at_column()
     enqueued_at: Mapped[datetime] = created_at_column()
     finished_at: Mapped[datetime | None]
+    # The X-Request-ID of the request that made it: on the worker's log lines about it.
+    request_id: Mapped[str | None] = mapped_column(String(128))

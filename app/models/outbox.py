@@ -20,6 +20,12 @@ class OutboxEvent(Base):
             "created_at",
             postgresql_where=text("dispatched_at IS NULL"),
         ),
+        # The retention purge's scan (app/retention.py).
+        Index(
+            "ix_outbox_events_dispatched_created",
+            "created_at",
+            postgresql_where=text("dispatched_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

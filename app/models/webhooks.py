@@ -70,6 +70,12 @@ class WebhookDelivery(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at"),
+        # The retention purge's scan (app/retention.py).
+        Index(
+            "ix_webhook_deliveries_finished_created",
+            "created_at",
+            postgresql_where=text("status <> 'pending'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
