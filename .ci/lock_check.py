@@ -33,9 +33,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         candidate = Path(scratch) / "requirements.lock"
         shutil.copy(LOCK, candidate)
-        args = LOCK_COMMAND.split()[1:-1] + [str(candidate), "--quiet"]
+        args = [*LOCK_COMMAND.split()[1:-1], str(candidate), "--quiet"]
         uv = Path(sys.executable).with_name("uv")
-        subprocess.run([str(uv), *args], cwd=ROOT, check=True)
+        subprocess.run([str(uv), *args], cwd=ROOT, check=True)  # noqa: S603 (our own command)
         before, after = pinned_lines(LOCK.read_text()), pinned_lines(candidate.read_text())
     if before == after:
         print("ci: requirements.lock is current", file=sys.stderr)

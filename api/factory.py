@@ -21,6 +21,7 @@ from app.infra.completion import CompletionListener
 from app.infra.rate_limit import RateLimiter
 from app.infra.redis_client import SOCKET_TIMEOUT_SECONDS, RedisOutage, make_redis
 from app.logs import configure_logging
+from app.webhooks.secret_box import SecretBox
 from workers.celery_app import create_celery
 
 JSON_BODY_LIMIT_BYTES = 1024 * 1024
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),
         completions=CompletionListener(redis_client, settings.redis_key_prefix, redis_outage),
         key_cache=KeyCache(settings.auth_cache_ttl_seconds),
+        secret_box=SecretBox.from_settings(settings),
     )
     register_error_handlers(app)
     from api import audit, health, metrics, openapi, operations, points

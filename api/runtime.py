@@ -15,6 +15,7 @@ from api.recording import WriteRecorder
 from app.config import Settings
 from app.infra.completion import CompletionListener
 from app.infra.rate_limit import RateLimiter
+from app.webhooks.secret_box import SecretBox
 
 EXTENSION_KEY = "rewards"
 
@@ -30,6 +31,7 @@ class ApiRuntime:
     rate_limiter: RateLimiter
     recorder: WriteRecorder
     completions: CompletionListener
+    secret_box: SecretBox
 
     def close(self) -> None:
         """Release pooled connections (for apps built and dropped at run time, e.g. tests)."""

@@ -221,6 +221,19 @@ def _count_in_files(role: str) -> None:
     os.environ[MULTIPROC_DIR_VARIABLE] = str(directory)
 
 
+def cmd_secrets_reseal(settings: Settings, args: argparse.Namespace) -> None:
+    from app.webhooks.endpoints import reseal_secrets
+    from app.webhooks.secret_box import SecretBox, SecretKeyError
+
+    box = SecretBox.from_settings(settings)
+    try:
+        with _transaction(settings) as session:
+            changed = reseal_secrets(session, box)
+    except SecretKeyError as exc:
+        raise DomainError("secret_key_mismatch", f"{exc}; nothing was changed", 1) from None
+    _print_json({"endpoints_resealed": changed, "sealed": box.seals})
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     _count_in_files("web")
     from api.server import serve
@@ -302,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     retry = operations.add_parser("retry", help="queue one again and publish it")
     retry.add_argument("operation_id", type=_uuid)
     retry.set_defaults(run=cmd_operations_retry)
+
+    secrets_commands = commands.add_parser(
+        "secrets", help="webhook signing secrets at rest"
+    ).add_subparsers(required=True)
+    secrets_commands.add_parser(
+        "reseal", help="seal every stored secret with SECRET_KEY's first key (JSON)"
+    ).set_defaults(run=cmd_secrets_reseal)
 
     serve = commands.add_parser("serve", help="run the API under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 STANDALONE_STATE_FILE = "standalone.json"
@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     log_format: Literal["plain", "json"] = "plain"
     # One line per HTTP request (logger rewards.access, at INFO).
     access_log: bool = True
+    # Seal webhook signing secrets at rest (app/webhooks/secret_box.py): keys, newest
+    # first, comma-separated; or a file of them, one per line.
+    secret_key: SecretStr | None = Field(default=None, repr=False)
+    secret_key_file: Path | None = None
     # GET /metrics answers only with `Authorization: Bearer <this>`; unset, it is not served.
     metrics_token: str | None = Field(default=None, min_length=16)
     # A worker serves its metrics on this port (unset: it does not), on this address.
@@ -102,10 +106,33 @@ class Settings(BaseSettings):
     def _log_level_any_case(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("metrics_token", "worker_metrics_port", mode="before")
+    def secret_keys(self) -> list[str]:
+        """SECRET_KEY's keys, or SECRET_KEY_FILE's, newest first; [] when neither is set."""
+        if self.secret_key is not None:
+            listed = self.secret_key.get_secret_value().split(",")
+        elif self.secret_key_file is not None:
+            listed = self.secret_key_file.read_text().splitlines()
+        else:
+            return []
+        return [key.strip() for key in listed if key.strip()]
+
+    @field_validator("metrics_token", "worker_metrics_port", "secret_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("secret_key_file", mode="before")
+    @classmethod
+    def _key_file_readable(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        try:
+            keys = [line for line in Path(str(value)).read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise ValueError(f"cannot read it: {exc.strerror}") from None
+        if not keys:
+            raise ValueError("it holds no key (one per line, newest first)")
+        return value
 
     @field_validator("log_format", mode="before")
     @classmethod

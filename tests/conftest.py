@@ -43,6 +43,7 @@ from tests.webhook_receiver import free_port
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 RUN_ID = secrets.token_hex(4)
+SUITE_SECRET_KEY = f"suite-key-{RUN_ID}"
 
 
 def _servers_to_use() -> tuple[str | None, str | None]:
@@ -153,6 +154,8 @@ def service_env(database_url: str, redis_url: str) -> dict[str, str]:
         "WEBHOOK_ALLOW_PRIVATE": "true",
         "WEBHOOK_RETRY_SCHEDULE": "1,1,2",
         "WEBHOOK_TIMEOUT_SECONDS": "3",
+        # Webhook secrets are sealed at rest in every test (tests/test_webhook_secrets.py).
+        "SECRET_KEY": SUITE_SECRET_KEY,
     }
 
 

@@ -24,8 +24,10 @@ from app.webhooks.dispatch import (
     fan_out_events,
     record_attempts,
 )
+from app.webhooks.secret_box import SecretBox
 from app.webhooks.transport import SendResult
 from tests.builders import add_webhook_endpoint
+from tests.conftest import SUITE_SECRET_KEY
 from workers.celery_app import (
     ALL_QUEUES,
     QUEUE_WEBHOOKS,
@@ -35,6 +37,8 @@ from workers.celery_app import (
 from workers.webhook_tasks import RUN_BUDGET_SECONDS
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+# Other tests' endpoints are due too, their secrets sealed with the suite's key.
+SUITE_BOX = SecretBox([SUITE_SECRET_KEY])
 POLICY = RetryPolicy(schedule=(10.0, 60.0), disable_after_failing=timedelta(days=5))
 LEASE = timedelta(seconds=15)
 
@@ -78,7 +82,7 @@ def _event(session: Session, event_id: uuid.UUID) -> OutboxEvent:
 
 def _claim_mine(session: Session, endpoint: WebhookEndpoint, now: datetime = NOW) -> list:  # type: ignore[type-arg]
     claimed = claim_due_deliveries(
-        session, now, limit=1000, max_in_flight_per_endpoint=3, lease=LEASE
+        session, now, limit=1000, max_in_flight_per_endpoint=3, lease=LEASE, secret_box=SUITE_BOX
     )
     return [delivery for delivery in claimed if delivery.endpoint_id == endpoint.id]
 
@@ -202,7 +206,12 @@ def test_endpoint_failing_for_five_days_is_disabled_and_success_clears_the_recor
         record_event(db_session, tenant.id, "live", POINTS_AWARDED, {})
     fan_out_events(db_session, NOW)
     claimed = claim_due_deliveries(
-        db_session, NOW, limit=1000, max_in_flight_per_endpoint=3, lease=LEASE
+        db_session,
+        NOW,
+        limit=1000,
+        max_in_flight_per_endpoint=3,
+        lease=LEASE,
+        secret_box=SUITE_BOX,
     )
     ok = [delivery for delivery in claimed if delivery.endpoint_id == recovering.id]
     broken = [delivery for delivery in claimed if delivery.endpoint_id == failing.id]

@@ -14,6 +14,7 @@ from celery import current_app, shared_task
 from app.config import Settings
 from app.webhooks.dispatch import RetryPolicy
 from app.webhooks.dispatcher import WebhookDispatcher
+from app.webhooks.secret_box import SecretBox
 from app.webhooks.transport import WebhookTransport
 from workers.celery_app import TASK_DISPATCH_WEBHOOKS
 from workers.runtime import runtime
@@ -31,6 +32,7 @@ class _SenderState:
     pid: int
     transport: WebhookTransport
     executor: ThreadPoolExecutor
+    secret_box: SecretBox
 
 
 _sender: _SenderState | None = None
@@ -50,6 +52,7 @@ def _sender_state(settings: Settings) -> _SenderState:
             executor=ThreadPoolExecutor(
                 max_workers=settings.webhook_sender_threads, thread_name_prefix="webhook-send"
             ),
+            secret_box=SecretBox.from_settings(settings),
         )
     return _sender
 
@@ -85,6 +88,7 @@ def dispatch_webhooks() -> int:
         ),
         max_in_flight_per_endpoint=settings.webhook_max_in_flight_per_endpoint,
         timeout_seconds=settings.webhook_timeout_seconds,
+        secret_box=sender.secret_box,
     )
     stats = dispatcher.run(RUN_BUDGET_SECONDS)
     if stats.out_of_time:

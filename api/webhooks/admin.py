@@ -88,6 +88,7 @@ def create_webhook(body: CreateWebhookRequest) -> tuple[CreatedWebhook, int]:
             events=body.events,
             description=body.description,
             url_policy=_url_policy(),
+            secret_box=runtime().secret_box,
         )
         audit_change(session, "webhook.created", webhook.id, {"url": webhook.url})
         view = endpoint_view(webhook)
@@ -198,7 +199,9 @@ def rotate_webhook_secret(webhook_id: str) -> tuple[RotatedSecret, int]:
     principal = current_principal()
     with runtime().session_factory.begin() as session:
         parsed_id = _webhook_id(webhook_id)
-        rotated = rotate_secret(session, principal.tenant_id, principal.env, parsed_id)
+        rotated = rotate_secret(
+            session, principal.tenant_id, principal.env, parsed_id, runtime().secret_box
+        )
         audit_change(session, "webhook.secret_rotated", parsed_id)
     return RotatedSecret(
         secret=rotated.secret, previous_secret_expires_at=rotated.previous_secret_expires_at

@@ -33,9 +33,10 @@ class WebhookEndpoint(Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(16))
     # The signing secrets must be readable to sign, so they are stored as issued; they are
     # never returned by list/get and never logged.
-    secret: Mapped[str] = mapped_column(String(100))
+    # Sealed with SECRET_KEY when one is set (app/webhooks/secret_box.py).
+    secret: Mapped[str] = mapped_column(Text)
     # After a rotation the old secret keeps signing alongside the new one until this time.
-    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(Text)
     previous_secret_expires_at: Mapped[datetime | None]
     # Start of the current run of failed attempts (null after any success): an endpoint
     # failing continuously for WEBHOOK_DISABLE_AFTER_FAILING_SECONDS is disabled.

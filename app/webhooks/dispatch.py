@@ -24,6 +24,7 @@ from sqlalchemy import Table, bindparam, case, func, text, update
 from sqlalchemy.orm import Session
 
 from app.models import WebhookDelivery, WebhookEndpoint
+from app.webhooks.secret_box import SecretBox
 from app.webhooks.transport import SendResult
 
 FAN_OUT_BATCH = 5000
@@ -163,6 +164,7 @@ def claim_due_deliveries(
     limit: int,
     max_in_flight_per_endpoint: int,
     lease: timedelta,
+    secret_box: SecretBox,
 ) -> list[ClaimedDelivery]:
     if limit <= 0:
         return []
@@ -185,7 +187,9 @@ def claim_due_deliveries(
             payload=row.payload,
             endpoint_id=row.endpoint_id,
             url=row.url,
-            signing_secrets=tuple(s for s in (row.secret, row.previous_secret) if s),
+            signing_secrets=tuple(
+                secret_box.open(s) for s in (row.secret, row.previous_secret) if s
+            ),
             endpoint_was_failing=row.failing_since is not None,
         )
         for row in rows

@@ -35,6 +35,7 @@ from app.webhooks.dispatch import (
     fan_out_events,
     record_attempts,
 )
+from app.webhooks.secret_box import SecretBox
 from app.webhooks.signing import signature_header
 from app.webhooks.transport import SendResult, WebhookTransport
 
@@ -113,6 +114,7 @@ class WebhookDispatcher:
         policy: RetryPolicy,
         max_in_flight_per_endpoint: int,
         timeout_seconds: float,
+        secret_box: SecretBox,
     ) -> None:
         self._engine = engine
         self._session_factory = session_factory
@@ -122,6 +124,7 @@ class WebhookDispatcher:
         self._policy = policy
         self._max_in_flight = max_in_flight_per_endpoint
         self._lease = timedelta(seconds=timeout_seconds + LEASE_MARGIN_SECONDS)
+        self._secret_box = secret_box
 
     def run(self, budget_seconds: float) -> DispatchStats:
         """Work until nothing is due or `budget_seconds` have passed (then finish the sends
@@ -190,6 +193,7 @@ class WebhookDispatcher:
                         limit=self._threads - len(in_flight),
                         max_in_flight_per_endpoint=self._max_in_flight,
                         lease=self._lease,
+                        secret_box=self._secret_box,
                     )
             self._count(stats, attempts, new_events)
             for delivery in claimed:

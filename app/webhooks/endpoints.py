@@ -33,6 +33,7 @@ from app.outbox import (
     TIER_UPGRADED,
 )
 from app.webhooks.dispatch import disable_endpoints
+from app.webhooks.secret_box import SecretBox
 from app.webhooks.signing import generate_secret
 from app.webhooks.transport import Resolver, resolve_with_system, validate_endpoint_url
 
@@ -82,8 +83,10 @@ def create_endpoint(
     events: Sequence[str],
     description: str | None,
     url_policy: UrlPolicy,
+    secret_box: SecretBox,
 ) -> tuple[WebhookEndpoint, str]:
-    """The new endpoint and its signing secret (shown to the caller this once)."""
+    """The new endpoint and its signing secret (shown to the caller this once; stored
+    sealed when a SECRET_KEY is set)."""
     validate_endpoint_url(url, url_policy.allow_private, url_policy.resolve)
     secret = generate_secret()
     endpoint = WebhookEndpoint(
@@ -94,7 +97,7 @@ def create_endpoint(
         description=description,
         events=_unique_events(events),
         enabled=True,
-        secret=secret,
+        secret=secret_box.seal(secret),
         created_at=utcnow(),
     )
     session.add(endpoint)
@@ -182,7 +185,11 @@ class RotatedSecret:
 
 
 def rotate_secret(
-    session: Session, tenant_id: uuid.UUID, env: str, endpoint_id: uuid.UUID
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    endpoint_id: uuid.UUID,
+    secret_box: SecretBox,
 ) -> RotatedSecret:
     """A new signing secret; the current one keeps signing alongside it for 24 hours."""
     endpoint = get_endpoint(session, tenant_id, env, endpoint_id, lock=True)
@@ -190,7 +197,7 @@ def rotate_secret(
     new_secret = generate_secret()
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = now + SECRET_ROTATION_OVERLAP
-    endpoint.secret = new_secret
+    endpoint.secret = secret_box.seal(new_secret)
     endpoint.updated_at = now
     session.flush()
     return RotatedSecret(new_secret, endpoint.previous_secret_expires_at)
@@ -356,3 +363,22 @@ def send_test_event(
     session.add(delivery)
     session.flush()
     return delivery
+
+
+def reseal_secrets(session: Session, secret_box: SecretBox) -> int:
+    """Store every endpoint's secrets sealed with the box's first key (or, with no key, as
+    they are): after a key is added to SECRET_KEY, or set for the first time. How many
+    endpoints changed. Raises SecretKeyError if a stored secret opens with no listed key."""
+    endpoints = session.execute(
+        select(WebhookEndpoint).order_by(WebhookEndpoint.id).with_for_update()
+    ).scalars()
+    changed = 0
+    for endpoint in endpoints:
+        secret = secret_box.reseal(endpoint.secret)
+        previous = (
+            secret_box.reseal(endpoint.previous_secret) if endpoint.previous_secret else None
+        )
+        if (secret, previous) != (endpoint.secret, endpoint.previous_secret):
+            endpoint.secret, endpoint.previous_secret = secret, previous
+            changed += 1
+    return changed

@@ -1,4 +1,5 @@
-"""operability: operations carry their request id; indexes for the retention purge
+"""operability: operations carry their request id; indexes for the retention purge;
+webhook secrets may be sealed (longer than the plain ones)
 
 Revision ID: 0013
 Revises: 0009
@@ -29,8 +30,14 @@ INDEXES = (
 )
 
 
+SECRET_COLUMNS = ("secret", "previous_secret")
+
+
 def upgrade() -> None:
     op.add_column("operations", sa.Column("request_id", sa.String(length=128), nullable=True))
+    for column in SECRET_COLUMNS:
+        # varchar to text is a catalog change: no rewrite, no long lock.
+        op.alter_column("webhook_endpoints", column, type_=sa.Text(), existing_type=sa.String(100))
     with op.get_context().autocommit_block():
         for name, table, predicate in INDEXES:
             op.create_index(
@@ -47,4 +54,7 @@ def downgrade() -> None:
     with op.get_context().autocommit_block():
         for name, table, _ in INDEXES:
             op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+    for column in SECRET_COLUMNS:
+        # Sealed secrets do not fit: open them first (`rewards secrets reseal` without a key).
+        op.alter_column("webhook_endpoints", column, type_=sa.String(100), existing_type=sa.Text())
     op.drop_column("operations", "request_id")
