@@ -375,9 +375,7 @@ def reseal_secrets(session: Session, secret_box: SecretBox) -> int:
     changed = 0
     for endpoint in endpoints:
         secret = secret_box.reseal(endpoint.secret)
-        previous = (
-            secret_box.reseal(endpoint.previous_secret) if endpoint.previous_secret else None
-        )
+        previous = secret_box.reseal(endpoint.previous_secret) if endpoint.previous_secret else None
         if (secret, previous) != (endpoint.secret, endpoint.previous_secret):
             endpoint.secret, endpoint.previous_secret = secret, previous
             changed += 1
