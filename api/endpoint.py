@@ -43,6 +43,8 @@ class EndpointDoc:
     headers: tuple[tuple[str, str], ...] = ()
     # A JSON body the view parses itself (because it also takes other media types).
     body_doc: type[BaseModel] | None = None
+    # Records a write (api/write_path.accept_write): rate-limited per participant too.
+    write: bool = False
 
 
 def request_invalid(where: str, exc: ValidationError) -> DomainError:
@@ -95,6 +97,7 @@ def endpoint(
         raw_body_types=raw_body_types,
         headers=headers,
         body_doc=body_doc,
+        write=write,
     )
 
     def decorate(view: Callable[..., ViewResult]) -> Callable[..., ViewResult]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.endpoint import Access, EndpointDoc
+from api.request_log import GIVEN_REQUEST_ID, REQUEST_ID_HEADER
 from api.schemas import ErrorBody, OperationAccepted
+from api.write_path import IDEMPOTENCY_HEADER_DOC, IDEMPOTENCY_KEY_PATTERN
 
 bp = Blueprint("openapi", __name__)
 
@@ -28,14 +31,24 @@ DOCS_HTML = """<!doctype html>
 </body></html>"""
 
 
-def _endpoint_docs(app: Flask) -> list[tuple[str, EndpointDoc]]:
-    """(full URL rule, declaration) of every declared endpoint registered on `app`."""
-    docs = []
-    for rule in app.url_map.iter_rules():
-        doc = getattr(app.view_functions[rule.endpoint], "endpoint_doc", None)
+def _endpoint_docs(app: Flask) -> list[tuple[str, str, EndpointDoc]]:
+    """(full URL rule, operationId, declaration) of every declared endpoint on `app`.
+
+    The operationId is the view's name (`create_webhook`, `get_participant_badges`), which
+    is what a generated client names its functions after; prefixed with its blueprint's
+    name only where two blueprints use the same view name."""
+    found: list[tuple[str, str, EndpointDoc]] = []
+    for url_rule in app.url_map.iter_rules():
+        doc = getattr(app.view_functions[url_rule.endpoint], "endpoint_doc", None)
         if doc is not None:
-            docs.append((rule.rule, doc))
-    return sorted(docs, key=lambda item: (item[0], item[1].method))
+            found.append((url_rule.rule, url_rule.endpoint, doc))
+    view_names = Counter(endpoint.rsplit(".", 1)[-1] for _, endpoint, _ in found)
+    docs = []
+    for rule, endpoint, doc in found:
+        view_name = endpoint.rsplit(".", 1)[-1]
+        operation_id = view_name if view_names[view_name] == 1 else endpoint.replace(".", "_")
+        docs.append((rule, operation_id, doc))
+    return sorted(docs, key=lambda item: (item[0], item[2].method))
 
 
 def _path_and_params(rule: str) -> tuple[str, list[dict[str, Any]]]:
@@ -88,6 +101,8 @@ def _error_statuses(doc: EndpointDoc, *, has_path_params: bool) -> dict[int, lis
         add(401, "unauthorized")
         add(403, "forbidden")
         add(429, "RATE_LIMIT_KEY_EXCEEDED")
+    if doc.write:
+        add(429, "RATE_LIMIT_PARTICIPANT_EXCEEDED")
     add(503, "service_unavailable")
     # Refused by the HTTP server before the app sees the request (see api/server.py).
     add(414, "uri_too_long")
@@ -101,7 +116,7 @@ Ref = Callable[[type[BaseModel], str], dict[str, Any]]
 def build_openapi(app: Flask) -> dict[str, Any]:
     docs = _endpoint_docs(app)
     models: set[tuple[type[BaseModel], JsonSchemaMode]] = {(ErrorBody, "serialization")}
-    for _, doc in docs:
+    for _, _, doc in docs:
         if doc.body is not None or doc.body_doc is not None:
             models.add((doc.body or doc.body_doc, "validation"))  # type: ignore[arg-type]
         for model in doc.responses.values():
@@ -115,9 +130,9 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         return refs[(model, mode)]  # type: ignore[index]
 
     paths: dict[str, dict[str, Any]] = {}
-    for rule, doc in docs:
+    for rule, operation_id, doc in docs:
         path, params = _path_and_params(rule)
-        paths.setdefault(path, {})[doc.method.lower()] = _operation(doc, path, params, ref)
+        paths.setdefault(path, {})[doc.method.lower()] = _operation(doc, operation_id, params, ref)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -137,9 +152,10 @@ def build_openapi(app: Flask) -> dict[str, Any]:
 
 
 def _operation(
-    doc: EndpointDoc, path: str, params: list[dict[str, Any]], ref: Ref
+    doc: EndpointDoc, operation_id: str, params: list[dict[str, Any]], ref: Ref
 ) -> dict[str, Any]:
     """One path operation: parameters, responses, security and request body."""
+    has_path_params = bool(params)  # only the path's, so far
     if doc.query is not None:
         params += _query_params(doc.query)
     params += [
@@ -147,19 +163,18 @@ def _operation(
             "name": name,
             "in": "header",
             "required": False,
-            "schema": {"type": "string"},
+            "schema": HEADER_SCHEMAS.get(name, {"type": "string"}),
             "description": description,
         }
         for name, description in doc.headers
     ]
+    params.append(REQUEST_ID_PARAM)
     operation: dict[str, Any] = {
         "summary": doc.summary,
         "tags": [doc.tag],
-        "operationId": f"{doc.method.lower()}_{path.strip('/').replace('/', '_')}".replace("{", "")
-        .replace("}", "")
-        .replace("-", "_"),
+        "operationId": operation_id,
         "parameters": params,
-        "responses": _responses(doc, bool(params), ref),
+        "responses": _responses(doc, has_path_params, ref),
     }
     if doc.access is not Access.PUBLIC:
         operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
@@ -169,23 +184,72 @@ def _operation(
     return operation
 
 
-def _responses(doc: EndpointDoc, has_params: bool, ref: Ref) -> dict[str, Any]:
+def _responses(doc: EndpointDoc, has_path_params: bool, ref: Ref) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, model in sorted(doc.responses.items()):
         entry: dict[str, Any] = {"description": "OK" if status < 300 else str(status)}
+        headers = dict(ALWAYS_HEADERS)
         if status == 202 and model is OperationAccepted:
             entry["description"] = "Accepted; poll the Location header"
+            headers |= ACCEPTED_HEADERS
+        if doc.write:
+            headers |= RATE_LIMIT_HEADERS
+        entry["headers"] = headers
         if model is not None:
             entry["content"] = {"application/json": {"schema": ref(model, "serialization")}}
         responses[str(status)] = entry
-    for status, codes in sorted(_error_statuses(doc, has_path_params=has_params).items()):
+    for status, codes in sorted(_error_statuses(doc, has_path_params=has_path_params).items()):
         if str(status) in responses:
             continue
+        headers = dict(ALWAYS_HEADERS)
+        if status == 429:
+            headers |= RATE_LIMIT_HEADERS | RETRY_AFTER
+        elif status == 503:
+            headers |= RETRY_AFTER
         responses[str(status)] = {
             "description": "Error: " + ", ".join(codes),
+            "headers": headers,
             "content": {"application/json": {"schema": ref(ErrorBody, "serialization")}},
         }
     return responses
+
+
+def _header(description: str, schema_type: str = "string") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": schema_type}}
+
+
+ALWAYS_HEADERS = {
+    "X-Request-ID": _header("The caller's X-Request-ID, or one made for this request"),
+}
+RETRY_AFTER = {"Retry-After": _header("Seconds to wait before trying again", "integer")}
+ACCEPTED_HEADERS = {
+    "Location": _header("The operation to poll: /api/v1/gamify/operations/{operation_id}"),
+    "Preference-Applied": _header("respond-async, when the request asked for it"),
+    **RETRY_AFTER,
+}
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": _header("The participant's write burst", "integer"),
+    "RateLimit-Remaining": _header("Writes the participant may still make now", "integer"),
+    "RateLimit-Reset": _header("Seconds until the burst is whole again", "integer"),
+}
+# Anchored: OpenAPI patterns match anywhere in the value; ours must match all of it.
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    IDEMPOTENCY_HEADER_DOC[0]: {
+        "type": "string",
+        "pattern": f"^{IDEMPOTENCY_KEY_PATTERN.pattern}$",
+    },
+}
+REQUEST_ID_PARAM = {
+    "name": REQUEST_ID_HEADER,
+    "in": "header",
+    "required": False,
+    # No pattern: an unfit id is replaced, not refused.
+    "schema": {"type": "string"},
+    "description": (
+        f"Carried into the answer, the logs and the operation when it is {GIVEN_REQUEST_ID.pattern}"
+        "; otherwise (or when missing) one is made"
+    ),
+}
 
 
 def _request_body(doc: EndpointDoc, ref: Ref) -> dict[str, Any] | None:
