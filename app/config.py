@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_connect_timeout_seconds: int = Field(default=5, ge=1)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    # Under `rewards serve`, a request still unanswered after this is cut short with 503:
+    # a PostgreSQL or Redis that stopped answering (a frozen host) cannot hold it forever.
+    request_timeout_seconds: float = Field(default=30.0, ge=1, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # json: one JSON object per line (time, level, logger, message, request_id, and the
     # access log's method, path, status, duration_ms), for a log pipeline.

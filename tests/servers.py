@@ -5,7 +5,9 @@ at will, and the whole suite uses them when the machine has no servers of its ow
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -120,6 +122,25 @@ class PrivatePostgres:
             *("-o", f'-h "" -k {self.socket_dir}', "start"),
         )
         self.running = True
+
+    def _processes(self) -> list[int]:
+        """The postmaster and every process it forked (backends, background workers)."""
+        postmaster = self._server.get_pid()
+        assert postmaster is not None, "postgres is not running"
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        return [postmaster, *(int(pid) for pid in children)]
+
+    def freeze(self) -> None:
+        """SIGSTOP every process of the server: connections stay open and the kernel still
+        acknowledges packets, but nothing answers (a hung host, not a crash)."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
 
     def close(self) -> None:
         # Stopped here, whether or not it was restarted since (the library would only look

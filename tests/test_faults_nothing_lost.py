@@ -249,6 +249,41 @@ def test_postgres_restart_mid_load_loses_no_accepted_write(tmp_path: Path) -> No
     )
 
 
+def test_frozen_postgres_gets_bounded_answers_and_loses_no_accepted_write(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL stops answering without closing anything (SIGSTOP of every server
+    process) for longer than the answer bound: requests are cut short at
+    REQUEST_TIMEOUT_SECONDS with 503 instead of waiting on the kernel, workers' tasks at
+    their soft time limit, and once it answers again every accepted write completes."""
+    started = time.monotonic()
+    bounded = {"REQUEST_TIMEOUT_SECONDS": "3", "TASK_SOFT_TIME_LIMIT_SECONDS": "5"}
+    with fault_stack(tmp_path, api_env=bounded) as stack:
+        stack.env.update(bounded)
+        stack.start_worker()
+        catalog = set_up_catalog(stack)
+        with _load(stack, catalog) as load:
+            load.wait_answered(60)
+            operation_id = _accepted_operation_id(load)
+            stack.postgres.freeze()
+            frozen_at = time.monotonic()
+            try:
+                probes = probe_during_outage(stack, catalog, operation_id)
+                time.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.monotonic()))
+            finally:
+                stack.postgres.thaw()
+            load.wait_answered(load.answered() + 100, timeout=60)
+        _assert_sync_claim_completes(stack, catalog)
+        outcome = assert_nothing_lost(stack, catalog, load.intents)
+    assert_outage_answers(probes, allowed={})
+    report(
+        "postgres frozen",
+        outcome,
+        probes={name: (answer.status, round(answer.seconds, 1)) for name, answer in probes.items()},
+        total=f"{time.monotonic() - started:.1f}s",
+    )
+
+
 def test_frozen_redis_gets_bounded_answers_and_loses_no_accepted_write(tmp_path: Path) -> None:
     """Redis stops answering without closing anything (SIGSTOP: a hung host, a network
     partition) for longer than the answer bound: every request still answers in bounded
