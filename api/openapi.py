@@ -15,6 +15,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from api.endpoint import Access, EndpointDoc
 from api.request_log import GIVEN_REQUEST_ID, REQUEST_ID_HEADER
 from api.schemas import ErrorBody, OperationAccepted
+from api.webhooks.events import EVENT_DATA
 from api.write_path import IDEMPOTENCY_HEADER_DOC, IDEMPOTENCY_KEY_PATTERN
 
 bp = Blueprint("openapi", __name__)
@@ -122,6 +123,8 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         for model in doc.responses.values():
             if model is not None:
                 models.add((model, "serialization"))
+    for model in set(EVENT_DATA.values()):
+        models.add((model, "serialization"))
     refs, defs = models_json_schema(
         sorted(models, key=lambda item: (item[0].__name__, item[1])), ref_template=_REF
     )
@@ -141,6 +144,10 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             "description": "Points, tiers and rewards with idempotent claims.",
         },
         "paths": paths,
+        "webhooks": {
+            event_type: _webhook(event_type, ref(model, "serialization"))
+            for event_type, model in sorted(EVENT_DATA.items())
+        },
         "components": {
             "schemas": dict(defs.get("$defs", {})),
             "securitySchemes": {
@@ -148,6 +155,39 @@ def build_openapi(app: Flask) -> dict[str, Any]:
                 "Bearer": {"type": "http", "scheme": "bearer"},
             },
         },
+    }
+
+
+def _webhook(event_type: str, data_schema: dict[str, Any]) -> dict[str, Any]:
+    """What the engine POSTs to an endpoint subscribed to `event_type` (Standard Webhooks:
+    signed with the webhook-id, webhook-timestamp and webhook-signature headers)."""
+    return {
+        "post": {
+            "summary": f"{event_type}, signed per Standard Webhooks",
+            "operationId": "on_" + event_type.replace(".", "_"),
+            "tags": ["webhooks"],
+            "parameters": [
+                {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+                for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["type", "timestamp", "data"],
+                            "properties": {
+                                "type": {"const": event_type},
+                                "timestamp": {"type": "string", "format": "date-time"},
+                                "data": data_schema,
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {"2XX": {"description": "Received; anything else is retried"}},
+        }
     }
 
 

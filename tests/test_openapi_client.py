@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from app.webhooks.endpoints import SUBSCRIBABLE_EVENTS
 from tests.conftest import TenantKeys, WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -61,6 +62,15 @@ def test_only_endpoints_with_path_parameters_document_the_routing_404(
     assert key["schema"]["pattern"] == "^[A-Za-z0-9_\\-:.]{1,255}$"
     readyz = spec["paths"]["/readyz"]["get"]
     assert "X-Request-ID" in readyz["responses"]["200"]["headers"]
+
+
+def test_every_event_a_receiver_can_get_is_in_the_webhooks_section(spec: dict[str, Any]) -> None:
+    assert set(spec["webhooks"]) == {*SUBSCRIBABLE_EVENTS, "webhook.test"}
+    claimed = spec["webhooks"]["reward.reward_claimed"]["post"]
+    envelope = claimed["requestBody"]["content"]["application/json"]["schema"]
+    assert envelope["properties"]["type"] == {"const": "reward.reward_claimed"}
+    data = spec["components"]["schemas"]["RewardClaimed"]
+    assert {"claim_id", "reward_id", "code_value", "claimed_at"} <= set(data["required"])
 
 
 def test_a_generated_client_awards_points_against_the_running_server(

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
+from api.webhooks.events import EVENT_DATA
 from app.models import OutboxEvent
 from app.outbox import record_event
 from app.points.sweeps import sweep_lots
@@ -39,7 +40,11 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 def _verify(secret: str, request: ReceivedRequest) -> dict[str, Any]:
-    return dict(Webhook(secret).verify(request.body, request.headers))
+    """The delivered event, signed with `secret` and as the OpenAPI document's `webhooks`
+    describe its type (api/webhooks/events.py: no field more, none missing)."""
+    payload = dict(Webhook(secret).verify(request.body, request.headers))
+    EVENT_DATA[payload["type"]].model_validate(payload["data"])
+    return payload
 
 
 def _claimed(client: FlaskClient, tenant: TenantKeys, participant_id: str = "user_42") -> Any:
