@@ -14,7 +14,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.endpoint import Access, EndpointDoc
 from api.request_log import GIVEN_REQUEST_ID, REQUEST_ID_HEADER
-from api.schemas import ErrorBody, OperationAccepted
+from api.schemas import ErrorBody, OperationAccepted, OperationView
 from api.webhooks.events import EVENT_DATA
 from api.write_path import IDEMPOTENCY_HEADER_DOC, IDEMPOTENCY_KEY_PATTERN
 
@@ -132,6 +132,8 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     def ref(model: type[BaseModel], mode: str) -> dict[str, Any]:
         return refs[(model, mode)]  # type: ignore[index]
 
+    schemas = dict(defs.get("$defs", {}))
+    _type_operation_results(schemas, docs, ref)
     paths: dict[str, dict[str, Any]] = {}
     for rule, operation_id, doc in docs:
         path, params = _path_and_params(rule)
@@ -149,12 +151,39 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             for event_type, model in sorted(EVENT_DATA.items())
         },
         "components": {
-            "schemas": dict(defs.get("$defs", {})),
+            "schemas": schemas,
             "securitySchemes": {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "Bearer": {"type": "http", "scheme": "bearer"},
             },
         },
+    }
+
+
+def _type_operation_results(
+    schemas: dict[str, Any], docs: list[tuple[str, str, EndpointDoc]], ref: Ref
+) -> None:
+    """An operation's `result` is the success body of the write that recorded it: one of
+    the write endpoints' 200/201 bodies, rather than any object."""
+    view = schemas.get(OperationView.__name__)
+    if view is None:
+        return
+    bodies = {
+        model
+        for _, _, doc in docs
+        if doc.write
+        for status, model in doc.responses.items()
+        if status in (200, 201) and model is not None
+    }
+    view["properties"]["result"] = {
+        "anyOf": [
+            *(ref(model, "serialization") for model in sorted(bodies, key=lambda m: m.__name__)),
+            # A long job's (a bulk upload's, a code generation's) summary of what it did.
+            {"type": "object", "title": "JobSummary"},
+            {"type": "null"},
+        ],
+        "description": "The success body of the write, as its endpoint answers it, or a "
+        "long job's summary",
     }
 
 
