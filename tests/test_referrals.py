@@ -152,6 +152,9 @@ def test_the_program_is_inactive_until_configured_and_tracking_says_so(
         "updated_at": None,
     }
     assert client.get(PROGRAM, headers=tenant.admin()).json == configured
+    [entry] = client.get(f"{GAMIFY}/admin/audit-log", headers=tenant.admin()).json["entries"]
+    assert entry["action"] == "referral_program.updated"
+    assert entry["details"]["values"]["completion_action"] == "purchase"
     assert track(client, tenant, code, "bob")[0] == 201
 
     configure(client, tenant, active=False)
