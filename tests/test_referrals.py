@@ -74,6 +74,17 @@ def complete(client: FlaskClient, tenant: TenantKeys, **body: Any) -> tuple[int,
     return finished(client, tenant, response)
 
 
+def act(
+    client: FlaskClient, tenant: TenantKeys, participant_id: str, action: str, **properties: Any
+) -> None:
+    response = client.post(
+        f"{GAMIFY}/actions",
+        json={"participant_id": participant_id, "action": action, "properties": properties},
+        headers=tenant.participant(),
+    )
+    assert response.status_code == 201, response.json
+
+
 def referrals_of(client: FlaskClient, tenant: TenantKeys, participant_id: str, **query: Any) -> Any:
     response = client.get(
         f"{GAMIFY}/participants/{participant_id}/referrals",
@@ -363,24 +374,10 @@ def test_the_completion_action_completes_the_referral_and_pays_once(
     configure(client, tenant, completion_action="purchase")
     referral = track(client, tenant, code_of(client, tenant, "alice"), "bob")[1]
 
-    other = client.post(
-        f"{GAMIFY}/actions",
-        json={"participant_id": "bob", "action": "login"},
-        headers=tenant.participant(),
-    )
-    assert other.status_code == 201
+    act(client, tenant, "bob", "login")
     assert referrals_of(client, tenant, "alice")["referrals"][0]["status"] == "pending"
     for order in ("o-1", "o-2"):
-        response = client.post(
-            f"{GAMIFY}/actions",
-            json={
-                "participant_id": "bob",
-                "action": "purchase",
-                "properties": {"amount": 42.5, "order_id": order},
-            },
-            headers=tenant.participant(),
-        )
-        assert response.status_code == 201, response.json
+        act(client, tenant, "bob", "purchase", amount=42.5, order_id=order)
     [completed] = referrals_of(client, tenant, "alice")["referrals"]
     assert completed["referral_id"] == referral["referral_id"]
     assert (completed["status"], completed["qualifying_action"]) == ("completed", "purchase")
@@ -495,12 +492,7 @@ def test_tracked_and_completed_referrals_are_delivered_as_signed_webhooks(
     )
     configure(client, tenant, completion_action="purchase")
     tracked = track(client, tenant, code_of(client, tenant, "alice"), "bob")[1]
-    response = client.post(
-        f"{GAMIFY}/actions",
-        json={"participant_id": "bob", "action": "purchase"},
-        headers=tenant.participant(),
-    )
-    assert response.status_code == 201
+    act(client, tenant, "bob", "purchase")
     requests = receiver.wait_for_requests(2)
     events = {
         event["type"]: event["data"]

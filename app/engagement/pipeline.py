@@ -671,7 +671,8 @@ _REACTS = (
 def engagement_reacts(
     session: Session, tenant_id: uuid.UUID, env: str, actions: Iterable[str]
 ) -> bool:
-    """Whether credits (with these actions) drive anything of the program's engagement."""
+    """Whether credits (with these actions) drive anything of the program's engagement, or
+    complete referrals (app.referrals.completion, run by the action pipeline's write)."""
     [(reacts,)] = fetch_tuples(
         session,
         _REACTS,
