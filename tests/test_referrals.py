@@ -405,6 +405,29 @@ def test_an_award_naming_the_completion_action_completes_the_referral(
     assert referral_payments(session_factory, tenant) == {"alice": 1}
 
 
+def test_an_action_batch_completes_each_referee_once(
+    client: FlaskClient, tenant: TenantKeys, session_factory: sessionmaker[Session]
+) -> None:
+    configure(client, tenant, completion_action="purchase")
+    for referee in ("bob", "carol"):
+        track(client, tenant, code_of(client, tenant, f"friend-of-{referee}"), referee)
+    actions = [
+        {"participant_id": participant_id, "action": "purchase"}
+        for participant_id in ("bob", "bob", "carol", "dave")
+    ]
+    response = client.post(
+        f"{GAMIFY}/actions/batch", json={"actions": actions}, headers=tenant.participant()
+    )
+    assert response.status_code == 200, response.json
+    settled(session_factory, tenant)
+    assert referral_payments(session_factory, tenant) == {
+        "friend-of-bob": 1,
+        "bob": 1,
+        "friend-of-carol": 1,
+        "carol": 1,
+    }
+
+
 def test_concurrent_completion_triggers_pay_each_side_exactly_once(
     flask_app: Flask,
     tenant: TenantKeys,
