@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from api.engagement import admin as engagement_admin
     from api.engagement import bulk as engagement_bulk
     from api.engagement import program_admin as engagement_program_admin
+    from api.referrals import views as referrals
     from api.rewards import admin as rewards_admin
     from api.rewards import participant as rewards_participant
     from api.webhooks import admin as webhooks_admin
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         engagement_actions.bp,
         engagement_bulk.bp,
         engagement_program_admin.bp,
+        referrals.bp,
     ):
         app.register_blueprint(blueprint)
     return app

@@ -11,6 +11,7 @@ from app.engagement.kinds import (
 )
 from app.operation_kinds import OperationKind, register_kind
 from app.points.kinds import AWARD, AWARD_BATCH, AWARD_BULK, DEDUCT
+from app.referrals.kinds import REFERRAL_COMPLETE, REFERRAL_TRACK
 from app.rewards.claim_batches import CLAIM
 
 KINDS: tuple[OperationKind, ...] = (
@@ -25,6 +26,8 @@ KINDS: tuple[OperationKind, ...] = (
     BADGE_AWARD,
     STREAK_RECORD,
     CHALLENGE_JOIN,
+    REFERRAL_TRACK,
+    REFERRAL_COMPLETE,
 )
 
 for kind in KINDS:

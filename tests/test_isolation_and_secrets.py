@@ -71,6 +71,21 @@ def _tenant_a_world(
     )
     assert bulk.status_code == 202, bulk.json
     rule = create_earning_rule(client, acme.admin(), name="Rule A")
+    program = client.put(
+        f"{GAMIFY}/admin/referral-program",
+        json={"referrer_points": 5, "referee_points": 5},
+        headers=acme.admin(),
+    )
+    assert program.status_code == 200, program.json
+    referral_code = client.get(
+        f"{GAMIFY}/participants/alice/referral-code", headers=acme.participant()
+    ).json["referral_code"]
+    referral = client.post(
+        f"{GAMIFY}/referrals/track",
+        json={"referral_code": referral_code, "referee_id": "bob-a"},
+        headers=acme.participant(),
+    )
+    assert referral.status_code == 201, referral.json
     badge = create_badge(client, acme.admin(), name="Badge A")
     with session_factory.begin() as session:
         streak = Streak(
@@ -112,6 +127,8 @@ def _tenant_a_world(
         "delivery_id": test_delivery.json.get("id", test_delivery.json.get("delivery_id", "x")),
         "operation_id": bulk.json["operation_id"],
         "participant_id": "alice",
+        "referral_code": referral_code,
+        "referral_id": referral.json["referral_id"],
     }
 
 
@@ -146,6 +163,8 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
         "Board A",
         ids["challenge_id"],
         ids["leaderboard_id"],
+        ids["referral_code"],
+        ids["referral_id"],
     ]
     outsiders = {
         "other tenant admin": other.admin(),

@@ -53,6 +53,7 @@ from app.outbox import (
     STREAK_MILESTONE,
 )
 from app.points.lots import instant
+from app.referrals.program import COMPLETION_ACTION_AMONG
 from app.rewards.claims import CLAIM_KIND, claim_payload
 
 MANUAL = "manual"
@@ -645,8 +646,10 @@ ENGAGEMENT_DEFINITIONS = """
 
 
 # Whether anything in the program counts credits or these actions: active badges that
-# count, challenges not yet ended, leaderboards, streaks of the actions.
-_REACTS = """
+# count, challenges not yet ended, leaderboards, streaks of the actions, an active
+# referral program completing on one of the actions.
+_REACTS = (
+    """
     SELECT EXISTS (
         SELECT FROM badges WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
           AND criteria->>'type' IN ('points_earned', 'action_count')
@@ -657,17 +660,23 @@ _REACTS = """
         SELECT FROM leaderboards WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
     ) OR EXISTS (
         SELECT FROM streaks WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
-          AND action = ANY(CAST(%(actions)s AS text[]))
-    )
+          AND action = ANY(CAST(%(counted_actions)s AS text[]))
+    ) OR EXISTS ("""  # noqa: S608 (constant fragments, no input)
+    + COMPLETION_ACTION_AMONG
+    + """)
 """
+)
 
 
 def engagement_reacts(
     session: Session, tenant_id: uuid.UUID, env: str, actions: Iterable[str]
 ) -> bool:
-    """Whether credits (with these actions) drive anything of the program's engagement."""
+    """Whether credits (with these actions) drive anything of the program's engagement, or
+    complete referrals (app.referrals.completion, run by the action pipeline's write)."""
     [(reacts,)] = fetch_tuples(
-        session, _REACTS, {"tenant_id": tenant_id, "env": env, "actions": _text_array(actions)}
+        session,
+        _REACTS,
+        {"tenant_id": tenant_id, "env": env, "counted_actions": _text_array(actions)},
     )
     return bool(reacts)
 

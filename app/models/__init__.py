@@ -26,6 +26,7 @@ from app.models.points import (
     ProgramSettings,
     Tier,
 )
+from app.models.referrals import Referral, ReferralCode, ReferralProgram
 from app.models.rewards import Claim, Reward, RewardCode
 from app.models.tenancy import ApiKey, Environment, Tenant
 from app.models.webhooks import WebhookDelivery, WebhookEndpoint
@@ -55,6 +56,9 @@ __all__ = [
     "ParticipantStreak",
     "PointLot",
     "ProgramSettings",
+    "Referral",
+    "ReferralCode",
+    "ReferralProgram",
     "Reward",
     "RewardCode",
     "Streak",

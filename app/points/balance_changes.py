@@ -12,7 +12,10 @@ accepted, and applies them in one transaction:
 2. decide (`decide_changes`, pure): each write in order against the running balances, so
    a participant's writes apply exactly as if run one by one (a deduction sees the award
    accepted before it; an award's multipliers and tier climb are those it would get alone);
-3. write (`write_changes`): every ledger line, event and balance with one statement.
+3. write (`write_changes`): every ledger line, event and balance with one statement;
+4. only when the referral program's completion action is among the batch's: complete
+   the pending referrals of the participants who did it, in one more statement
+   (app.referrals.completion), their payments recorded as awards to run after.
 
 A refused deduction writes nothing: deciding comes before any write, and a participant
 only deducted from is never created.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -89,6 +92,9 @@ from app.points.standings import (
     upgraded_payload,
 )
 from app.points.tiers import TierLadder, TierRung, qualifying_points
+from app.referrals.completion import complete_referrals
+from app.referrals.decisions import completions
+from app.referrals.program import COMPLETION_ACTION_AMONG
 
 DEDUCT_ENTRY_TYPE = "deduct"
 EVENT_TYPES = (
@@ -425,8 +431,9 @@ def decide_changes(
 
 
 # The tenant's tier ladder, the participants' multipliers in force, whether any webhook
-# endpoint subscribes to the events this batch may record, the program's default expiry
-# and, for a batch that debits, the lots of the participants it may debit: one round
+# endpoint subscribes to the events this batch may record, the program's default expiry,
+# the engagement definitions, the referral program's completion action if the batch has
+# it and, for a batch that debits, the lots of the participants it may debit: one round
 # trip. The lists travel as JSON text, read with Decimal numbers.
 _READ_CONTEXT_HEAD = (
     """
@@ -446,6 +453,9 @@ _READ_CONTEXT_HEAD = (
     + ANY_SUBSCRIBED
     + ","
     + ENGAGEMENT_DEFINITIONS
+    + ", ("
+    + COMPLETION_ACTION_AMONG
+    + ")"
 )
 _READ_CONTEXT = _READ_CONTEXT_HEAD + ", '[]'"
 _READ_CONTEXT_SPENDING = _READ_CONTEXT_HEAD + "," + LOT_BOOKS
@@ -462,6 +472,8 @@ class Context:
     # The rules of the batch's actions and the badges it may grant (read with the
     # participants' state only when something in them counts).
     engagement: Engagement
+    # The referral program's completion action, when it is active and among the batch's.
+    referral_action: str | None
 
 
 def _read_context(
@@ -477,7 +489,7 @@ def _read_context(
     batch may take from each, by external id), the tenant's constants, and the engagement
     the batch's writes drive."""
     spending_by_pk = spenders_with_lots(spending, locked)
-    [(tiers, multipliers, settings, subscribed, definitions, lot_texts)] = fetch_tuples(
+    [read] = fetch_tuples(
         session,
         _READ_CONTEXT_SPENDING if spending_by_pk else _READ_CONTEXT,
         {
@@ -502,6 +514,7 @@ def _read_context(
             ),
         },
     )
+    tiers, multipliers, settings, subscribed, definitions, referral_action, lot_texts = read
     ladder = TierLadder([TierRung(*rung) for rung in json.loads(tiers, parse_float=Decimal)])
     boosts: dict[uuid.UUID, list[ActiveMultiplier]] = {}
     for pk, multiplier_id, factor, claim_id, starts_at, expires_at in json.loads(
@@ -534,7 +547,9 @@ def _read_context(
             (row.pk for row in locked.values()),
             {now, *(write.occurred_at for write in writes if isinstance(write, ActionWrite))},
         )
-    return Context(placements, standings, bool(subscribed), default_expiry_days, engagement)
+    return Context(
+        placements, standings, bool(subscribed), default_expiry_days, engagement, referral_action
+    )
 
 
 # Every ledger line, event, lot and balance of the batch in one statement, from JSON documents
@@ -729,7 +744,24 @@ def _apply_changes(
         more_events=engagement.events,
     )
     publish_after_commit(session, write_engagement(session, tenant_id, env, engagement))
+    if context.referral_action is not None:
+        qualifying = completions(_done(writes), context.referral_action)
+        _, payments = complete_referrals(session, tenant_id, env, qualifying, now)
+        publish_after_commit(session, payments)
     return decisions
+
+
+def _done(
+    writes: Sequence[Write],
+) -> Iterator[tuple[str, str | None, Mapping[str, object] | None]]:
+    """What the batch's participants did, as referrals complete on it: their actions
+    (with their properties) and the actions awards name (with their metadata); every
+    one of them is applied (only deductions are ever refused)."""
+    for write in writes:
+        if isinstance(write, ActionWrite):
+            yield write.participant_id, write.action, write.properties
+        elif isinstance(write, BalanceWrite) and not write.debit:
+            yield write.participant_id, write.action, write.metadata
 
 
 def _new_ids() -> Iterator[str]:

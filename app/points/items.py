@@ -15,6 +15,10 @@ from app.clock import utcnow
 from app.points.lots import LOT_TERM_FIELDS, LotTerms
 from app.text import holds_nul, unknown_fields_message
 
+# The kind of one award's operation (app.points.kinds), whose payload is `item_fields`:
+# here, so that writers recording awards of their own (app.referrals) need not import
+# the kinds, which import them.
+AWARD_KIND = "points.award"
 PARTICIPANT_ID_MAX_CHARS = 255
 AWARD_AMOUNT_MIN = 1
 AWARD_AMOUNT_MAX = 1_000_000

@@ -31,10 +31,10 @@ from app.operation_kinds import OperationKind, lane_of
 from app.points.awards import AwardRow, apply_awards
 from app.points.balance_changes import Write, apply_changes, balance_write
 from app.points.bulk import AWARD_BULK_KIND, award_bulk_step
+from app.points.items import AWARD_KIND
 from app.points.lots import LOT_TERM_FIELDS, LotTerms
 from app.points.standings import Credit
 
-AWARD_KIND = "points.award"
 DEDUCT_KIND = "points.deduct"
 AWARD_BATCH_KIND = "points.award_batch"
 INVALID_AWARD = "invalid_award"

@@ -26,6 +26,8 @@ from app.outbox import (
     POINTS_DEDUCTED,
     POINTS_EXPIRED,
     POINTS_RELEASED,
+    REFERRAL_COMPLETED,
+    REFERRAL_TRACKED,
     REWARD_CLAIMED,
     STREAK_BROKEN,
     STREAK_MILESTONE,
@@ -50,6 +52,8 @@ SUBSCRIBABLE_EVENTS = (
     STREAK_BROKEN,
     CHALLENGE_COMPLETED,
     LEADERBOARD_RANK_CHANGED,
+    REFERRAL_TRACKED,
+    REFERRAL_COMPLETED,
 )
 # Sent by "send a test event" to that endpoint only, whatever it subscribes to.
 TEST_EVENT = "webhook.test"

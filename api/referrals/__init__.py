@@ -1,0 +1,1 @@
+"""HTTP for referrals: the program (admin), codes, tracking, completion, listings."""

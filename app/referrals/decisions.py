@@ -1,0 +1,169 @@
+"""The referral rules, without I/O: which tracking is refused and why, how codes are
+made, which writes of a batch complete a referral, and what completion pays."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from app.errors import Conflict, DomainError, NotFound
+from app.referrals.program import ReferralTerms
+
+# Uppercase letters and digits without the look-alikes 0 O 1 I L: a code is read aloud
+# and typed by hand. 31 symbols: 8 of them make about 2^39.6 codes.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+QUALIFYING_AMOUNT_MAX = Decimal("9999999999999999.99")  # what numeric(18, 2) holds
+
+
+def referral_program_inactive() -> DomainError:
+    return DomainError(
+        "referral_program_inactive", "The referral program is not configured or not active"
+    )
+
+
+def referral_invalid() -> DomainError:
+    return DomainError("referral_invalid", "No participant has this referral code")
+
+
+def referral_self() -> DomainError:
+    return DomainError("referral_self", "A participant cannot refer themselves")
+
+
+def referral_already_tracked() -> DomainError:
+    return DomainError("referral_already_tracked", "This referee was already referred")
+
+
+def referral_limit_reached(limit: int) -> DomainError:
+    return DomainError(
+        "referral_limit_reached", f"The referrer has reached the limit of {limit} referrals"
+    )
+
+
+def referral_not_found() -> NotFound:
+    return NotFound("referral_not_found", "Referral not found")
+
+
+def referral_already_completed() -> Conflict:
+    return Conflict("referral_already_completed", "This referral was already completed")
+
+
+def new_code(length: int) -> str:
+    """An unguessable code of exactly `length` symbols of CODE_ALPHABET."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+
+
+def normalized_code(code: str) -> str:
+    """Codes are matched without regard to case or surrounding blanks."""
+    return code.strip().upper()
+
+
+@dataclass(frozen=True, slots=True)
+class TrackFacts:
+    """What tracking decides against, read with the referrer's code row locked."""
+
+    terms: ReferralTerms | None  # None: never configured
+    referrer_id: str | None  # the code's owner; None: no such code
+    referee_id: str
+    referee_referred: bool  # the referee already has a referral (by anyone)
+    referrer_count: int  # referrals the referrer has tracked so far
+
+
+def track_refusal(facts: TrackFacts) -> DomainError | None:
+    """Why tracking is refused, the first that applies; None: it is accepted."""
+    terms = facts.terms
+    if terms is None or not terms.active:
+        return referral_program_inactive()
+    if facts.referrer_id is None:
+        return referral_invalid()
+    if facts.referrer_id == facts.referee_id:
+        return referral_self()
+    if facts.referee_referred:
+        return referral_already_tracked()
+    limit = terms.max_referrals_per_referrer
+    if limit is not None and facts.referrer_count >= limit:
+        return referral_limit_reached(limit)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Qualifying:
+    """What completed a referee's referral: the action, and the order it came with."""
+
+    referee_id: str
+    action: str | None
+    amount: Decimal | None = None
+    order_id: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "referee_id": self.referee_id,
+            "qualifying_action": self.action,
+            "qualifying_amount": str(self.amount) if self.amount is not None else None,
+            "order_id": self.order_id,
+        }
+
+
+def qualifying_of(referee_id: str, action: str, details: Mapping[str, object] | None) -> Qualifying:
+    """A completing action or award as the referral records it: its `amount` and
+    `order_id` (the action's properties, the award's metadata) when they read as such."""
+    details = details or {}
+    amount = details.get("amount")
+    order_id = details.get("order_id")
+    return Qualifying(
+        referee_id,
+        action,
+        money(amount),
+        str(order_id)[:255] if isinstance(order_id, str | int) and order_id != "" else None,
+    )
+
+
+def money(value: object) -> Decimal | None:
+    """A number (or its text) as an amount of money, to the cent; None if it is none."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(str(value)).quantize(Decimal("0.01"))
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() and abs(amount) <= QUALIFYING_AMOUNT_MAX else None
+
+
+def completions(
+    done: Iterable[tuple[str, str | None, Mapping[str, object] | None]], completion_action: str
+) -> list[Qualifying]:
+    """The referees whose (participant id, action, details) in `done`, in order, include
+    the completion action: the first such per referee is what qualified them."""
+    qualified: dict[str, Qualifying] = {}
+    for participant_id, action, details in done:
+        if action == completion_action and participant_id not in qualified:
+            qualified[participant_id] = qualifying_of(participant_id, action, details)
+    return list(qualified.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """One side's points for a completed referral, as an award the ledger makes."""
+
+    participant_id: str
+    points: int
+    idempotency_key: str
+    reason: str
+
+
+def payments(
+    referral_id: str, referrer_id: str, referee_id: str, referrer_points: int, referee_points: int
+) -> list[Payment]:
+    """The awards a completed referral pays: each side with points, under a key of its
+    own, so a side is paid once whatever records it again."""
+    sides = (
+        ("referrer", referrer_id, referrer_points, f"Referral of {referee_id}"),
+        ("referee", referee_id, referee_points, f"Referred by {referrer_id}"),
+    )
+    return [
+        Payment(participant_id, points, f"referral:{referral_id}:{side}", reason)
+        for side, participant_id, points, reason in sides
+        if points > 0
+    ]
