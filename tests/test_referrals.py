@@ -15,14 +15,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from standardwebhooks import Webhook
 
 from app.models import LedgerEntry, Operation, OutboxEvent, Participant
 from app.operations import UNFINISHED
 from app.referrals.decisions import CODE_ALPHABET
 from tests.builders import GAMIFY, run_ledger_verify, wait_for, wait_for_operation, wait_until
 from tests.conftest import TenantKeys
-from tests.webhook_receiver import WebhookReceiver, create_webhook
+from tests.webhook_receiver import WebhookReceiver, create_webhook, verified_event
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -519,10 +518,7 @@ def test_tracked_and_completed_referrals_are_delivered_as_signed_webhooks(
     requests = receiver.wait_for_requests(2)
     events = {
         event["type"]: event["data"]
-        for event in (
-            dict(Webhook(webhook["secret"]).verify(request.body, request.headers))
-            for request in requests
-        )
+        for event in (verified_event(webhook["secret"], request) for request in requests)
     }
     assert set(events) == {"referral.tracked", "referral.completed"}
     assert (

@@ -12,20 +12,18 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from standardwebhooks import Webhook
 
-from api.webhooks.events import EVENT_DATA
 from app.models import OutboxEvent
 from app.outbox import record_event
 from app.points.sweeps import sweep_lots
 from tests.builders import GAMIFY, claim, create_reward
 from tests.conftest import TenantKeys
 from tests.webhook_receiver import (
-    ReceivedRequest,
     Reply,
     WebhookReceiver,
     create_webhook,
     free_port,
+    verified_event,
     wait_for_deliveries,
 )
 
@@ -37,14 +35,6 @@ def receiver() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver().start()
     yield receiver
     receiver.stop()
-
-
-def _verify(secret: str, request: ReceivedRequest) -> dict[str, Any]:
-    """The delivered event, signed with `secret` and as the OpenAPI document's `webhooks`
-    describe its type (api/webhooks/events.py: no field more, none missing)."""
-    payload = dict(Webhook(secret).verify(request.body, request.headers))
-    EVENT_DATA[payload["type"]].model_validate(payload["data"])
-    return payload
 
 
 def _claimed(client: FlaskClient, tenant: TenantKeys, participant_id: str = "user_42") -> Any:
@@ -64,7 +54,7 @@ def test_claim_is_delivered_signed_to_the_subscribed_endpoint(
     reward, claimed = _claimed(client, tenant)
 
     [request] = receiver.wait_for_requests(1)
-    payload = _verify(webhook["secret"], request)
+    payload = verified_event(webhook["secret"], request)
     assert payload["type"] == "reward.reward_claimed"
     datetime.fromisoformat(payload["timestamp"])
     assert payload["data"] == {
@@ -105,7 +95,7 @@ def test_receiver_down_at_first_gets_the_event_later_with_the_same_webhook_id(
     try:
         [request] = late_receiver.wait_for_requests(1)
         assert request.webhook_id == failed_once["event_id"]
-        _verify(webhook["secret"], request)
+        verified_event(webhook["secret"], request)
         [delivered] = wait_for_deliveries(
             client, tenant.admin(), webhook["id"], lambda d: d[0]["status"] == "succeeded"
         )
@@ -251,7 +241,7 @@ def test_rotated_secret_signs_alongside_the_old_one_during_the_overlap(
     assert request.webhook_id == response.json["event_id"]
     assert len(request.headers["webhook-signature"].split(" ")) == 2
     for secret in (webhook["secret"], new_secret):
-        assert _verify(secret, request)["type"] == "webhook.test"
+        assert verified_event(secret, request)["type"] == "webhook.test"
 
 
 def test_slow_receiver_is_capped_and_does_not_hold_up_another_endpoint(
@@ -314,7 +304,7 @@ def test_the_lifecycle_events_are_delivered_signed_like_the_others(
     assert placed.status_code == 200, placed.json
 
     requests = receiver.wait_for_requests(3)
-    delivered = [_verify(webhook["secret"], request) for request in requests]
+    delivered = [verified_event(webhook["secret"], request) for request in requests]
     by_type = {payload["type"]: payload["data"] for payload in delivered}
     assert set(by_type) == set(lifecycle)
     assert (by_type["points.released"]["amount"], by_type["points.released"]["new_balance"]) == (
@@ -375,7 +365,7 @@ def test_the_engagement_events_are_delivered_signed_like_the_others(
         assert response.status_code == 201, response.json
 
     requests = receiver.wait_for_requests(6)
-    delivered = [_verify(webhook["secret"], request) for request in requests]
+    delivered = [verified_event(webhook["secret"], request) for request in requests]
     by_type: dict[str, list[dict[str, Any]]] = {}
     for payload in delivered:
         by_type.setdefault(payload["type"], []).append(payload["data"])

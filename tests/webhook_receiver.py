@@ -13,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from flask.testing import FlaskClient
+from standardwebhooks import Webhook
 
+from api.webhooks.events import EVENT_DATA
 from tests.builders import GAMIFY, wait_for
 
 
@@ -205,3 +207,12 @@ def wait_for_deliveries(
         "deliveries to reach the expected state",
         interval=0.1,
     )
+
+
+def verified_event(secret: str, request: ReceivedRequest) -> dict[str, Any]:
+    """The delivered event, signed with `secret` (Standard Webhooks) and as the OpenAPI
+    document's `webhooks` describe its type (api/webhooks/events.py: no field more, none
+    missing)."""
+    payload = dict(Webhook(secret).verify(request.body, request.headers))
+    EVENT_DATA[payload["type"]].model_validate(payload["data"])
+    return payload

@@ -137,6 +137,23 @@ class LeaderboardRankChanged(EventData):
     top: int
 
 
+class ReferralEvent(EventData):
+    """referral.tracked (status pending, no points yet) and referral.completed."""
+
+    referral_id: str
+    referrer_id: str
+    referee_id: str
+    referral_code: str
+    status: Literal["pending", "completed"]
+    referrer_points: int
+    referee_points: int
+    qualifying_action: str | None
+    qualifying_amount: float | None
+    order_id: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
 class WebhookTest(EventData):
     endpoint_id: str
     message: str
@@ -155,5 +172,7 @@ EVENT_DATA: dict[str, type[EventData]] = {
     "streak.broken": StreakBroken,
     "challenge.completed": ChallengeCompleted,
     "leaderboard.rank_changed": LeaderboardRankChanged,
+    "referral.tracked": ReferralEvent,
+    "referral.completed": ReferralEvent,
     "webhook.test": WebhookTest,
 }
