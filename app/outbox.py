@@ -29,6 +29,8 @@ STREAK_MILESTONE = "streak.milestone"
 STREAK_BROKEN = "streak.broken"
 CHALLENGE_COMPLETED = "challenge.completed"
 LEADERBOARD_RANK_CHANGED = "leaderboard.rank_changed"
+COUPON_REDEEMED = "coupon.redeemed"
+COUPON_EXPIRED = "coupon.expired"
 
 # Set on a session that recorded an event, so the caller knows after commit that the
 # webhook dispatcher has work (a rolled-back savepoint leaves it set: a spare wake-up).

@@ -21,6 +21,8 @@ EventType = Literal[
     "streak.broken",
     "challenge.completed",
     "leaderboard.rank_changed",
+    "coupon.redeemed",
+    "coupon.expired",
 ]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 URL_DESCRIPTION = "http(s) URL the events are POSTed to; must resolve to public addresses"

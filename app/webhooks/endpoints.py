@@ -21,6 +21,8 @@ from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from app.outbox import (
     BADGE_AWARDED,
     CHALLENGE_COMPLETED,
+    COUPON_EXPIRED,
+    COUPON_REDEEMED,
     LEADERBOARD_RANK_CHANGED,
     POINTS_AWARDED,
     POINTS_DEDUCTED,
@@ -49,6 +51,8 @@ SUBSCRIBABLE_EVENTS = (
     STREAK_BROKEN,
     CHALLENGE_COMPLETED,
     LEADERBOARD_RANK_CHANGED,
+    COUPON_REDEEMED,
+    COUPON_EXPIRED,
 )
 # Sent by "send a test event" to that endpoint only, whatever it subscribes to.
 TEST_EVENT = "webhook.test"
