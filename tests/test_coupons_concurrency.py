@@ -1,0 +1,153 @@
+"""Coupon redemptions under contention across several worker processes: usage is counted
+exactly once per redemption, whatever lanes the codes fall in."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.models import CouponRedemption
+from tests.builders import GAMIFY, create_coupon, redeem_coupon, wait_for_operation
+from tests.conftest import TenantKeys
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
+
+
+def _redeem_answer(
+    flask_app: Flask, headers: dict[str, str], code: str, participant: str, order: str
+) -> tuple[int, dict[str, Any]]:
+    """One redemption from its own client; a 202 (worker slower than the wait) is polled
+    to the end."""
+    client = flask_app.test_client()
+    response = redeem_coupon(client, headers, code, participant, order, order_amount=20)
+    if response.status_code != 202:
+        return response.status_code, dict(response.json)
+    finished = wait_for_operation(client, headers, response.json["operation_id"])
+    if finished["status"] == "succeeded":
+        return 201, finished["result"]
+    return finished["error"]["status"], finished["error"]
+
+
+def _live_redemptions(session_factory: sessionmaker[Session], coupon_id: str) -> int:
+    with session_factory() as session:
+        return session.execute(
+            select(func.count())
+            .select_from(CouponRedemption)
+            .where(
+                CouponRedemption.coupon_id == uuid.UUID(coupon_id),
+                CouponRedemption.status == "redeemed",
+            )
+        ).scalar_one()
+
+
+def _usage_count(flask_app: Flask, tenant: TenantKeys, coupon_id: str) -> int:
+    response = flask_app.test_client().get(
+        f"{GAMIFY}/admin/coupons/{coupon_id}", headers=tenant.admin()
+    )
+    return int(response.json["usage_count"])
+
+
+def test_500_concurrent_redemptions_of_a_100_use_coupon_succeed_exactly_100_times(
+    flask_app: Flask,
+    tenant: TenantKeys,
+    start_worker: Any,
+    session_factory: sessionmaker[Session],
+) -> None:
+    start_worker(concurrency=4)
+    coupon = create_coupon(flask_app.test_client(), tenant.admin(), code="DROP", usage_limit=100)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(
+            pool.map(
+                lambda n: _redeem_answer(
+                    flask_app, tenant.participant(), "DROP", f"p{n}", f"order-{n}"
+                ),
+                range(500),
+            )
+        )
+
+    statuses = Counter(status for status, _ in answers)
+    assert statuses == {201: 100, 400: 400}
+    assert {body["code"] for status, body in answers if status == 400} == {"coupon_usage_limit"}
+    assert len({body["redemption_id"] for status, body in answers if status == 201}) == 100
+    assert _usage_count(flask_app, tenant, coupon["id"]) == 100
+    assert _live_redemptions(session_factory, coupon["id"]) == 100
+
+
+def test_concurrent_redemptions_by_one_participant_stop_at_the_per_user_limit(
+    flask_app: Flask,
+    tenant: TenantKeys,
+    start_worker: Any,
+    session_factory: sessionmaker[Session],
+) -> None:
+    start_worker(concurrency=4)
+    coupon = create_coupon(
+        flask_app.test_client(), tenant.admin(), code="THRICE", usage_limit_per_user=3
+    )
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        answers = list(
+            pool.map(
+                lambda n: _redeem_answer(
+                    flask_app, tenant.participant(), "THRICE", "greedy", f"order-{n}"
+                ),
+                range(50),
+            )
+        )
+
+    statuses = Counter(status for status, _ in answers)
+    assert statuses == {201: 3, 400: 47}
+    assert {body["code"] for status, body in answers if status == 400} == {"coupon_already_used"}
+    assert _usage_count(flask_app, tenant, coupon["id"]) == 3
+    assert _live_redemptions(session_factory, coupon["id"]) == 3
+
+
+def test_generated_codes_in_every_lane_share_the_coupons_usage_limit(
+    flask_app: Flask,
+    tenant: TenantKeys,
+    start_worker: Any,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Codes of one coupon fall in different lanes, drained side by side; the coupon's
+    row lock still counts each use once."""
+    start_worker(concurrency=4)
+    client = flask_app.test_client()
+    coupon = create_coupon(client, tenant.admin(), usage_limit=60)
+    generated = client.post(
+        f"{GAMIFY}/admin/coupons/{coupon['id']}/generate",
+        json={"count": 200},
+        headers=tenant.admin(),
+    )
+    wait_for_operation(client, tenant.admin(), generated.json["operation_id"])
+    codes = [
+        code["code"]
+        for page in (1, 2)
+        for code in client.get(
+            f"{GAMIFY}/admin/coupons/{coupon['id']}/codes?page_size=100&page={page}",
+            headers=tenant.admin(),
+        ).json["codes"]
+    ]
+    assert len(codes) == 200
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(
+            pool.map(
+                lambda n: _redeem_answer(
+                    flask_app, tenant.participant(), codes[n], f"p{n}", f"order-{n}"
+                ),
+                range(200),
+            )
+        )
+
+    statuses = Counter(status for status, _ in answers)
+    assert statuses == {201: 60, 400: 140}
+    assert {body["code"] for status, body in answers if status == 400} == {"coupon_usage_limit"}
+    assert _usage_count(flask_app, tenant, coupon["id"]) == 60
+    assert _live_redemptions(session_factory, coupon["id"]) == 60
