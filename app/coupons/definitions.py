@@ -22,6 +22,7 @@ from app.coupons.rules import as_number, new_customers_only
 from app.errors import Conflict, DomainError, NotFound
 from app.infra.pgcopy import fetch_tuples
 from app.models import Coupon, CouponCode
+from app.text import holds_nul
 
 # Unambiguous characters for generated codes: no 0/O, 1/I/L.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -157,6 +158,8 @@ def get_coupon(
     session: Session, tenant_id: uuid.UUID, env: str, id_or_code: str, *, lock: bool = False
 ) -> Coupon:
     """The coupon with this id, or with this code (its own or one generated for it)."""
+    if holds_nul(id_or_code):
+        raise coupon_not_found()  # a path PostgreSQL could not even compare
     query = select(Coupon).where(Coupon.tenant_id == tenant_id, Coupon.env == env)
     coupon_id = _parse_id(id_or_code)
     if coupon_id is not None:
