@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from app.coupons.definitions import CODE_ALPHABET
-from bench.load import Request, run_load
+from bench.load import LoadResult, Request, run_load
 from bench.scenarios import (
     GAMIFY,
     ScenarioResult,
@@ -22,8 +22,6 @@ from bench.scenarios import (
     hot_reward_drop,
     make_tenant,
 )
-
-STAMPEDE_CODE = "STAMPEDE"
 
 
 def _call(
@@ -103,16 +101,16 @@ def _check_codes(engine: Engine, coupon_id: str, count: int) -> list[str]:
     return violations
 
 
-def _stampede_requests(tenant: Tenant, participants: int) -> list[Request]:
+def _stampede_requests(tenant: Tenant, code: str, participants: int) -> list[Request]:
     headers = {"X-API-Key": tenant.participant_key, "Content-Type": "application/json"}
     return [
         Request(
             "POST",
             f"{GAMIFY}/coupons/redeem",
-            {**headers, "Idempotency-Key": f"stampede-{n}"},
+            {**headers, "Idempotency-Key": f"{code}-{n}"},
             json.dumps(
                 {
-                    "code": STAMPEDE_CODE,
+                    "code": code,
                     "participant_id": f"p{n}",
                     "order_id": f"order-{n}",
                     "order_amount": 40,
@@ -123,31 +121,17 @@ def _stampede_requests(tenant: Tenant, participants: int) -> list[Request]:
     ]
 
 
-def coupon_flow(
+def _stampede(
     engine: Engine,
     api_url: str,
+    tenant: Tenant,
+    code: str,
     *,
-    generate: int,
     participants: int,
     codes: int,
     concurrency: int,
-) -> ScenarioResult:
-    """Generate `generate` codes; then the hot drop (`participants` claims of `codes`
-    codes) and a stampede of `participants` redemptions of one code of a coupon limited to
-    `codes` uses, one after the other: their requests/s ratio."""
-    result = ScenarioResult(
-        f"coupons ({generate} codes generated; stampede of {participants} on one code "
-        f"limited to {codes} uses, vs the hot drop)"
-    )
-    tenant = make_tenant(engine)
-    coupon_id = _generate(api_url, tenant, generate, result)
-    if coupon_id is not None:
-        result.violations += _check_codes(engine, coupon_id, generate)
-
-    hot = hot_reward_drop(
-        engine, api_url, participants=participants, codes=codes, concurrency=concurrency
-    )
-    result.violations += [f"hot drop: {violation}" for violation in hot.violations]
+) -> tuple[LoadResult | None, list[str]]:
+    """`participants` redemptions of `code`, a new coupon limited to `codes` uses."""
     parts = urlsplit(api_url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     status, coupon = _call(
@@ -155,26 +139,14 @@ def coupon_flow(
         "POST",
         f"{GAMIFY}/admin/coupons",
         tenant.admin_key,
-        {
-            "code": STAMPEDE_CODE,
-            "discount_type": "fixed",
-            "discount_value": 5,
-            "usage_limit": codes,
-        },
+        {"code": code, "discount_type": "fixed", "discount_value": 5, "usage_limit": codes},
     )
     connection.close()
     if status != 201:
-        result.violations.append(f"stampede coupon answered {status}: {coupon}")
-        return result
-    load = run_load(api_url, _stampede_requests(tenant, participants), concurrency)
-    _load_figures(result, load)
+        return None, [f"stampede coupon answered {status}: {coupon}"]
+    load = run_load(api_url, _stampede_requests(tenant, code, participants), concurrency)
     redeemed = load.statuses.get(201, 0)
-    hot_rate = float(hot.figures["requests_per_s"])
-    result.figures.update(
-        successful_redemptions=redeemed,
-        hot_drop_requests_per_s=hot_rate,
-        stampede_over_hot_drop=round(load.rate() / hot_rate, 2) if hot_rate else "n/a",
-    )
+    violations = []
     with engine.connect() as db:
         usage_count = db.execute(
             text("SELECT usage_count FROM coupons WHERE id = :c"), {"c": coupon["id"]}
@@ -184,11 +156,63 @@ def coupon_flow(
             {"c": coupon["id"]},
         ).scalar_one()
     if not redeemed == usage_count == rows == codes:
-        result.violations.append(
-            f"{redeemed} redemptions answered 201, usage_count {usage_count}, {rows} rows;"
-            f" expected {codes}"
+        violations.append(
+            f"{code}: {redeemed} redemptions answered 201, usage_count {usage_count}, {rows}"
+            f" rows; expected {codes}"
         )
-    unexpected = {code: n for code, n in load.statuses.items() if code not in (201, 400)}
+    unexpected = {status: n for status, n in load.statuses.items() if status not in (201, 400)}
     if unexpected:
-        result.violations.append(f"unexpected statuses {unexpected} {dict(load.error_codes)}")
+        violations.append(f"{code}: unexpected statuses {unexpected} {dict(load.error_codes)}")
+    return load, violations
+
+
+def coupon_flow(
+    engine: Engine,
+    api_url: str,
+    *,
+    generate: int,
+    participants: int,
+    codes: int,
+    concurrency: int,
+    rounds: int = 2,
+) -> ScenarioResult:
+    """Generate `generate` codes; then, `rounds` times in turn, the hot drop
+    (`participants` claims of `codes` codes) and a stampede of `participants` redemptions
+    of one code of a coupon limited to `codes` uses: the ratio of their summed requests/s
+    (alternating, as the machine's load drifts within a run)."""
+    result = ScenarioResult(
+        f"coupons ({generate} codes generated; {rounds} rounds of the hot drop and a stampede"
+        f" of {participants} on one code limited to {codes} uses)"
+    )
+    tenant = make_tenant(engine)
+    coupon_id = _generate(api_url, tenant, generate, result)
+    if coupon_id is not None:
+        result.violations += _check_codes(engine, coupon_id, generate)
+    hot_rates: list[float] = []
+    stampede_rates: list[float] = []
+    for round_number in range(rounds):
+        hot = hot_reward_drop(
+            engine, api_url, participants=participants, codes=codes, concurrency=concurrency
+        )
+        result.violations += [f"hot drop: {violation}" for violation in hot.violations]
+        hot_rates.append(float(hot.figures["requests_per_s"]))
+        load, violations = _stampede(
+            engine,
+            api_url,
+            tenant,
+            f"STAMPEDE-{round_number}",
+            participants=participants,
+            codes=codes,
+            concurrency=concurrency,
+        )
+        result.violations += violations
+        if load is None:
+            return result
+        stampede_rates.append(round(load.rate(), 1))
+        _load_figures(result, load)  # the last round's
+    result.figures.update(
+        hot_drop_requests_per_s=", ".join(str(rate) for rate in hot_rates),
+        stampede_requests_per_s=", ".join(str(rate) for rate in stampede_rates),
+        stampede_over_hot_drop=round(sum(stampede_rates) / sum(hot_rates), 2),
+    )
     return result
