@@ -170,6 +170,19 @@ def wait_for_operation(
     return dict(view)
 
 
+def final_answer(
+    client: FlaskClient, headers: dict[str, str], response: Any, success_status: int = 201
+) -> tuple[int, dict[str, Any]]:
+    """A write's answer: as given, or, for a 202 (the worker slower than the wait), its
+    operation's once polled to the end."""
+    if response.status_code != 202:
+        return response.status_code, dict(response.json)
+    finished = wait_for_operation(client, headers, response.json["operation_id"])
+    if finished["status"] == "succeeded":
+        return success_status, finished["result"]
+    return finished["error"]["status"], finished["error"]
+
+
 def run_ledger_verify(service_env: dict[str, str], *arguments: str) -> tuple[int, Any]:
     """`rewards ledger verify` as an operator runs it: exit code and its JSON report."""
     completed = subprocess.run(

@@ -14,25 +14,31 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import CouponRedemption
-from tests.builders import GAMIFY, create_coupon, redeem_coupon, wait_for_operation
+from tests.builders import (
+    GAMIFY,
+    create_coupon,
+    final_answer,
+    redeem_coupon,
+    wait_for_operation,
+)
 from tests.conftest import TenantKeys
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
 
 
-def _redeem_answer(
-    flask_app: Flask, headers: dict[str, str], code: str, participant: str, order: str
-) -> tuple[int, dict[str, Any]]:
-    """One redemption from its own client; a 202 (worker slower than the wait) is polled
-    to the end."""
-    client = flask_app.test_client()
-    response = redeem_coupon(client, headers, code, participant, order, order_amount=20)
-    if response.status_code != 202:
-        return response.status_code, dict(response.json)
-    finished = wait_for_operation(client, headers, response.json["operation_id"])
-    if finished["status"] == "succeeded":
-        return 201, finished["result"]
-    return finished["error"]["status"], finished["error"]
+def _redeem_at_once(
+    flask_app: Flask, headers: dict[str, str], redemptions: list[tuple[str, str, str]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """Each (code, participant, order) redeemed from its own client, 32 at a time; their
+    answers, in order."""
+
+    def redeem(code: str, participant: str, order: str) -> tuple[int, dict[str, Any]]:
+        client = flask_app.test_client()
+        response = redeem_coupon(client, headers, code, participant, order, order_amount=20)
+        return final_answer(client, headers, response)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        return list(pool.map(lambda redemption: redeem(*redemption), redemptions))
 
 
 def _live_redemptions(session_factory: sessionmaker[Session], coupon_id: str) -> int:
@@ -63,15 +69,9 @@ def test_500_concurrent_redemptions_of_a_100_use_coupon_succeed_exactly_100_time
     start_worker(concurrency=4)
     coupon = create_coupon(flask_app.test_client(), tenant.admin(), code="DROP", usage_limit=100)
 
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        answers = list(
-            pool.map(
-                lambda n: _redeem_answer(
-                    flask_app, tenant.participant(), "DROP", f"p{n}", f"order-{n}"
-                ),
-                range(500),
-            )
-        )
+    answers = _redeem_at_once(
+        flask_app, tenant.participant(), [("DROP", f"p{n}", f"order-{n}") for n in range(500)]
+    )
 
     statuses = Counter(status for status, _ in answers)
     assert statuses == {201: 100, 400: 400}
@@ -92,15 +92,9 @@ def test_concurrent_redemptions_by_one_participant_stop_at_the_per_user_limit(
         flask_app.test_client(), tenant.admin(), code="THRICE", usage_limit_per_user=3
     )
 
-    with ThreadPoolExecutor(max_workers=25) as pool:
-        answers = list(
-            pool.map(
-                lambda n: _redeem_answer(
-                    flask_app, tenant.participant(), "THRICE", "greedy", f"order-{n}"
-                ),
-                range(50),
-            )
-        )
+    answers = _redeem_at_once(
+        flask_app, tenant.participant(), [("THRICE", "greedy", f"order-{n}") for n in range(50)]
+    )
 
     statuses = Counter(status for status, _ in answers)
     assert statuses == {201: 3, 400: 47}
@@ -136,15 +130,9 @@ def test_generated_codes_in_every_lane_share_the_coupons_usage_limit(
     ]
     assert len(codes) == 200
 
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        answers = list(
-            pool.map(
-                lambda n: _redeem_answer(
-                    flask_app, tenant.participant(), codes[n], f"p{n}", f"order-{n}"
-                ),
-                range(200),
-            )
-        )
+    answers = _redeem_at_once(
+        flask_app, tenant.participant(), [(codes[n], f"p{n}", f"order-{n}") for n in range(200)]
+    )
 
     statuses = Counter(status for status, _ in answers)
     assert statuses == {201: 60, 400: 140}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from flask import Blueprint, Response, request, stream_with_context
+from flask import Blueprint, Response, request
 
 from api.audit import audit_change
 from api.auth import current_principal
@@ -21,6 +20,7 @@ from api.coupons.schemas import (
     GenerateRequest,
 )
 from api.endpoint import Access, endpoint
+from api.points.bulk import streamed_csv
 from api.runtime import runtime
 from api.schemas import OperationAccepted, PageQuery
 from api.write_path import IDEMPOTENCY_HEADER_DOC, accepted_response, resolve_idempotency_key
@@ -201,27 +201,21 @@ def generate_coupon_codes(coupon_id: str, body: GenerateRequest) -> Response:
 def _csv_export(coupon: Coupon) -> Response:
     """Every generated code of the coupon, streamed a page at a time in code order."""
 
-    def lines() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(("code", "used", "redemption_id"))
+    def pages() -> Iterator[Sequence[Any]]:
         after = ""
         while True:
             with runtime().session_factory() as session:
                 page = generated_codes_after(session, coupon.id, after, CSV_PAGE_CODES)
-            for code, redemption_id in page:
-                writer.writerow((code, "true" if redemption_id else "false", redemption_id or ""))
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
+            yield page
             if len(page) < CSV_PAGE_CODES:
                 return
             after = page[-1][0]
 
-    return Response(
-        stream_with_context(lines()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="coupon-{coupon.id}-codes.csv"'},
+    return streamed_csv(
+        ("code", "used", "redemption_id"),
+        pages(),
+        lambda row: (row[0], "true" if row[1] else "false", row[1] or ""),
+        f"coupon-{coupon.id}-codes.csv",
     )
 
 
