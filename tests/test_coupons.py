@@ -511,3 +511,19 @@ def test_coupon_events_are_delivered_signed_and_expiry_is_announced_once(
     time.sleep(2.5)  # two more sweeps
     with session_factory() as session:
         assert session.execute(count).scalar_one() == before == 1
+
+
+def test_an_order_beyond_the_amounts_bound_is_refused_before_it_is_recorded(
+    client: FlaskClient, tenant: TenantKeys
+) -> None:
+    create_coupon(client, tenant.admin(), code="BOUNDS")
+    items = [{"product_id": "yacht", "quantity": 1_000_000, "price": 10**12}]
+    for path, body in (
+        ("/coupons/validate", {"code": "BOUNDS", "items": items}),
+        (
+            "/coupons/redeem",
+            {"code": "BOUNDS", "participant_id": "u1", "order_id": "o1", "items": items},
+        ),
+    ):
+        response = client.post(f"{GAMIFY}{path}", json=body, headers=tenant.participant())
+        assert response.status_code == 422 and response.json["code"] == "validation_error"

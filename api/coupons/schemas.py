@@ -12,7 +12,8 @@ from api.schemas import PageQuery, RequestModel, kept_when_absent
 
 DiscountType = Literal["percentage", "fixed", "free_shipping", "buy_x_get_y"]
 # Amounts: up to a trillion, in cents at most (what the columns hold).
-Amount = Annotated[Decimal, Field(ge=0, le=10**12, max_digits=14, decimal_places=2)]
+AMOUNT_MAX = 10**12
+Amount = Annotated[Decimal, Field(ge=0, le=AMOUNT_MAX, max_digits=14, decimal_places=2)]
 Quantity = Annotated[int, Field(ge=1, le=1_000_000)]
 Limit = Annotated[int, Field(ge=1, le=1_000_000_000)]
 # A code as it is created: letters, digits, - and _ (stored upper-case).
@@ -136,6 +137,14 @@ class OrderFields(RequestModel):
     items: list[OrderItemBody] | None = Field(
         default=None, max_length=500, description="For buy_x_get_y and applicable_to"
     )
+
+    @model_validator(mode="after")
+    def _items_fit_an_amount(self) -> OrderFields:
+        # The items' sum stands for the order amount when none is given: the same bound.
+        total = sum((item.price * item.quantity for item in self.items or ()), Decimal(0))
+        if total > AMOUNT_MAX:
+            raise ValueError(f"the items' total must be at most {AMOUNT_MAX}")
+        return self
 
 
 class ValidateRequest(OrderFields):
