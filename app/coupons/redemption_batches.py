@@ -242,18 +242,7 @@ def void_redemption(session: Session, operation: Operation) -> dict[str, Any]:
             },
         )
         session.flush()
-    prior = PriorRedemption(
-        redemption.id,
-        coupon.id,
-        redemption.code,
-        redemption.participant_id,
-        redemption.order_id,
-        redemption.order_amount,
-        redemption.discount_amount,
-        redemption.request_fingerprint,
-        redemption.redeemed_at,
-    )
-    return redemption_body(prior, coupon, voided_at=redemption.voided_at)
+    return redemption_body(PriorRedemption.of(redemption), coupon, voided_at=redemption.voided_at)
 
 
 COUPON_REDEEM = OperationKind(

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.infra.pgcopy import array_literal, fetch_tuples, plain_array_literal
-from app.models import Coupon
+from app.models import Coupon, CouponRedemption
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,20 @@ class PriorRedemption:
     discount_amount: Decimal | None
     request_fingerprint: str
     redeemed_at: datetime
+
+    @classmethod
+    def of(cls, row: CouponRedemption) -> PriorRedemption:
+        return cls(
+            row.id,
+            row.coupon_id,
+            row.code,
+            row.participant_id,
+            row.order_id,
+            row.order_amount,
+            row.discount_amount,
+            row.request_fingerprint,
+            row.redeemed_at,
+        )
 
 
 _CODES = """
