@@ -139,3 +139,25 @@ def test_generated_codes_in_every_lane_share_the_coupons_usage_limit(
     assert {body["code"] for status, body in answers if status == 400} == {"coupon_usage_limit"}
     assert _usage_count(flask_app, tenant, coupon["id"]) == 60
     assert _live_redemptions(session_factory, coupon["id"]) == 60
+
+
+def test_participants_redeeming_many_new_customer_coupons_at_once_get_one_each(
+    flask_app: Flask, tenant: TenantKeys, start_worker: Any
+) -> None:
+    """Twenty new_customers_only coupons, their codes in both lanes, redeemed at once by
+    ten new participants: each one's first redemption is one of them, the others refused."""
+    start_worker(concurrency=4)
+    client = flask_app.test_client()
+    codes = [f"WELCOME-{n}" for n in range(20)]
+    for code in codes:
+        create_coupon(client, tenant.admin(), code=code, conditions={"new_customers_only": True})
+
+    answers = _redeem_at_once(
+        flask_app,
+        tenant.participant(),
+        [(code, f"fresh{n}", f"order-{n}-{code}") for code in codes for n in range(10)],
+    )
+
+    accepted = Counter(body["participant_id"] for status, body in answers if status == 201)
+    assert accepted == {f"fresh{n}": 1 for n in range(10)}
+    assert {body["code"] for status, body in answers if status == 400} == {"coupon_not_eligible"}

@@ -48,6 +48,7 @@ from app.coupons.usage import (
     returning_customers,
 )
 from app.errors import DomainError, NotFound, parse_uuid
+from app.infra.pgcopy import array_literal, fetch_tuples
 from app.models import CouponRedemption, Operation
 from app.operation_kinds import OperationKind, lane_of
 from app.operations import fingerprint
@@ -96,18 +97,17 @@ def execute_redemptions(
         session, tenant_id, env, (row.coupon_id for row in named.values()), lock=True
     )
     codes = find_codes(session, tenant_id, env, named)
-    open_requests = [r for r in requests if r.code in codes and codes[r.code].coupon_id in coupons]
-    pairs = {(codes[r.code].coupon_id, r.participant_id) for r in open_requests}
-    uses = participant_uses(session, pairs)
-    newcomers_only = {
-        r.participant_id
-        for r in open_requests
-        if new_customers_only(coupons[codes[r.code].coupon_id])
-    }
+    # The requests whose code names a coupon, with it.
+    found = [
+        (request, coupons[codes[request.code].coupon_id])
+        for request in requests
+        if request.code in codes and codes[request.code].coupon_id in coupons
+    ]
+    uses = participant_uses(session, {(coupon.id, r.participant_id) for r, coupon in found})
+    newcomers_only = {r.participant_id for r, coupon in found if new_customers_only(coupon)}
+    _lock_newcomers(session, tenant_id, env, newcomers_only)
     returning = returning_customers(session, tenant_id, env, newcomers_only)
-    priors = prior_redemptions(
-        session, {(codes[r.code].coupon_id, r.order_id) for r in open_requests}
-    )
+    priors = prior_redemptions(session, {(coupon.id, r.order_id) for r, coupon in found})
     decisions = decide_redemptions(requests, codes, coupons, uses, returning, priors, now)
     accepted = [decision for decision in decisions if isinstance(decision, AcceptedRedemption)]
     if accepted:
@@ -121,6 +121,40 @@ def execute_redemptions(
         else:
             answers[request.operation_id] = decision
     return answers
+
+
+# A participant's first redemption is decided by one batch at a time, whichever coupons
+# (and lanes) are involved: a transaction-scoped advisory lock per participant, in the
+# two-key space under this class (the one-key space is the dispatcher's). Taken after the
+# coupons and in key order, so no two batches wait on each other in a cycle; a hash clash
+# only serializes two participants needlessly.
+_NEWCOMER_LOCK_CLASS = 0x0C0F
+_LOCK_NEWCOMERS = """
+    SELECT pg_advisory_xact_lock(%(lock_class)s, key)
+    FROM (
+        SELECT DISTINCT hashtext(%(program)s || participant_id) AS key
+        FROM unnest(CAST(%(participant_ids)s AS text[])) AS wanted(participant_id)
+        ORDER BY key
+    ) AS keys
+"""
+
+
+def _lock_newcomers(
+    session: Session, tenant_id: uuid.UUID, env: str, participants: set[str]
+) -> None:
+    """Serialize the new_customers_only decisions of `participants` with every other
+    batch's: without it, two batches in different lanes could each see no earlier
+    redemption and both accept a participant's first."""
+    if participants:
+        fetch_tuples(
+            session,
+            _LOCK_NEWCOMERS,
+            {
+                "lock_class": _NEWCOMER_LOCK_CLASS,
+                "program": f"{tenant_id}:{env}:",
+                "participant_ids": array_literal(sorted(participants)),
+            },
+        )
 
 
 def _decimal_text(value: Decimal | None) -> str | None:
