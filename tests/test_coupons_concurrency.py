@@ -3,6 +3,7 @@ exactly once per redemption, whatever lanes the codes fall in."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,9 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models import CouponRedemption
+from app.coupons.redemption_batches import execute_redemptions
+from app.errors import DomainError
+from app.models import CouponRedemption, Operation
 from tests.builders import (
     GAMIFY,
     create_coupon,
@@ -141,23 +144,32 @@ def test_generated_codes_in_every_lane_share_the_coupons_usage_limit(
     assert _live_redemptions(session_factory, coupon["id"]) == 60
 
 
-def test_participants_redeeming_many_new_customer_coupons_at_once_get_one_each(
-    flask_app: Flask, tenant: TenantKeys, start_worker: Any
+def test_a_first_redemption_waits_for_another_lanes_first_redemption_of_the_participant(
+    flask_app: Flask, tenant: TenantKeys, session_factory: sessionmaker[Session]
 ) -> None:
-    """Twenty new_customers_only coupons, their codes in both lanes, redeemed at once by
-    ten new participants: each one's first redemption is one of them, the others refused."""
-    start_worker(concurrency=4)
+    """Two batches, as two lanes' drains would run them, each redeeming a different
+    new_customers_only coupon for the same new participant: the second waits for the
+    first to commit, then sees a returning customer."""
     client = flask_app.test_client()
-    codes = [f"WELCOME-{n}" for n in range(20)]
-    for code in codes:
+    for code in ("FIRST-A", "FIRST-B"):
         create_coupon(client, tenant.admin(), code=code, conditions={"new_customers_only": True})
 
-    answers = _redeem_at_once(
-        flask_app,
-        tenant.participant(),
-        [(code, f"fresh{n}", f"order-{n}-{code}") for code in codes for n in range(10)],
-    )
+    def batch(code: str) -> list[Operation]:
+        payload = {"code": code, "participant_id": "newbie", "order_id": code}
+        return [Operation(id=uuid.uuid4(), tenant_id=tenant.tenant_id, env="live", payload=payload)]
 
-    accepted = Counter(body["participant_id"] for status, body in answers if status == 201)
-    assert accepted == {f"fresh{n}": 1 for n in range(10)}
-    assert {body["code"] for status, body in answers if status == 400} == {"coupon_not_eligible"}
+    with session_factory.begin() as first:
+        [first_answer] = execute_redemptions(first, batch("FIRST-A")).values()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+
+            def second_batch() -> Any:
+                with session_factory.begin() as second:
+                    return next(iter(execute_redemptions(second, batch("FIRST-B")).values()))
+
+            second = pool.submit(second_batch)
+            time.sleep(0.5)
+            assert not second.done(), "the second batch decided before the first committed"
+            first.commit()
+            second_answer = second.result(timeout=10)
+    assert first_answer["status"] == "redeemed"
+    assert isinstance(second_answer, DomainError) and second_answer.code == "coupon_not_eligible"
