@@ -139,9 +139,9 @@ def create_coupon(
             raise code_taken()
     else:
         # A clash of ~50 random bits is out of reach, but the key has the last word.
-        while not _claim_code(session, coupon, random := random_code(code_prefix, 10)):
-            pass
-        coupon.code = random
+        coupon.code = random_code(code_prefix, OWN_CODE_RANDOM_CHARS)
+        while not _claim_code(session, coupon, coupon.code):
+            coupon.code = random_code(code_prefix, OWN_CODE_RANDOM_CHARS)
     session.add(coupon)
     session.flush()
     return coupon
