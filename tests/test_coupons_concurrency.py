@@ -56,11 +56,27 @@ def _live_redemptions(session_factory: sessionmaker[Session], coupon_id: str) ->
         ).scalar_one()
 
 
-def _usage_count(flask_app: Flask, tenant: TenantKeys, coupon_id: str) -> int:
+def _assert_counted_once(
+    flask_app: Flask,
+    tenant: TenantKeys,
+    session_factory: sessionmaker[Session],
+    coupon_id: str,
+    answers: list[tuple[int, dict[str, Any]]],
+    *,
+    accepted: int,
+    refusal: str,
+) -> None:
+    """`accepted` redemptions answered 201, each its own, the others refused with
+    `refusal`; the coupon's usage_count and its live redemption rows both say `accepted`."""
+    statuses = Counter(status for status, _ in answers)
+    assert statuses == {201: accepted, 400: len(answers) - accepted}
+    assert {body["code"] for status, body in answers if status == 400} == {refusal}
+    assert len({body["redemption_id"] for status, body in answers if status == 201}) == accepted
     response = flask_app.test_client().get(
         f"{GAMIFY}/admin/coupons/{coupon_id}", headers=tenant.admin()
     )
-    return int(response.json["usage_count"])
+    assert response.json["usage_count"] == accepted
+    assert _live_redemptions(session_factory, coupon_id) == accepted
 
 
 def test_500_concurrent_redemptions_of_a_100_use_coupon_succeed_exactly_100_times(
@@ -76,12 +92,15 @@ def test_500_concurrent_redemptions_of_a_100_use_coupon_succeed_exactly_100_time
         flask_app, tenant.participant(), [("DROP", f"p{n}", f"order-{n}") for n in range(500)]
     )
 
-    statuses = Counter(status for status, _ in answers)
-    assert statuses == {201: 100, 400: 400}
-    assert {body["code"] for status, body in answers if status == 400} == {"coupon_usage_limit"}
-    assert len({body["redemption_id"] for status, body in answers if status == 201}) == 100
-    assert _usage_count(flask_app, tenant, coupon["id"]) == 100
-    assert _live_redemptions(session_factory, coupon["id"]) == 100
+    _assert_counted_once(
+        flask_app,
+        tenant,
+        session_factory,
+        coupon["id"],
+        answers,
+        accepted=100,
+        refusal="coupon_usage_limit",
+    )
 
 
 def test_concurrent_redemptions_by_one_participant_stop_at_the_per_user_limit(
@@ -99,11 +118,15 @@ def test_concurrent_redemptions_by_one_participant_stop_at_the_per_user_limit(
         flask_app, tenant.participant(), [("THRICE", "greedy", f"order-{n}") for n in range(50)]
     )
 
-    statuses = Counter(status for status, _ in answers)
-    assert statuses == {201: 3, 400: 47}
-    assert {body["code"] for status, body in answers if status == 400} == {"coupon_already_used"}
-    assert _usage_count(flask_app, tenant, coupon["id"]) == 3
-    assert _live_redemptions(session_factory, coupon["id"]) == 3
+    _assert_counted_once(
+        flask_app,
+        tenant,
+        session_factory,
+        coupon["id"],
+        answers,
+        accepted=3,
+        refusal="coupon_already_used",
+    )
 
 
 def test_generated_codes_in_every_lane_share_the_coupons_usage_limit(
@@ -137,11 +160,15 @@ def test_generated_codes_in_every_lane_share_the_coupons_usage_limit(
         flask_app, tenant.participant(), [(codes[n], f"p{n}", f"order-{n}") for n in range(200)]
     )
 
-    statuses = Counter(status for status, _ in answers)
-    assert statuses == {201: 60, 400: 140}
-    assert {body["code"] for status, body in answers if status == 400} == {"coupon_usage_limit"}
-    assert _usage_count(flask_app, tenant, coupon["id"]) == 60
-    assert _live_redemptions(session_factory, coupon["id"]) == 60
+    _assert_counted_once(
+        flask_app,
+        tenant,
+        session_factory,
+        coupon["id"],
+        answers,
+        accepted=60,
+        refusal="coupon_usage_limit",
+    )
 
 
 def test_a_first_redemption_waits_for_another_lanes_first_redemption_of_the_participant(
