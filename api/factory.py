@@ -81,6 +81,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     register_error_handlers(app)
     from api import audit, health, metrics, openapi, operations, points
+    from api.coupons import admin as coupons_admin
+    from api.coupons import participant as coupons_participant
     from api.engagement import actions as engagement_actions
     from api.engagement import admin as engagement_admin
     from api.engagement import bulk as engagement_bulk
@@ -105,6 +107,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         engagement_bulk.bp,
         engagement_program_admin.bp,
         referrals.bp,
+        coupons_participant.bp,
+        coupons_admin.bp,
     ):
         app.register_blueprint(blueprint)
     return app

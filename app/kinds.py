@@ -1,6 +1,8 @@
 """Every operation kind the service runs, registered from this one list: the web imports
 it to record writes, the workers to execute them."""
 
+from app.coupons.generation import COUPON_GENERATE
+from app.coupons.redemption_batches import COUPON_REDEEM, COUPON_VOID
 from app.engagement.kinds import (
     ACTION,
     ACTION_BATCH,
@@ -28,6 +30,9 @@ KINDS: tuple[OperationKind, ...] = (
     CHALLENGE_JOIN,
     REFERRAL_TRACK,
     REFERRAL_COMPLETE,
+    COUPON_REDEEM,
+    COUPON_VOID,
+    COUPON_GENERATE,
 )
 
 for kind in KINDS:

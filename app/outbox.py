@@ -31,6 +31,8 @@ CHALLENGE_COMPLETED = "challenge.completed"
 LEADERBOARD_RANK_CHANGED = "leaderboard.rank_changed"
 REFERRAL_TRACKED = "referral.tracked"
 REFERRAL_COMPLETED = "referral.completed"
+COUPON_REDEEMED = "coupon.redeemed"
+COUPON_EXPIRED = "coupon.expired"
 
 # Set on a session that recorded an event, so the caller knows after commit that the
 # webhook dispatcher has work (a rolled-back savepoint leaves it set: a spare wake-up).

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import baselines, scenarios
 from bench.actions import action_flow
+from bench.coupons import coupon_flow
 from bench.expiry import expiry_sweep
 from bench.services import Database, Services
 from bench.spread import KINDS, SpreadOptions, spread_writes
@@ -56,7 +57,7 @@ def main() -> int:
         "--scenarios",
         default="hot,async,batch,bulk,webhooks,actions",
         help="comma list of: hot, async, batch, batch-expiry, bulk, webhooks, actions, spread, "
-        "expiry",
+        "expiry, coupons",
     )
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--api-connections", type=int, default=1000)
@@ -70,6 +71,9 @@ def main() -> int:
         "--leaderboard-reads-per-s", type=float, default=500, help="actions scenario"
     )
     parser.add_argument("--events", type=int, default=10_000, help="webhook scenario")
+    parser.add_argument(
+        "--coupon-codes", type=int, default=1_000_000, help="coupons scenario: codes generated"
+    )
     parser.add_argument("--lots", type=int, default=1_000_000, help="expiry scenario")
     parser.add_argument("--lot-participants", type=int, default=100_000, help="expiry scenario")
     parser.add_argument("--spread-kinds", default=",".join(KINDS), help="spread scenario")
@@ -169,6 +173,17 @@ def main() -> int:
                     results.append(
                         expiry_sweep(
                             engine, services, lots=args.lots, participants=args.lot_participants
+                        )
+                    )
+                elif name == "coupons":
+                    results.append(
+                        coupon_flow(
+                            engine,
+                            api_url,
+                            generate=args.coupon_codes,
+                            participants=args.participants,
+                            codes=args.codes,
+                            concurrency=args.concurrency,
                         )
                     )
                 elif name == "bulk":

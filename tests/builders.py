@@ -90,6 +90,27 @@ def create_leaderboard(
     return dict(response.json)
 
 
+def create_coupon(
+    client: FlaskClient, admin_headers: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    body = {"discount_type": "percentage", "discount_value": 10, **fields}
+    response = client.post(f"{GAMIFY}/admin/coupons", json=body, headers=admin_headers)
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
+def redeem_coupon(
+    client: FlaskClient,
+    headers: dict[str, str],
+    code: str,
+    participant_id: str,
+    order_id: str,
+    **fields: Any,
+) -> Any:
+    body = {"code": code, "participant_id": participant_id, "order_id": order_id, **fields}
+    return client.post(f"{GAMIFY}/coupons/redeem", json=body, headers=headers)
+
+
 def upload_codes(
     client: FlaskClient, admin_headers: dict[str, str], reward_id: str, codes: list[str]
 ) -> dict[str, Any]:
@@ -147,6 +168,19 @@ def wait_for_operation(
         f"operation {operation_id} to finish",
     )
     return dict(view)
+
+
+def final_answer(
+    client: FlaskClient, headers: dict[str, str], response: Any, success_status: int = 201
+) -> tuple[int, dict[str, Any]]:
+    """A write's answer: as given, or, for a 202 (the worker slower than the wait), its
+    operation's once polled to the end."""
+    if response.status_code != 202:
+        return response.status_code, dict(response.json)
+    finished = wait_for_operation(client, headers, response.json["operation_id"])
+    if finished["status"] == "succeeded":
+        return success_status, finished["result"]
+    return finished["error"]["status"], finished["error"]
 
 
 def run_ledger_verify(service_env: dict[str, str], *arguments: str) -> tuple[int, Any]:

@@ -22,8 +22,10 @@ from tests.builders import (
     GAMIFY,
     claim,
     create_badge,
+    create_coupon,
     create_earning_rule,
     create_reward,
+    redeem_coupon,
     upload_codes,
     wait_for_operation,
 )
@@ -115,7 +117,13 @@ def _tenant_a_world(
         session.add_all([streak, challenge, board])
         session.flush()
         challenge_id, leaderboard_id = str(challenge.id), str(board.id)
+    coupon = create_coupon(client, acme.admin(), code="SECRET-COUPON-A")
+    redeemed = redeem_coupon(client, acme.participant(), "SECRET-COUPON-A", "alice", "order-a")
+    assert redeemed.status_code == 201, redeemed.json
     return {
+        "coupon_id": coupon["id"],
+        "id_or_code": "SECRET-COUPON-A",
+        "redemption_id": redeemed.json["redemption_id"],
         "rule_id": rule["rule_id"],
         "badge_id": badge["badge_id"],
         "streak_type": "streak-a",
@@ -165,6 +173,8 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
         ids["leaderboard_id"],
         ids["referral_code"],
         ids["referral_id"],
+        ids["coupon_id"],
+        "SECRET-COUPON-A",
     ]
     outsiders = {
         "other tenant admin": other.admin(),
@@ -179,6 +189,8 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
         "/api/v1/gamify/admin/webhooks/{webhook_id}": {"enabled": True},
         "/api/v1/gamify/admin/earning-rules/{rule_id}": {"name": "stolen"},
         "/api/v1/gamify/admin/badges/{badge_id}": {"name": "stolen"},
+        "/api/v1/gamify/admin/coupons/{id_or_code}": {"campaign": "stolen"},
+        "/api/v1/gamify/admin/coupons/{coupon_id}/generate": {"count": 1},
         "/api/v1/gamify/challenges/{challenge_id}/join": {"participant_id": "alice"},
         "/api/v1/gamify/admin/webhooks/{webhook_id}/redeliver": {"since": "2000-01-01T00:00:00Z"},
         "/api/v1/gamify/admin/participants/{participant_id}/tier": {

@@ -21,6 +21,7 @@ from tests.builders import (
     GAMIFY,
     claim,
     create_reward,
+    final_answer,
     fund_participant,
     run_ledger_verify,
     service_connections_waiting_on_a_lock,
@@ -38,13 +39,7 @@ def _claim_answer(
 ) -> tuple[int, dict[str, Any]]:
     """One claim from its own client; a 202 (worker slower than the wait) is polled to the end."""
     client = flask_app.test_client()
-    response = claim(client, headers, reward_id, participant, **options)
-    if response.status_code != 202:
-        return response.status_code, dict(response.json)
-    finished = wait_for_operation(client, headers, response.json["operation_id"])
-    if finished["status"] == "succeeded":
-        return 201, finished["result"]
-    return finished["error"]["status"], finished["error"]
+    return final_answer(client, headers, claim(client, headers, reward_id, participant, **options))
 
 
 def test_200_concurrent_claims_on_50_codes_succeed_exactly_50_times(

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 import app.kinds  # noqa: F401  (registers every operation kind)
+from app.coupons.expiry import sweep_coupons
 from app.engagement.leaderboard_cache import ScoreUpdate, pending_updates
 from app.engagement.leaderboard_cache import push as push_scores
 from app.engagement.streak_sweeps import sweep_streaks
@@ -329,14 +330,16 @@ def start_lot_sweeps() -> None:
 def sweep_lot_shard(index: int, shards: int) -> None:
     """Release pending lots and expire lots that are due (app.points.sweeps), then
     evaluate the rolling tiers that are due (app.points.tier_sweeps) and break the streaks
-    past their deadline (app.engagement.streak_sweeps), of one shard of the participants."""
+    past their deadline (app.engagement.streak_sweeps), of one shard of the participants;
+    and announce the expired coupons of the same shard of coupons (app.coupons.expiry)."""
     rt = runtime()
     shard = Shard(index, shards)
     report = sweep_lots(rt.session_factory, shard=shard)
     # Then the rolling tiers: a tier sweep records events too (always dispatched).
     tiers = sweep_tiers(rt.session_factory, shard=shard)
     broken_streaks = sweep_streaks(rt.session_factory, shard=shard)
-    if report.to_dispatch or tiers or broken_streaks:
+    expired_coupons = sweep_coupons(rt.session_factory, shard=shard)
+    if report.to_dispatch or tiers or broken_streaks or expired_coupons:
         wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
     if report.released or report.expired:
         log.info("lots: %d released, %d expired", report.released, report.expired)

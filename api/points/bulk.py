@@ -135,22 +135,40 @@ def error_report(
     """The job's failed rows as a streamed CSV: `page_of` reads them a page at a time in
     row order (each has `row_number`), `fields` spells one as a CSV row."""
 
-    def lines() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(header)
+    def pages() -> Iterator[Sequence[Any]]:
         after_row = 0
         while True:
             with runtime().session_factory() as session:
                 page = page_of(session, operation, after_row)
+            yield page
+            if not page:
+                return
+            after_row = page[-1].row_number
+
+    return streamed_csv(header, pages(), fields, filename)
+
+
+def streamed_csv(
+    header: tuple[str, ...],
+    pages: Iterator[Sequence[Any]],
+    fields: Callable[[Any], tuple[object, ...]],
+    filename: str,
+) -> Response:
+    """A CSV download streamed a page of rows at a time (`pages` reads each when the
+    client is ready for it), `fields` spelling one row."""
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        for page in pages:
             for row in page:
                 writer.writerow(fields(row))
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-            if not page:
-                return
-            after_row = page[-1].row_number
+        if buffer.getvalue():
+            yield buffer.getvalue()  # the header of a download with no page
 
     return Response(
         stream_with_context(lines()),

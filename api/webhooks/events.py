@@ -154,6 +154,34 @@ class ReferralEvent(EventData):
     completed_at: datetime | None
 
 
+class CouponRedeemed(EventData):
+    redemption_id: str
+    coupon_id: str
+    coupon_code: str
+    participant_id: str
+    order_id: str
+    order_amount: float | None
+    discount_type: Literal["percentage", "fixed", "free_shipping", "buy_x_get_y"]
+    discount_amount: float | None
+    final_amount: float | None
+    currency: str | None
+    status: Literal["redeemed"]
+    redeemed_at: datetime
+    voided_at: None
+    campaign: str | None
+    environment: Literal["live", "test"]
+
+
+class CouponExpired(EventData):
+    coupon_id: str
+    code: str
+    campaign: str | None
+    expires_at: datetime
+    usage_count: int
+    usage_limit: int | None
+    environment: Literal["live", "test"]
+
+
 class WebhookTest(EventData):
     endpoint_id: str
     message: str
@@ -174,5 +202,7 @@ EVENT_DATA: dict[str, type[EventData]] = {
     "leaderboard.rank_changed": LeaderboardRankChanged,
     "referral.tracked": ReferralEvent,
     "referral.completed": ReferralEvent,
+    "coupon.redeemed": CouponRedeemed,
+    "coupon.expired": CouponExpired,
     "webhook.test": WebhookTest,
 }

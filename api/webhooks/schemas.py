@@ -23,6 +23,8 @@ EventType = Literal[
     "leaderboard.rank_changed",
     "referral.tracked",
     "referral.completed",
+    "coupon.redeemed",
+    "coupon.expired",
 ]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 URL_DESCRIPTION = "http(s) URL the events are POSTed to; must resolve to public addresses"

@@ -1,6 +1,7 @@
 """All mapped tables; importing this package registers them on `Base.metadata`."""
 
 from app.models.audit import AuditEntry
+from app.models.coupons import Coupon, CouponCode, CouponRedemption
 from app.models.engagement import (
     Action,
     Badge,
@@ -41,6 +42,9 @@ __all__ = [
     "Challenge",
     "ChallengeProgress",
     "Claim",
+    "Coupon",
+    "CouponCode",
+    "CouponRedemption",
     "EarningRule",
     "EarningRuleUsage",
     "Environment",

@@ -21,6 +21,8 @@ from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from app.outbox import (
     BADGE_AWARDED,
     CHALLENGE_COMPLETED,
+    COUPON_EXPIRED,
+    COUPON_REDEEMED,
     LEADERBOARD_RANK_CHANGED,
     POINTS_AWARDED,
     POINTS_DEDUCTED,
@@ -54,6 +56,8 @@ SUBSCRIBABLE_EVENTS = (
     LEADERBOARD_RANK_CHANGED,
     REFERRAL_TRACKED,
     REFERRAL_COMPLETED,
+    COUPON_REDEEMED,
+    COUPON_EXPIRED,
 )
 # Sent by "send a test event" to that endpoint only, whatever it subscribes to.
 TEST_EVENT = "webhook.test"

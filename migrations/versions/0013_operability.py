@@ -2,7 +2,7 @@
 webhook secrets may be sealed (longer than the plain ones)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-01 17:45:00.000000
 
 The purge (app/retention.py) reads the oldest purgeable rows of each table in small
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Coupon endpoints: validate, redeem and void; admin management and code generation."""

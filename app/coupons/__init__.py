@@ -1,0 +1,1 @@
+"""Coupons: discount codes with rules and limits, their redemptions and generated codes."""
