@@ -47,6 +47,8 @@ def created_at_column() -> Mapped[datetime]:
     return mapped_column(server_default=func.now())
 
 
+# Unacknowledged data on a connection for this long closes it (libpq's tcp_user_timeout).
+TCP_USER_TIMEOUT_MS = 30_000
 # A pooled connection idle longer than this is pinged before use (see _ping_if_idle).
 PING_IF_IDLE_SECONDS = 1.0
 
@@ -61,6 +63,16 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
         pool_timeout=settings.db_connect_timeout_seconds,
         connect_args={
             "connect_timeout": settings.db_connect_timeout_seconds,
+            # A peer that vanished (a partition, a host gone: packets unanswered, not
+            # refused) is given up after this instead of the kernel's ~15 minutes of
+            # retransmissions; keepalives find it on an idle pooled connection. A server
+            # that is only frozen still acknowledges packets: REQUEST_TIMEOUT_SECONDS and
+            # the tasks' time limits bound that. TCP only: ignored on a Unix socket.
+            "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
             # Which process holds a connection, in pg_stat_activity (engines are built per
             # process: after the fork in workers and gunicorn).
