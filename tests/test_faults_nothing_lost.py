@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ from tests.faults_support import (
     ANSWER_BOUND_SECONDS,
     KEY_PREFIX,
     RECOVERY_BOUND_SECONDS,
+    Answer,
     Catalog,
     FaultStack,
     LoadGenerator,
+    Outcome,
     assert_nothing_lost,
     assert_outage_answers,
     fault_stack,
@@ -249,6 +252,28 @@ def test_postgres_restart_mid_load_loses_no_accepted_write(tmp_path: Path) -> No
     )
 
 
+def _frozen_under_load(
+    stack: FaultStack, freeze: Callable[[], None], thaw: Callable[[], None]
+) -> tuple[dict[str, Answer], Outcome]:
+    """Load, then a server frozen for FREEZE_SECONDS (probed meanwhile), then thawed: the
+    probes' answers, and what the load's writes came to once everything settled."""
+    stack.start_worker()
+    catalog = set_up_catalog(stack)
+    with _load(stack, catalog) as load:
+        load.wait_answered(60)
+        operation_id = _accepted_operation_id(load)
+        freeze()
+        frozen_at = time.monotonic()
+        try:
+            probes = probe_during_outage(stack, catalog, operation_id)
+            time.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.monotonic()))
+        finally:
+            thaw()
+        load.wait_answered(load.answered() + 100, timeout=60)
+    _assert_sync_claim_completes(stack, catalog)
+    return probes, assert_nothing_lost(stack, catalog, load.intents)
+
+
 def test_frozen_postgres_gets_bounded_answers_and_loses_no_accepted_write(
     tmp_path: Path,
 ) -> None:
@@ -260,21 +285,7 @@ def test_frozen_postgres_gets_bounded_answers_and_loses_no_accepted_write(
     bounded = {"REQUEST_TIMEOUT_SECONDS": "3", "TASK_SOFT_TIME_LIMIT_SECONDS": "5"}
     with fault_stack(tmp_path, api_env=bounded) as stack:
         stack.env.update(bounded)
-        stack.start_worker()
-        catalog = set_up_catalog(stack)
-        with _load(stack, catalog) as load:
-            load.wait_answered(60)
-            operation_id = _accepted_operation_id(load)
-            stack.postgres.freeze()
-            frozen_at = time.monotonic()
-            try:
-                probes = probe_during_outage(stack, catalog, operation_id)
-                time.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.monotonic()))
-            finally:
-                stack.postgres.thaw()
-            load.wait_answered(load.answered() + 100, timeout=60)
-        _assert_sync_claim_completes(stack, catalog)
-        outcome = assert_nothing_lost(stack, catalog, load.intents)
+        probes, outcome = _frozen_under_load(stack, stack.postgres.freeze, stack.postgres.thaw)
     assert_outage_answers(probes, allowed={})
     report(
         "postgres frozen",
@@ -290,22 +301,13 @@ def test_frozen_redis_gets_bounded_answers_and_loses_no_accepted_write(tmp_path:
     time, and nothing accepted meanwhile is lost once it answers again."""
     started = time.monotonic()
     with fault_stack(tmp_path) as stack:
-        stack.start_worker()
-        catalog = set_up_catalog(stack)
-        assert stack.redis.process is not None
-        with _load(stack, catalog) as load:
-            load.wait_answered(60)
-            operation_id = _accepted_operation_id(load)
-            stack.redis.process.send_signal(signal.SIGSTOP)
-            frozen_at = time.monotonic()
-            try:
-                probes = probe_during_outage(stack, catalog, operation_id)
-                time.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.monotonic()))
-            finally:
-                stack.redis.process.send_signal(signal.SIGCONT)
-            load.wait_answered(load.answered() + 100, timeout=40)
-        _assert_sync_claim_completes(stack, catalog)
-        outcome = assert_nothing_lost(stack, catalog, load.intents)
+        process = stack.redis.process
+        assert process is not None
+        probes, outcome = _frozen_under_load(
+            stack,
+            lambda: process.send_signal(signal.SIGSTOP),
+            lambda: process.send_signal(signal.SIGCONT),
+        )
     assert_outage_answers(
         probes,
         allowed={
