@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.clock import utcnow
-from app.models import LedgerEntry, Participant, Reward, RewardCode
+from app.models import LedgerEntry, Participant, ParticipantMultiplier, Reward, RewardCode
 from app.points.verify import verify_ledger
 from tests.builders import (
     GAMIFY,
@@ -413,3 +413,26 @@ def test_use_and_cancel_of_an_unknown_or_foreign_claim_answer_404(
         f"{GAMIFY}/admin/claims/{claim_id}/cancel", json={}, headers=tenant.participant()
     )
     assert forbidden.status_code == 403
+
+
+def test_cancelling_a_multiplier_claim_ends_its_multiplier(
+    client: FlaskClient, tenant: TenantKeys, session_factory: sessionmaker[Session]
+) -> None:
+    reward = create_reward(
+        client,
+        tenant.admin(),
+        type="points_multiplier",
+        config={"multiplier": 2, "duration_days": 7},
+    )
+    claim_id = claim(client, tenant.participant(), reward["id"], "ann").json["claim_id"]
+    cancelled = _cancel(client, tenant, claim_id)
+    assert cancelled.status_code == 200, cancelled.json
+    with session_factory() as session:
+        [expires_at] = session.execute(
+            select(ParticipantMultiplier.expires_at).where(
+                ParticipantMultiplier.claim_id == uuid.UUID(claim_id)
+            )
+        ).scalars()
+    assert expires_at is not None and expires_at <= utcnow()
+    points = client.get(f"{GAMIFY}/participants/ann/points", headers=tenant.participant()).json
+    assert points["multipliers"] == [] and points["effective_multiplier"] == 1

@@ -45,7 +45,7 @@ def write_claims(
     if changes:
         # First: a cancelled claim's code is back in stock before this batch's claims
         # take codes, and gives its code up before a new claim row holds it.
-        _change_claims(session, changes)
+        _change_claims(session, changes, now)
         bodies.update((change.request.operation_id, _change_body(change)) for change in changes)
     _hand_out_codes(session, claims, now)
     _move_points(session, tenant_id, env, accepted, locked, lots, now)
@@ -99,7 +99,9 @@ def _change_body(change: AcceptedChange) -> dict[str, Any]:
 # Uses and cancels of one batch in one statement: each claim moves from fulfilled only
 # (the claim rows are locked, and a claim that is no longer fulfilled changes nothing, so
 # a cancel can never be applied twice), cancelled claims' pre-loaded codes go back to
-# stock, and their claims leave the `popular` counts of the day they were taken.
+# stock, their multipliers (points_multiplier rewards) end now, found through the
+# participant's key (points earned with them stay), and their claims leave the `popular`
+# counts of the day they were taken.
 _CHANGE_CLAIMS = """
     WITH wanted AS (
         SELECT * FROM jsonb_to_recordset(CAST(%(changes)s AS jsonb)) AS wanted(
@@ -113,7 +115,18 @@ _CHANGE_CLAIMS = """
         FROM wanted
         WHERE claim.id = ANY(CAST(%(claim_ids)s AS uuid[])) AND claim.id = wanted.id
           AND claim.status = 'fulfilled'
-        RETURNING claim.reward_id, claim.claimed_at, wanted.status
+        RETURNING claim.id, claim.tenant_id, claim.env, claim.participant_id,
+                  claim.reward_id, claim.claimed_at, wanted.status
+    ),
+    ended AS (
+        UPDATE participant_multipliers AS multiplier SET expires_at = %(now)s
+        FROM changed
+        JOIN participants AS participant
+            ON participant.tenant_id = changed.tenant_id AND participant.env = changed.env
+           AND participant.external_id = changed.participant_id
+        WHERE changed.status = 'cancelled' AND multiplier.participant_pk = participant.id
+          AND multiplier.claim_id = changed.id
+          AND (multiplier.expires_at IS NULL OR multiplier.expires_at > %(now)s)
     ),
     restocked AS (
         UPDATE reward_codes SET claim_id = NULL, allocated_at = NULL
@@ -133,7 +146,7 @@ _CHANGE_CLAIMS = """
 """
 
 
-def _change_claims(session: Session, changes: list[AcceptedChange]) -> None:
+def _change_claims(session: Session, changes: list[AcceptedChange], now: datetime) -> None:
     restocked = [
         str(change.claim.claim_id)
         for change in changes
@@ -160,6 +173,7 @@ def _change_claims(session: Session, changes: list[AcceptedChange]) -> None:
             ),
             "claim_ids": plain_array_literal(str(change.claim.claim_id) for change in changes),
             "restocked_ids": plain_array_literal(restocked),
+            "now": now,
         },
     )
     if changed != len(changes) or returned != len(restocked):
