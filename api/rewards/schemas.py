@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
 
 from api.engagement.schemas import Category, ImageUrl, PropertyValue
+from api.points.schemas import IdempotencyKey
 from api.schemas import PageQuery, RequestModel
 from app.rewards.catalog import CatalogSort
 
@@ -229,9 +230,7 @@ class ClaimResponse(BaseModel):
 
 
 class ClaimChangeRequest(RequestModel):
-    idempotency_key: str | None = Field(
-        default=None, description="Alternative to the Idempotency-Key header"
-    )
+    idempotency_key: IdempotencyKey
 
 
 class ClaimChanged(BaseModel):

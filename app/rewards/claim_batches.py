@@ -61,6 +61,7 @@ from app.rewards.claims import (
     CLAIM_KIND,
     CLAIM_USE_KIND,
     FULFILLED,
+    OUT_OF_STOCK,
     USE,
     claim_blocker,
     unlocked_balances,
@@ -120,27 +121,20 @@ def execute_claims(
         and change.claim_id in held
         and held[change.claim_id].status == FULFILLED
     ]
-    # A cancel may give stock back to a reward that refuses every claim now: its claims
-    # are then all judged, in order, with their claimants locked.
-    restocked = {claim.reward_id for claim in cancelled}
     # A reward that refuses every claim (a drained drop, a closed window) writes nothing,
-    # and a balance is only consulted after those checks: its claimants are not read.
-    open_requests = [
-        request
-        for request in claims
-        if request.reward_id in rewards
-        and (
-            request.reward_id in restocked
-            or claim_blocker(
-                rewards[request.reward_id],
-                now=now,
-                claims_by_participant=0,
-                points_deduction=False,
-                balance=None,
-            )
-            is None
+    # and a balance is only consulted after those checks: its claimants are not read. One
+    # out of stock that a cancel of this batch restocks may accept some: they are judged.
+    restocked = {claim.reward_id for claim in cancelled}
+    open_requests = []
+    for request in claims:
+        reward = rewards.get(request.reward_id)
+        if reward is None:
+            continue
+        blocker = claim_blocker(
+            reward, now=now, claims_by_participant=0, points_deduction=False, balance=None
         )
-    ]
+        if blocker is None or (blocker.code == OUT_OF_STOCK and reward.id in restocked):
+            open_requests.append(request)
     refunded = {claim.participant_id for claim in cancelled if claim.points_deducted}
     locked, balances, spending = _lock_payers(
         session, tenant_id, env, open_requests, rewards, refunded

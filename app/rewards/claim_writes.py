@@ -21,7 +21,7 @@ from app.outbox import REWARD_CLAIMED, record_events
 from app.points.lots import WRITE_LOTS, LotBook, write_lots_params
 from app.rewards.catalog import CODELESS_TYPES
 from app.rewards.claim_decisions import AcceptedChange, AcceptedClaim
-from app.rewards.claims import CANCELLED
+from app.rewards.claims import CANCELLED, FULFILLED
 
 # Unambiguous characters for generated codes (no 0/O, 1/I/L).
 _CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -63,7 +63,7 @@ def write_claims(
             "expires_at": expires_at.isoformat() if expires_at else None,
             "points_deducted": claim.points_deducted,
             "new_balance": claim.new_balance,
-            "status": "fulfilled",
+            "status": FULFILLED,
             "metadata": claim.request.metadata,
         }
         events.append(

@@ -31,6 +31,7 @@ CLAIM_USE_KIND = "reward.claim_use"
 CLAIM_CANCEL_KIND = "reward.claim_cancel"
 USE, CANCEL = "use", "cancel"
 FULFILLED, USED, CANCELLED = "fulfilled", "used", "cancelled"
+OUT_OF_STOCK = "reward_out_of_stock"
 
 
 def claim_not_found() -> NotFound:
@@ -73,7 +74,7 @@ def claim_blocker(
     if claims_by_participant >= reward.max_claims_per_user:
         return DomainError("max_claims_reached", "Maximum claims reached for this reward", 400)
     if available_codes(reward) == 0:
-        return DomainError("reward_out_of_stock", "Reward is out of stock", 400)
+        return DomainError(OUT_OF_STOCK, "Reward is out of stock", 400)
     cost = reward.points_cost or 0
     if points_deduction and cost > 0 and (balance or 0) < cost:
         return insufficient_points(balance or 0, cost)
