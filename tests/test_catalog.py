@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.clock import utcnow
@@ -219,6 +219,17 @@ def test_catalog_sorts_by_cost_either_way_and_pages_with_the_total(
     assert refused.status_code == 422
 
 
+def _set_recent_claims(
+    session_factory: sessionmaker[Session], reward: dict[str, Any], days_ago: int, per_day: int
+) -> None:
+    """As if the reward had `per_day` claims on each of the 30 days through `days_ago`."""
+    with session_factory.begin() as session:
+        row = session.get(Reward, uuid.UUID(reward["id"]))
+        assert row is not None
+        row.recent_claims = [per_day] * 30
+        row.recent_claims_through = (utcnow() - timedelta(days=days_ago)).date()
+
+
 def test_popular_sorts_by_claims_of_the_last_30_days_net_of_cancels(
     client: FlaskClient, tenant: TenantKeys, session_factory: sessionmaker[Session]
 ) -> None:
@@ -228,6 +239,11 @@ def test_popular_sorts_by_claims_of_the_last_30_days_net_of_cancels(
     old = create_reward(client, admin, name="Old favourite", max_claims_per_user=10)
     cancelled = create_reward(client, admin, name="Cancelled", max_claims_per_user=10)
     quiet = create_reward(client, admin, name="Quiet")
+    stale = create_reward(client, admin, name="Last month's hit")
+    # 50 a day over the 30 days through 30 days ago: all out of the window by now.
+    _set_recent_claims(session_factory, old, days_ago=30, per_day=50)
+    # 50 a day through 10 days ago, none since: 20 of those days are in the window.
+    _set_recent_claims(session_factory, stale, days_ago=10, per_day=50)
     for reward, times in ((few, 1), (many, 3), (old, 1), (cancelled, 2)):
         for _ in range(times):
             assert claim(client, tenant.participant(), reward["id"], "ann").status_code == 201
@@ -236,20 +252,25 @@ def test_popular_sorts_by_claims_of_the_last_30_days_net_of_cancels(
     ]:
         if row["reward_id"] == cancelled["id"]:
             assert _cancel(client, tenant, row["claim_id"]).status_code == 200
-    with session_factory.begin() as session:
-        # Claims taken 30 and 40 days ago: out of the window.
-        for days_ago in (30, 40):
-            session.execute(
-                text(
-                    "INSERT INTO reward_daily_claims (reward_id, day, claims) "
-                    "VALUES (:reward_id, :day, 50)"
-                ),
-                {"reward_id": old["id"], "day": (utcnow() - timedelta(days=days_ago)).date()},
-            )
     popular = _catalog(client, tenant, sort="popular")
-    assert _names(popular) == ["Many", "Old favourite", "Few", quiet["name"], "Cancelled"]
+    # Ties (1 claim, 0 claims) in catalog order: newest first.
+    assert _names(popular) == [
+        "Last month's hit",
+        "Many",
+        "Old favourite",
+        "Few",
+        quiet["name"],
+        "Cancelled",
+    ]
     counts = {entry["name"]: entry["redemption_count"] for entry in popular["rewards"]}
-    assert counts == {"Many": 3, "Old favourite": 1, "Few": 1, quiet["name"]: 0, "Cancelled": 0}
+    assert counts == {
+        "Last month's hit": 0,
+        "Many": 3,
+        "Old favourite": 1,
+        "Few": 1,
+        quiet["name"]: 0,
+        "Cancelled": 0,
+    }
 
 
 def test_claim_metadata_is_kept_and_returned_as_sent(
@@ -341,7 +362,9 @@ def test_a_cancel_refunds_through_the_ledger_returns_the_code_and_blocks_use(
     assert used.status_code == 409 and used.json["code"] == "claim_cancelled"
     again = _cancel(client, tenant, claimed["claim_id"])
     assert again.status_code == 409 and again.json["code"] == "claim_already_cancelled"
-    # The cap is freed and the code is handed out again, to whoever claims next.
+    # The cap is freed (the catalog says so too) and the code is handed out again.
+    [entry] = _catalog(client, tenant, participant_id="ann")["rewards"]
+    assert (entry["claimable"], entry["available_codes"]) == (True, 1)
     reclaimed = _claimed(client, tenant, reward["id"], "ann")
     assert reclaimed["code_value"] == "SHIRT-1"
     listing = client.get(f"{GAMIFY}/participants/ann/rewards", headers=tenant.participant()).json

@@ -26,7 +26,7 @@ from app.models.points import (
     ProgramSettings,
     Tier,
 )
-from app.models.rewards import Claim, Reward, RewardCode, RewardDailyClaims
+from app.models.rewards import Claim, Reward, RewardCode
 from app.models.tenancy import ApiKey, Environment, Tenant
 from app.models.webhooks import WebhookDelivery, WebhookEndpoint
 
@@ -57,7 +57,6 @@ __all__ = [
     "ProgramSettings",
     "Reward",
     "RewardCode",
-    "RewardDailyClaims",
     "Streak",
     "Tenant",
     "Tier",

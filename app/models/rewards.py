@@ -11,11 +11,13 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, created_at_column, uuid_pk
@@ -71,6 +73,16 @@ class Reward(Base):
     # Claims taken and not cancelled: what total_inventory caps, and the catalog's
     # redemption_count.
     claims_count: Mapped[int] = mapped_column(default=0)
+    # The catalog's `popular` sort: claims per UTC day over the last 30 days, net of
+    # cancellations, as a ring of 30 slots (a day's slot is its ordinal modulo 30) that
+    # holds the days up to recent_claims_through (app.rewards.catalog.count_recent_claims).
+    # On the reward row, which every claim transaction already locks and updates: it costs
+    # a claim nothing more, where an index on claims(reward_id, claimed_at) costs an
+    # insertion per claim and a per-day counter table an upsert per batch (measured: 5 %
+    # of a one-claim transaction), and the sort reads 30 numbers per reward instead of
+    # counting its claims.
+    recent_claims: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    recent_claims_through: Mapped[date | None]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime | None]
 
@@ -113,7 +125,14 @@ class Claim(Base):
     __tablename__ = "claims"
     __table_args__ = (
         Index("ix_claims_participant", "tenant_id", "env", "participant_id", "claimed_at"),
-        Index("ix_claims_reward_participant", "reward_id", "participant_id"),
+        # The per-user cap's count, of live claims only: index-only, as it was before
+        # claims could be cancelled.
+        Index(
+            "ix_claims_reward_participant",
+            "reward_id",
+            "participant_id",
+            postgresql_where=text("status <> 'cancelled'"),
+        ),
         # A cancelled claim's pre-loaded code goes back to stock and may be handed out
         # again: only live claims hold a code exclusively.
         Index(
@@ -143,20 +162,3 @@ class Claim(Base):
     cancelled_at: Mapped[datetime | None]
     # What the claimant sent with the claim (size, colour): a flat object, as given.
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
-
-
-class RewardDailyClaims(Base):
-    """Claims of a reward per UTC day, net of cancellations: what the catalog's `popular`
-    sort sums over the last 30 days.
-
-    A counter, not an index on claims(reward_id, claimed_at): the claim transaction already
-    holds the reward's row lock, so it bumps one row per reward per batch in the statement
-    that inserts the claims, where an index would cost an insertion per claim on the hot
-    path; and the sort reads at most 30 rows per reward instead of counting its claims.
-    """
-
-    __tablename__ = "reward_daily_claims"
-
-    reward_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rewards.id"), primary_key=True)
-    day: Mapped[date] = mapped_column(primary_key=True)
-    claims: Mapped[int]

@@ -5,17 +5,17 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, cast, func, literal, not_, or_, select
+from sqlalchemy import ColumnElement, and_, cast, func, literal, not_, or_, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.db import flush_or_conflict
 from app.errors import DomainError, NotFound
-from app.models import Reward, RewardDailyClaims
+from app.models import Reward
 
 CODELESS_TYPES = frozenset({"points_multiplier"})
 _SLUG_TAKEN = {
@@ -23,6 +23,7 @@ _SLUG_TAKEN = {
 }
 # The `popular` sort counts the claims of the last this many UTC days, today included.
 POPULAR_DAYS = 30
+_NO_RECENT_CLAIMS = (0,) * POPULAR_DAYS
 CatalogSort = Literal["points_cost", "-points_cost", "popular"]
 
 
@@ -58,6 +59,36 @@ IN_STOCK: ColumnElement[bool] = and_(
         _GENERATES_CODES,
     ),
 )
+
+
+def count_recent_claims(reward: Reward, day: date, today: date, delta: int) -> None:
+    """Count `delta` claims taken on `day` (a cancel: -1) in the reward's ring of the last
+    POPULAR_DAYS days (Reward.recent_claims), first moved on to `today`: the slots of the
+    days it passes over start again at 0. A day out of the window changes nothing."""
+    slots = list(reward.recent_claims or _NO_RECENT_CLAIMS)
+    through = reward.recent_claims_through
+    if through is None or (today - through).days >= POPULAR_DAYS:
+        slots, through = list(_NO_RECENT_CLAIMS), today
+    elif today > through:
+        for passed in range(through.toordinal() + 1, today.toordinal() + 1):
+            slots[passed % POPULAR_DAYS] = 0
+        through = today
+    if through - timedelta(days=POPULAR_DAYS) < day <= through:
+        slot = day.toordinal() % POPULAR_DAYS
+        slots[slot] = max(slots[slot] + delta, 0)
+    reward.recent_claims, reward.recent_claims_through = slots, through
+
+
+# The reward's claims of the POPULAR_DAYS (30) days through :today (an ordinal, as
+# date.toordinal counts), from its ring: the slots of the days that both the window and
+# the ring's own 30 days hold (a ring not moved on since holds stale slots before them).
+_MOST_RECENT_CLAIMS_FIRST = """
+    (SELECT coalesce(sum(rewards.recent_claims[day % 30 + 1]), 0)
+     FROM generate_series(
+         greatest(:today, rewards.recent_claims_through - DATE '0001-01-01' + 1) - 29,
+         rewards.recent_claims_through - DATE '0001-01-01' + 1
+     ) AS day) DESC
+"""
 
 
 def available_codes(reward: Reward) -> int | None:
@@ -212,8 +243,8 @@ def list_claimable_rewards(
     """A page of the active rewards that have not expired, and how many there are.
 
     Two statements on the (tenant, env, is_active) index: the count, and the page, whose
-    `popular` sort sums each reward's last POPULAR_DAYS days of reward_daily_claims (a
-    probe of its key per reward). Catalog order (newest first) breaks ties.
+    `popular` sort sums each reward's ring of recent claims (its own row: no other table
+    is read). Catalog order (newest first) breaks ties.
     """
     now = utcnow()
     cost = func.coalesce(Reward.points_cost, 0)
@@ -238,13 +269,9 @@ def list_claimable_rewards(
     elif filters.sort == "-points_cost":
         query = query.order_by(cost.desc())
     elif filters.sort == "popular":
-        since = (now - timedelta(days=POPULAR_DAYS - 1)).date()
-        recent = (
-            select(func.coalesce(func.sum(RewardDailyClaims.claims), 0))
-            .where(RewardDailyClaims.reward_id == Reward.id, RewardDailyClaims.day >= since)
-            .scalar_subquery()
+        query = query.order_by(
+            text(_MOST_RECENT_CLAIMS_FIRST).bindparams(today=now.date().toordinal())
         )
-        query = query.order_by(recent.desc())
     query = query.order_by(Reward.created_at.desc(), Reward.id).offset(offset).limit(limit)
     return list(session.execute(query).scalars()), int(total.scalar_one())
 

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from app.clock import utcnow
 from app.errors import DomainError
@@ -172,10 +172,26 @@ def _lock_rewards(
         select(Reward)
         .where(Reward.id.in_(sorted(reward_ids)), Reward.tenant_id == tenant_id, Reward.env == env)
         .order_by(Reward.id)
+        .options(*_NOT_FOR_CLAIMS)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalars()
     return {reward.id: reward for reward in rows}
+
+
+# What the catalog shows of a reward and no claim reads: not loaded on the hot path (the
+# JSON columns cost their parsing on every batch); reading one there is an error.
+_NOT_FOR_CLAIMS = [
+    defer(column, raiseload=True)
+    for column in (
+        Reward.description,
+        Reward.category,
+        Reward.image_url,
+        Reward.slug,
+        Reward.custom_attributes,
+        Reward.media,
+    )
+]
 
 
 # The claims to use or cancel, row-locked (after the rewards, before the participants: the

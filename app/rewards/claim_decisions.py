@@ -7,13 +7,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from app.errors import DomainError
 from app.models import Reward
 from app.points.lots import LotBook
-from app.rewards.catalog import CODELESS_TYPES, reward_not_found
+from app.rewards.catalog import CODELESS_TYPES, count_recent_claims, reward_not_found
 from app.rewards.claims import (
     CANCEL,
     CANCELLED,
@@ -97,6 +97,7 @@ def decide_claims(
     taken. A participant without lots can spend its whole balance."""
     lots = {} if lots is None else lots
     held = {} if held is None else held
+    today = now.date()
     decisions: list[ClaimDecision] = []
     for request in requests:
         if isinstance(request, ClaimChangeRequest):
@@ -135,6 +136,7 @@ def decide_claims(
         if preloaded:
             reward.codes_allocated += 1
         reward.claims_count += 1
+        count_recent_claims(reward, today, today, 1)
         decisions.append(
             AcceptedClaim(request, reward, new_claim_id(), points_deducted, new_balance, preloaded)
         )
@@ -166,6 +168,7 @@ def _decide_change(
     claim.status, claim.cancelled_at = CANCELLED, now
     reward = rewards[claim.reward_id]
     reward.claims_count -= 1
+    count_recent_claims(reward, claim.claimed_at.astimezone(UTC).date(), now.date(), -1)
     if claim.holds_preloaded_code:
         reward.codes_allocated -= 1
     counted = (claim.reward_id, claim.participant_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -99,9 +99,8 @@ def _change_body(change: AcceptedChange) -> dict[str, Any]:
 # Uses and cancels of one batch in one statement: each claim moves from fulfilled only
 # (the claim rows are locked, and a claim that is no longer fulfilled changes nothing, so
 # a cancel can never be applied twice), cancelled claims' pre-loaded codes go back to
-# stock, their multipliers (points_multiplier rewards) end now, found through the
-# participant's key (points earned with them stay), and their claims leave the `popular`
-# counts of the day they were taken.
+# stock, and their multipliers (points_multiplier rewards) end now, found through the
+# participant's key (points earned with them stay).
 _CHANGE_CLAIMS = """
     WITH wanted AS (
         SELECT * FROM jsonb_to_recordset(CAST(%(changes)s AS jsonb)) AS wanted(
@@ -132,15 +131,6 @@ _CHANGE_CLAIMS = """
         UPDATE reward_codes SET claim_id = NULL, allocated_at = NULL
         WHERE claim_id = ANY(CAST(%(restocked_ids)s AS uuid[]))
         RETURNING 1
-    ),
-    uncounted AS (
-        UPDATE reward_daily_claims AS daily SET claims = daily.claims - gone.claims
-        FROM (
-            SELECT reward_id, CAST(claimed_at AT TIME ZONE 'UTC' AS date) AS day,
-                   count(*) AS claims
-            FROM changed WHERE status = 'cancelled' GROUP BY 1, 2
-        ) AS gone
-        WHERE daily.reward_id = gone.reward_id AND daily.day = gone.day
     )
     SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM restocked)
 """
@@ -247,23 +237,9 @@ def _claim_expiry(reward: Reward, now: datetime) -> datetime | None:
     return reward.expires_at
 
 
-# The claim rows of a batch, from one JSON document (one parameter whatever the size),
-# and each reward's claims of the day for the catalog's `popular` sort (a row written only
-# under the reward's lock, which this transaction holds). Metadata comes as JSON text, so
-# that the json column keeps it exactly as sent.
+# The claim rows of a batch, from one JSON document (one parameter whatever the size).
+# Metadata comes as JSON text, so that the json column keeps it exactly as sent.
 _INSERT_CLAIMS = """
-    WITH c AS (
-        SELECT * FROM jsonb_to_recordset(CAST(%(claims)s AS jsonb)) AS c(
-            id uuid, reward_id uuid, participant_id text, code_value text,
-            expires_at timestamptz, points_deducted integer, new_balance bigint,
-            operation_id uuid, idempotency_key text, metadata text
-        )
-    ),
-    counted AS (
-        INSERT INTO reward_daily_claims AS daily (reward_id, day, claims)
-        SELECT reward_id, %(day)s, count(*) FROM c GROUP BY reward_id
-        ON CONFLICT (reward_id, day) DO UPDATE SET claims = daily.claims + excluded.claims
-    )
     INSERT INTO claims (
         id, tenant_id, env, reward_id, participant_id, code_value, claimed_at, expires_at,
         points_deducted, new_balance, operation_id, idempotency_key, metadata
@@ -271,7 +247,11 @@ _INSERT_CLAIMS = """
     SELECT c.id, %(tenant_id)s, %(env)s, c.reward_id, c.participant_id, c.code_value,
            %(claimed_at)s, c.expires_at, c.points_deducted, c.new_balance, c.operation_id,
            c.idempotency_key, CAST(c.metadata AS json)
-    FROM c
+    FROM jsonb_to_recordset(CAST(%(claims)s AS jsonb)) AS c(
+        id uuid, reward_id uuid, participant_id text, code_value text, expires_at timestamptz,
+        points_deducted integer, new_balance bigint, operation_id uuid, idempotency_key text,
+        metadata text
+    )
 """
 
 
@@ -307,7 +287,6 @@ def _insert_claims(
             "tenant_id": tenant_id,
             "env": env,
             "claimed_at": now,
-            "day": now.astimezone(UTC).date(),
             "claims": json.dumps(claims),
         },
     )

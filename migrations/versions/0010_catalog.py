@@ -7,15 +7,17 @@ Create Date: 2026-12-01 17:30:43.518088
 Rewards gain category, image_url, slug (unique per tenant and environment), and
 custom_attributes and media (json: returned as given). Claims gain status (fulfilled, used,
 cancelled), used_at, cancelled_at and metadata; a cancelled claim's pre-loaded code goes
-back to stock, so the unique (reward_id, code_value) holds for live claims only.
-reward_daily_claims counts claims per reward and UTC day for the catalog's `popular`
-sort, filled here from the claims so far.
+back to stock, so the unique (reward_id, code_value) holds for live claims only, and the
+per-user cap counts live claims through a partial index. Rewards keep their claims of the
+last 30 UTC days (recent_claims, a ring of day slots) for the catalog's `popular` sort,
+filled here from the claims so far.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0010"
 down_revision = "0009"
@@ -24,16 +26,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "reward_daily_claims",
-        sa.Column("reward_id", sa.Uuid(), nullable=False),
-        sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("claims", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["reward_id"], ["rewards.id"], name=op.f("fk_reward_daily_claims_reward_id_rewards")
-        ),
-        sa.PrimaryKeyConstraint("reward_id", "day", name=op.f("pk_reward_daily_claims")),
-    )
     op.add_column(
         "claims",
         sa.Column("status", sa.String(length=16), server_default="fulfilled", nullable=False),
@@ -52,27 +44,59 @@ def upgrade() -> None:
         postgresql_where=sa.text("status <> 'cancelled'"),
     )
     op.drop_constraint(op.f("uq_claims_reward_id_code_value"), "claims", type_="unique")
+    op.drop_index("ix_claims_reward_participant", table_name="claims")
+    op.create_index(
+        "ix_claims_reward_participant",
+        "claims",
+        ["reward_id", "participant_id"],
+        postgresql_where=sa.text("status <> 'cancelled'"),
+    )
     op.add_column("rewards", sa.Column("category", sa.String(length=100), nullable=True))
     op.add_column("rewards", sa.Column("image_url", sa.String(length=2048), nullable=True))
     op.add_column("rewards", sa.Column("slug", sa.String(length=100), nullable=True))
     op.add_column("rewards", sa.Column("custom_attributes", sa.JSON(), nullable=True))
     op.add_column("rewards", sa.Column("media", sa.JSON(), nullable=True))
+    op.add_column(
+        "rewards", sa.Column("recent_claims", postgresql.ARRAY(sa.Integer()), nullable=True)
+    )
+    op.add_column("rewards", sa.Column("recent_claims_through", sa.Date(), nullable=True))
     op.create_unique_constraint(
         op.f("uq_rewards_tenant_id_env_slug"), "rewards", ["tenant_id", "env", "slug"]
     )
+    # Slot i of the ring holds the claims of the day whose ordinal (Python's
+    # date.toordinal) is i modulo 30, for the 30 days through today.
     op.execute(
         """
-        INSERT INTO reward_daily_claims (reward_id, day, claims)
-        SELECT reward_id, CAST(claimed_at AT TIME ZONE 'UTC' AS date), count(*)
-        FROM claims
-        WHERE claimed_at >= now() - interval '31 days'
-        GROUP BY 1, 2
+        WITH today AS (SELECT CAST(now() AT TIME ZONE 'UTC' AS date) AS day),
+        daily AS (
+            SELECT reward_id,
+                   (CAST(claimed_at AT TIME ZONE 'UTC' AS date) - DATE '0001-01-01' + 1) % 30
+                       AS slot,
+                   count(*) AS claims
+            FROM claims, today
+            WHERE claimed_at >= CAST(today.day - 29 AS timestamp) AT TIME ZONE 'UTC'
+            GROUP BY 1, 2
+        ),
+        rings AS (
+            SELECT rewarded.reward_id,
+                   array_agg(CAST(coalesce(daily.claims, 0) AS integer) ORDER BY slot) AS slots
+            FROM (SELECT DISTINCT reward_id FROM daily) AS rewarded
+            CROSS JOIN generate_series(0, 29) AS slot
+            LEFT JOIN daily USING (reward_id, slot)
+            GROUP BY rewarded.reward_id
+        )
+        UPDATE rewards
+        SET recent_claims = rings.slots, recent_claims_through = today.day
+        FROM rings, today
+        WHERE rewards.id = rings.reward_id
         """
     )
 
 
 def downgrade() -> None:
     op.drop_constraint(op.f("uq_rewards_tenant_id_env_slug"), "rewards", type_="unique")
+    op.drop_column("rewards", "recent_claims_through")
+    op.drop_column("rewards", "recent_claims")
     op.drop_column("rewards", "media")
     op.drop_column("rewards", "custom_attributes")
     op.drop_column("rewards", "slug")
@@ -89,9 +113,10 @@ def downgrade() -> None:
         table_name="claims",
         postgresql_where=sa.text("status <> 'cancelled'"),
     )
+    op.drop_index("ix_claims_reward_participant", table_name="claims")
+    op.create_index("ix_claims_reward_participant", "claims", ["reward_id", "participant_id"])
     op.drop_constraint(op.f("ck_claims_status"), "claims", type_="check")
     op.drop_column("claims", "metadata")
     op.drop_column("claims", "cancelled_at")
     op.drop_column("claims", "used_at")
     op.drop_column("claims", "status")
-    op.drop_table("reward_daily_claims")
