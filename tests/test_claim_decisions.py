@@ -13,7 +13,7 @@ import pytest
 from app.errors import DomainError
 from app.models import Reward
 from app.points.lots import LotBook
-from app.rewards.catalog import POPULAR_DAYS, count_recent_claims
+from app.rewards.catalog import POPULAR_DAYS, recent_claims_deltas
 from app.rewards.claim_decisions import (
     AcceptedChange,
     AcceptedClaim,
@@ -290,47 +290,24 @@ TODAY = NOW.date()
 
 
 def ring(**days_ago_claims: int) -> list[int]:
-    """A ring through TODAY with these claims `dN` days ago."""
+    """Ring slots with these claims `dN` days ago."""
     slots = [0] * POPULAR_DAYS
     for name, claims in days_ago_claims.items():
-        slots[(TODAY - timedelta(days=int(name[1:]))).toordinal() % POPULAR_DAYS] = claims
+        slots[(TODAY - timedelta(days=int(name[1:]))).toordinal() % POPULAR_DAYS] += claims
     return slots
 
 
 @pytest.mark.parametrize(
-    ("slots", "through_days_ago", "day_days_ago", "delta", "expected"),
+    ("counted", "expected"),
     [
-        (None, None, 0, 1, ring(d0=1)),  # a first claim
-        (ring(d0=2, d3=5), 0, 0, 1, ring(d0=3, d3=5)),
-        (ring(d0=2, d3=5), 0, 3, -1, ring(d0=2, d3=4)),  # a cancel of a claim 3 days old
-        (ring(d0=2, d3=5), 0, 30, -1, ring(d0=2, d3=5)),  # out of the window: nothing
-        (ring(d0=0, d29=4), 0, 29, -9, ring(d29=0)),  # never below 0
-        # Moved on by 3 days: the 3 days passed over start at 0, the others stay.
-        ([7] * POPULAR_DAYS, 3, 0, 1, ring(d0=1, **{f"d{days}": 7 for days in range(3, 30)})),
-        ([7] * POPULAR_DAYS, 30, 0, 1, ring(d0=1)),  # a month later: all stale
+        ([], None),
+        ([(0, 1), (0, 1), (3, -1)], ring(d0=2, d3=-1)),  # two claims, a cancel of one 3 days old
+        ([(29, -1)], ring(d29=-1)),  # the window's first day
+        ([(30, -1), (-1, 1)], None),  # out of the window: nothing (a claim "tomorrow" either)
     ],
 )
-def test_recent_claims_ring_counts_the_last_30_days(
-    slots: list[int] | None,
-    through_days_ago: int | None,
-    day_days_ago: int,
-    delta: int,
-    expected: list[int],
+def test_recent_claims_deltas_count_each_day_of_the_window_in_its_slot(
+    counted: list[tuple[int, int]], expected: list[int] | None
 ) -> None:
-    coupon = reward(
-        recent_claims=slots,
-        recent_claims_through=None
-        if through_days_ago is None
-        else TODAY - timedelta(days=through_days_ago),
-    )
-    count_recent_claims(coupon, TODAY - timedelta(days=day_days_ago), TODAY, delta)
-    assert coupon.recent_claims == expected
-    assert coupon.recent_claims_through == TODAY
-
-
-def test_claims_and_cancels_count_in_the_ring_of_their_day() -> None:
-    coupon = reward(points_cost=0, codes_allocated=1, claims_count=1, max_claims_per_user=5)
-    claim = held(coupon, claimed_at=NOW - timedelta(days=2))
-    coupon.recent_claims, coupon.recent_claims_through = ring(d2=1), TODAY
-    decide_with([request(coupon), change(claim)], coupon, [claim], {"ann": 0})
-    assert coupon.recent_claims == ring(d0=1, d2=0)
+    days = [(TODAY - timedelta(days=days_ago), delta) for days_ago, delta in counted]
+    assert recent_claims_deltas(days, TODAY) == expected

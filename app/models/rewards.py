@@ -75,12 +75,13 @@ class Reward(Base):
     claims_count: Mapped[int] = mapped_column(default=0)
     # The catalog's `popular` sort: claims per UTC day over the last 30 days, net of
     # cancellations, as a ring of 30 slots (a day's slot is its ordinal modulo 30) that
-    # holds the days up to recent_claims_through (app.rewards.catalog.count_recent_claims).
+    # holds the days up to recent_claims_through; the claim transaction moves it on with
+    # the SQL function reward_recent_claims (migration 0010, app.rewards.catalog).
     # On the reward row, which every claim transaction already locks and updates: it costs
-    # a claim nothing more, where an index on claims(reward_id, claimed_at) costs an
-    # insertion per claim and a per-day counter table an upsert per batch (measured: 5 %
-    # of a one-claim transaction), and the sort reads 30 numbers per reward instead of
-    # counting its claims.
+    # a claim little (one more SET in that UPDATE), where an index on claims(reward_id,
+    # claimed_at) costs an insertion per claim and a per-day counter table an upsert per
+    # batch (measured: 5 % of a one-claim transaction), and the sort reads 30 numbers per
+    # reward instead of counting its claims.
     recent_claims: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
     recent_claims_through: Mapped[date | None]
     created_at: Mapped[datetime] = created_at_column()

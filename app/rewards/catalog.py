@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -23,7 +24,6 @@ _SLUG_TAKEN = {
 }
 # The `popular` sort counts the claims of the last this many UTC days, today included.
 POPULAR_DAYS = 30
-_NO_RECENT_CLAIMS = (0,) * POPULAR_DAYS
 CatalogSort = Literal["points_cost", "-points_cost", "popular"]
 
 
@@ -61,22 +61,19 @@ IN_STOCK: ColumnElement[bool] = and_(
 )
 
 
-def count_recent_claims(reward: Reward, day: date, today: date, delta: int) -> None:
-    """Count `delta` claims taken on `day` (a cancel: -1) in the reward's ring of the last
-    POPULAR_DAYS days (Reward.recent_claims), first moved on to `today`: the slots of the
-    days it passes over start again at 0. A day out of the window changes nothing."""
-    slots = list(reward.recent_claims or _NO_RECENT_CLAIMS)
-    through = reward.recent_claims_through
-    if through is None or (today - through).days >= POPULAR_DAYS:
-        slots, through = list(_NO_RECENT_CLAIMS), today
-    elif today > through:
-        for passed in range(through.toordinal() + 1, today.toordinal() + 1):
-            slots[passed % POPULAR_DAYS] = 0
-        through = today
-    if through - timedelta(days=POPULAR_DAYS) < day <= through:
-        slot = day.toordinal() % POPULAR_DAYS
-        slots[slot] = max(slots[slot] + delta, 0)
-    reward.recent_claims, reward.recent_claims_through = slots, through
+def recent_claims_deltas(counted: Iterable[tuple[date, int]], today: date) -> list[int] | None:
+    """What claims counted on these days (+1 a claim, -1 a cancel) add to each slot of a
+    reward's ring of recent claims (Reward.recent_claims; a day's slot is its ordinal
+    modulo POPULAR_DAYS); days out of the POPULAR_DAYS days through `today` add nothing.
+    None: nothing to add. The claim transaction's writer moves the ring on in SQL
+    (app.rewards.claim_writes, the function reward_recent_claims of migration 0010)."""
+    deltas = [0] * POPULAR_DAYS
+    changed = False
+    for day, delta in counted:
+        if today - timedelta(days=POPULAR_DAYS) < day <= today:
+            deltas[day.toordinal() % POPULAR_DAYS] += delta
+            changed = True
+    return deltas if changed else None
 
 
 # The reward's claims of the POPULAR_DAYS (30) days through :today (an ordinal, as

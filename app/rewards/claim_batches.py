@@ -180,7 +180,8 @@ def _lock_rewards(
 
 
 # What the catalog shows of a reward and no claim reads: not loaded on the hot path (the
-# JSON columns cost their parsing on every batch); reading one there is an error.
+# JSON and array columns cost their parsing on every batch); reading one there is an
+# error. The ring of recent claims is moved on by the database (move_recent_claims).
 _NOT_FOR_CLAIMS = [
     defer(column, raiseload=True)
     for column in (
@@ -190,6 +191,8 @@ _NOT_FOR_CLAIMS = [
         Reward.slug,
         Reward.custom_attributes,
         Reward.media,
+        Reward.recent_claims,
+        Reward.recent_claims_through,
     )
 ]
 

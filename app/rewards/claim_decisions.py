@@ -7,13 +7,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from app.errors import DomainError
 from app.models import Reward
 from app.points.lots import LotBook
-from app.rewards.catalog import CODELESS_TYPES, count_recent_claims, reward_not_found
+from app.rewards.catalog import CODELESS_TYPES, reward_not_found
 from app.rewards.claims import (
     CANCEL,
     CANCELLED,
@@ -63,6 +63,7 @@ class HeldClaim:
 class AcceptedChange:
     request: ClaimChangeRequest
     claim: HeldClaim
+    reward: Reward
     points_refunded: int | None = None
     new_balance: int | None = None
 
@@ -97,7 +98,6 @@ def decide_claims(
     taken. A participant without lots can spend its whole balance."""
     lots = {} if lots is None else lots
     held = {} if held is None else held
-    today = now.date()
     decisions: list[ClaimDecision] = []
     for request in requests:
         if isinstance(request, ClaimChangeRequest):
@@ -136,7 +136,6 @@ def decide_claims(
         if preloaded:
             reward.codes_allocated += 1
         reward.claims_count += 1
-        count_recent_claims(reward, today, today, 1)
         decisions.append(
             AcceptedClaim(request, reward, new_claim_id(), points_deducted, new_balance, preloaded)
         )
@@ -162,13 +161,12 @@ def _decide_change(
     blocker = claim_change_blocker(claim.status, request.change)
     if blocker is not None:
         return blocker
+    reward = rewards[claim.reward_id]
     if request.change != CANCEL:
         claim.status, claim.used_at = USED, now
-        return AcceptedChange(request, claim)
+        return AcceptedChange(request, claim, reward)
     claim.status, claim.cancelled_at = CANCELLED, now
-    reward = rewards[claim.reward_id]
     reward.claims_count -= 1
-    count_recent_claims(reward, claim.claimed_at.astimezone(UTC).date(), now.date(), -1)
     if claim.holds_preloaded_code:
         reward.codes_allocated -= 1
     counted = (claim.reward_id, claim.participant_id)
@@ -176,10 +174,10 @@ def _decide_change(
         claims_so_far[counted] -= 1
     refund = claim.points_deducted or 0
     if refund <= 0:
-        return AcceptedChange(request, claim)
+        return AcceptedChange(request, claim, reward)
     participant_id = claim.participant_id
     balances[participant_id] = balances[participant_id] + refund
     book = lots.get(participant_id)
     if book is not None:
         book.credit(refund, None)
-    return AcceptedChange(request, claim, refund, balances[participant_id])
+    return AcceptedChange(request, claim, reward, refund, balances[participant_id])

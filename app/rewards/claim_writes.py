@@ -7,19 +7,20 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.infra.pgcopy import fetch_tuples, plain_array_literal
 from app.ledger import LockedRow
 from app.models import ParticipantMultiplier, Reward
 from app.outbox import REWARD_CLAIMED, record_events
 from app.points.lots import WRITE_LOTS, LotBook, write_lots_params
-from app.rewards.catalog import CODELESS_TYPES
+from app.rewards.catalog import CODELESS_TYPES, recent_claims_deltas
 from app.rewards.claim_decisions import AcceptedChange, AcceptedClaim
 from app.rewards.claims import CANCELLED, FULFILLED
 
@@ -77,8 +78,69 @@ def write_claims(
     if claims:
         _insert_claims(session, tenant_id, env, claims, now)
         record_events(session, tenant_id, env, REWARD_CLAIMED, events)
-    session.flush()  # the rewards' counters
+    _write_reward_counters(session, claims, changes, now)
     return bodies
+
+
+# The rewards' counters as decided, and each one's ring of recent claims (the catalog's
+# `popular` sort) moved on to today with the claims and cancels it counts: one statement
+# for the batch, in place of the ORM's flush of the counters (an UPDATE per reward, built
+# by the unit of work), so that the ring is never read into Python on the claim path.
+_WRITE_REWARD_COUNTERS = """
+    UPDATE rewards AS reward
+    SET claims_count = counted.claims_count,
+        codes_allocated = counted.codes_allocated,
+        recent_claims = reward_recent_claims(
+            reward.recent_claims, reward.recent_claims_through, %(today)s,
+            CAST(counted.deltas AS integer[])
+        ),
+        recent_claims_through = greatest(
+            coalesce(reward.recent_claims_through, %(today)s), %(today)s
+        )
+    FROM jsonb_to_recordset(CAST(%(rewards)s AS jsonb)) AS counted(
+        id uuid, claims_count integer, codes_allocated integer, deltas text
+    )
+    WHERE reward.id = ANY(CAST(%(reward_ids)s AS uuid[])) AND reward.id = counted.id
+"""
+
+
+def _write_reward_counters(
+    session: Session, claims: list[AcceptedClaim], changes: list[AcceptedChange], now: datetime
+) -> None:
+    """Each reward's claims of today and cancels of the days they were taken, with its
+    counters (claims_count, codes_allocated), which the decisions moved."""
+    today = now.astimezone(UTC).date()
+    counted: dict[uuid.UUID, tuple[Reward, list[tuple[date, int]]]] = {}
+    for claim in claims:
+        counted.setdefault(claim.reward.id, (claim.reward, []))[1].append((today, 1))
+    for change in changes:
+        if change.claim.status == CANCELLED:
+            day = change.claim.claimed_at.astimezone(UTC).date()
+            counted.setdefault(change.reward.id, (change.reward, []))[1].append((day, -1))
+    if not counted:
+        return
+    rows = []
+    for reward, days in counted.values():
+        deltas = recent_claims_deltas(days, today)
+        rows.append(
+            {
+                "id": str(reward.id),
+                "claims_count": reward.claims_count,
+                "codes_allocated": reward.codes_allocated,
+                "deltas": plain_array_literal(str(delta) for delta in deltas) if deltas else None,
+            }
+        )
+        # Written: the unit of work has nothing left to flush for them.
+        set_committed_value(reward, "claims_count", reward.claims_count)
+        set_committed_value(reward, "codes_allocated", reward.codes_allocated)
+    session.connection().exec_driver_sql(
+        _WRITE_REWARD_COUNTERS,
+        {
+            "today": today,
+            "rewards": json.dumps(rows),
+            "reward_ids": plain_array_literal(str(reward_id) for reward_id in counted),
+        },
+    )
 
 
 def _change_body(change: AcceptedChange) -> dict[str, Any]:

@@ -63,6 +63,33 @@ def upgrade() -> None:
     op.create_unique_constraint(
         op.f("uq_rewards_tenant_id_env_slug"), "rewards", ["tenant_id", "env", "slug"]
     )
+    # A ring of recent claims moved on to `today` and changed by `deltas`: a slot keeps
+    # its count while its day (the latest day through `through` whose ordinal, as
+    # Python's date.toordinal counts, is the slot modulo 30) is one of the 30 days
+    # through `today`, and starts again from 0 otherwise; never below 0.
+    op.execute(
+        """
+        CREATE FUNCTION reward_recent_claims(
+            ring integer[], through date, today date, deltas integer[]
+        ) RETURNS integer[] LANGUAGE plpgsql IMMUTABLE AS $$
+        DECLARE
+            moved integer[] := array_fill(0, ARRAY[30]);
+            through_ordinal integer := through - DATE '0001-01-01' + 1;
+            today_ordinal integer := today - DATE '0001-01-01' + 1;
+        BEGIN
+            FOR slot IN 0..29 LOOP
+                IF through IS NOT NULL
+                   AND through_ordinal - ((through_ordinal - slot) % 30) > today_ordinal - 30
+                THEN
+                    moved[slot + 1] := coalesce(ring[slot + 1], 0);
+                END IF;
+                moved[slot + 1] := greatest(moved[slot + 1] + coalesce(deltas[slot + 1], 0), 0);
+            END LOOP;
+            RETURN moved;
+        END
+        $$
+        """
+    )
     # Slot i of the ring holds the claims of the day whose ordinal (Python's
     # date.toordinal) is i modulo 30, for the 30 days through today.
     op.execute(
@@ -94,6 +121,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION reward_recent_claims(integer[], date, date, integer[])")
     op.drop_constraint(op.f("uq_rewards_tenant_id_env_slug"), "rewards", type_="unique")
     op.drop_column("rewards", "recent_claims_through")
     op.drop_column("rewards", "recent_claims")
