@@ -114,7 +114,18 @@ class UpdateRewardRequest(RewardDefinitionFields):
         return self
 
 
-class AdminReward(BaseModel):
+class RewardPresentation(BaseModel):
+    """What the admin and the catalog both show of a reward beyond its rules."""
+
+    category: str | None
+    image_url: str | None
+    slug: str | None
+    custom_attributes: dict[str, Any] | None
+    media: dict[str, Any] | None
+    redemption_count: int = Field(description="Claims taken and not cancelled")
+
+
+class AdminReward(RewardPresentation):
     id: str
     lookup_code: str
     name: str
@@ -129,12 +140,6 @@ class AdminReward(BaseModel):
     available_from: AwareDatetime | None
     expires_at: AwareDatetime | None
     code_expiry_days: int | None
-    category: str | None
-    image_url: str | None
-    slug: str | None
-    custom_attributes: dict[str, Any] | None
-    media: dict[str, Any] | None
-    redemption_count: int = Field(description="Claims taken and not cancelled")
     created_at: AwareDatetime
     updated_at: AwareDatetime | None
 
@@ -173,7 +178,7 @@ class CatalogQuery(PageQuery):
     )
 
 
-class CatalogReward(BaseModel):
+class CatalogReward(RewardPresentation):
     id: str
     name: str
     type: RewardType
@@ -183,12 +188,6 @@ class CatalogReward(BaseModel):
     max_claims_per_user: int
     available_from: AwareDatetime | None
     expires_at: AwareDatetime | None
-    category: str | None
-    image_url: str | None
-    slug: str | None
-    custom_attributes: dict[str, Any] | None
-    media: dict[str, Any] | None
-    redemption_count: int = Field(description="Claims taken and not cancelled")
     claimable: bool | None = Field(
         default=None, description="With participant_id: whether a claim would succeed now"
     )

@@ -75,8 +75,9 @@ class Reward(Base):
     claims_count: Mapped[int] = mapped_column(default=0)
     # The catalog's `popular` sort: claims per UTC day over the last 30 days, net of
     # cancellations, as a ring of 30 slots (a day's slot is its ordinal modulo 30) that
-    # holds the days up to recent_claims_through; the claim transaction moves it on with
-    # the SQL function reward_recent_claims (migration 0010, app.rewards.catalog).
+    # holds the days up to recent_claims_through; the claim transaction's writer moves it
+    # on with the SQL function reward_recent_claims (migration 0010) in the statement that
+    # writes the reward's counters (app.rewards.claim_writes).
     # On the reward row, which every claim transaction already locks and updates: it costs
     # a claim little (one more SET in that UPDATE), where an index on claims(reward_id,
     # claimed_at) costs an insertion per claim and a per-day counter table an upsert per

@@ -9,8 +9,8 @@ custom_attributes and media (json: returned as given). Claims gain status (fulfi
 cancelled), used_at, cancelled_at and metadata; a cancelled claim's pre-loaded code goes
 back to stock, so the unique (reward_id, code_value) holds for live claims only, and the
 per-user cap counts live claims through a partial index. Rewards keep their claims of the
-last 30 UTC days (recent_claims, a ring of day slots) for the catalog's `popular` sort,
-filled here from the claims so far.
+last 30 UTC days (recent_claims, a ring of day slots, moved on by the function
+reward_recent_claims) for the catalog's `popular` sort, filled here from the claims so far.
 """
 
 from __future__ import annotations
