@@ -12,11 +12,12 @@ from typing import Any
 from sqlalchemy import DateTime, MetaData, create_engine, event, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import Uuid
 
 from app.config import Settings
+from app.errors import Conflict
 
 # Stable constraint names so Alembic autogenerate and `alembic check` agree across machines.
 NAMING_CONVENTION = {
@@ -107,3 +108,17 @@ def _ping_if_idle(dialect: Dialect, dbapi_connection: Any, record: Any, proxy: A
 def make_session_factory(engine: Engine) -> sessionmaker:
     # expire_on_commit=False: results are shaped into plain dicts after commit.
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def flush_or_conflict(session: Session, conflicts: dict[str, tuple[str, str]]) -> None:
+    """Flush, turning a unique constraint's refusal into its 409 (`conflicts`: constraint
+    name -> (code, detail)); the constraint has the last word over any check made before.
+    In a savepoint, so the caller's transaction stays usable."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        if constraint in conflicts:
+            raise Conflict(*conflicts[constraint]) from None
+        raise

@@ -14,7 +14,7 @@ from app.engagement.kinds import (
 from app.operation_kinds import OperationKind, register_kind
 from app.points.kinds import AWARD, AWARD_BATCH, AWARD_BULK, DEDUCT
 from app.referrals.kinds import REFERRAL_COMPLETE, REFERRAL_TRACK
-from app.rewards.claim_batches import CLAIM
+from app.rewards.claim_batches import CLAIM, CLAIM_CANCEL, CLAIM_USE
 
 KINDS: tuple[OperationKind, ...] = (
     AWARD,
@@ -22,6 +22,8 @@ KINDS: tuple[OperationKind, ...] = (
     AWARD_BATCH,
     AWARD_BULK,
     CLAIM,
+    CLAIM_USE,
+    CLAIM_CANCEL,
     ACTION,
     ACTION_BATCH,
     ACTION_BULK,

@@ -12,7 +12,18 @@ import pytest
 
 from app.errors import DomainError
 from app.models import Reward
-from app.rewards.claim_decisions import AcceptedClaim, ClaimDecision, ClaimRequest, decide_claims
+from app.points.lots import LotBook
+from app.rewards.catalog import POPULAR_DAYS, recent_claims_deltas
+from app.rewards.claim_decisions import (
+    AcceptedChange,
+    AcceptedClaim,
+    ClaimChangeRequest,
+    ClaimDecision,
+    ClaimRequest,
+    HeldClaim,
+    decide_claims,
+)
+from app.rewards.claims import CANCEL, USE, claim_change_blocker
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -153,3 +164,150 @@ def test_a_multiplier_reward_takes_no_code() -> None:
     [decision] = decide([request(target, paid=False)], target)
     assert isinstance(decision, AcceptedClaim)
     assert (decision.preloaded, decision.points_deducted) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "change", "refused_with"),
+    [
+        ("fulfilled", USE, None),
+        ("fulfilled", CANCEL, None),
+        ("used", USE, "claim_already_used"),
+        ("used", CANCEL, "claim_already_used"),
+        ("cancelled", USE, "claim_cancelled"),
+        ("cancelled", CANCEL, "claim_already_cancelled"),
+    ],
+)
+def test_only_a_fulfilled_claim_is_used_or_cancelled(
+    status: str, change: str, refused_with: str | None
+) -> None:
+    blocker = claim_change_blocker(status, change)
+    assert (blocker.code if blocker else None) == refused_with
+    assert blocker is None or blocker.status == 409
+
+
+def held(target: Reward, participant_id: str = "ann", **fields: Any) -> HeldClaim:
+    values: dict[str, Any] = {
+        "claim_id": uuid.uuid4(),
+        "reward_id": target.id,
+        "participant_id": participant_id,
+        "status": "fulfilled",
+        "points_deducted": target.points_cost,
+        "holds_preloaded_code": True,
+        "claimed_at": NOW - timedelta(days=1),
+    }
+    return HeldClaim(**{**values, **fields})
+
+
+def change(claim: HeldClaim, kind: str = CANCEL) -> ClaimChangeRequest:
+    return ClaimChangeRequest(uuid.uuid4(), claim.claim_id, claim.reward_id, kind)
+
+
+def decide_with(
+    requests: list[ClaimRequest | ClaimChangeRequest],
+    target: Reward,
+    claims: list[HeldClaim],
+    balances: dict[str, int],
+    claims_so_far: dict[tuple[uuid.UUID, str], int] | None = None,
+    lots: dict[str, LotBook] | None = None,
+) -> list[ClaimDecision]:
+    return decide_claims(
+        requests,
+        {target.id: target},
+        balances,
+        claims_so_far if claims_so_far is not None else {},
+        NOW,
+        lots=lots,
+        held={claim.claim_id: claim for claim in claims},
+    )
+
+
+def test_a_cancel_refunds_the_points_and_gives_the_unit_and_the_code_back() -> None:
+    coupon = reward(points_cost=30, codes_loaded=2, codes_allocated=2, claims_count=2)
+    claim = held(coupon)
+    balances = {"ann": 5}
+    [decision] = decide_with([change(claim)], coupon, [claim], balances)
+    assert isinstance(decision, AcceptedChange)
+    assert (decision.points_refunded, decision.new_balance) == (30, 35)
+    assert claim.status == "cancelled" and claim.cancelled_at == NOW
+    assert (coupon.codes_allocated, coupon.claims_count, balances["ann"]) == (1, 1, 35)
+
+
+def test_two_cancels_of_one_claim_in_a_batch_refund_once() -> None:
+    coupon = reward(points_cost=30, codes_loaded=1, codes_allocated=1, claims_count=1)
+    claim = held(coupon)
+    first, second = decide_with([change(claim), change(claim)], coupon, [claim], {"ann": 0})
+    assert isinstance(first, AcceptedChange) and first.points_refunded == 30
+    assert isinstance(second, DomainError) and second.code == "claim_already_cancelled"
+    assert (coupon.codes_allocated, coupon.claims_count) == (0, 0)
+
+
+def test_a_claim_after_a_cancel_in_the_same_batch_takes_the_stock_and_the_cap_it_freed() -> None:
+    coupon = reward(points_cost=30, codes_loaded=1, codes_allocated=1, claims_count=1)
+    claim = held(coupon)
+    counted = {(coupon.id, "ann"): 1}
+    claim_first = request(coupon)
+    decisions = decide_with(
+        [claim_first, change(claim), request(coupon)], coupon, [claim], {"ann": 0}, counted
+    )
+    refused, cancelled, accepted = decisions
+    assert isinstance(refused, DomainError) and refused.code == "max_claims_reached"
+    assert isinstance(cancelled, AcceptedChange)
+    assert isinstance(accepted, AcceptedClaim) and accepted.preloaded
+    assert (accepted.points_deducted, accepted.new_balance) == (30, 0)  # paid with the refund
+
+
+def test_a_refund_is_spendable_from_the_payers_lot_book() -> None:
+    coupon = reward(points_cost=30, max_claims_per_user=5, claims_count=1, codes_allocated=1)
+    claim = held(coupon)
+    book = LotBook(0, ())
+    decisions = decide_with(
+        [change(claim), request(coupon)], coupon, [claim], {"ann": 0}, lots={"ann": book}
+    )
+    assert all(isinstance(decision, AcceptedChange | AcceptedClaim) for decision in decisions)
+    assert book.spendable == 0
+
+
+def test_a_use_marks_the_claim_used_and_moves_nothing() -> None:
+    coupon = reward(codes_allocated=1, claims_count=1)
+    claim = held(coupon)
+    balances = {"ann": 5}
+    [decision] = decide_with([change(claim, USE)], coupon, [claim], balances)
+    assert isinstance(decision, AcceptedChange) and decision.points_refunded is None
+    assert (claim.status, claim.used_at) == ("used", NOW)
+    assert (coupon.codes_allocated, coupon.claims_count, balances) == (1, 1, {"ann": 5})
+
+
+def test_a_change_of_a_claim_not_read_or_of_another_reward_is_not_found() -> None:
+    coupon, other = reward(), reward()
+    claim = held(other)
+    missing = ClaimChangeRequest(uuid.uuid4(), uuid.uuid4(), coupon.id, CANCEL)
+    elsewhere = ClaimChangeRequest(uuid.uuid4(), claim.claim_id, coupon.id, CANCEL)
+    decisions = decide_with([missing, elsewhere], coupon, [claim], {})
+    assert [d.code for d in decisions if isinstance(d, DomainError)] == ["claim_not_found"] * 2
+
+
+TODAY = NOW.date()
+
+
+def ring(**days_ago_claims: int) -> list[int]:
+    """Ring slots with these claims `dN` days ago."""
+    slots = [0] * POPULAR_DAYS
+    for name, claims in days_ago_claims.items():
+        slots[(TODAY - timedelta(days=int(name[1:]))).toordinal() % POPULAR_DAYS] += claims
+    return slots
+
+
+@pytest.mark.parametrize(
+    ("counted", "expected"),
+    [
+        ([], None),
+        ([(0, 1), (0, 1), (3, -1)], ring(d0=2, d3=-1)),  # two claims, a cancel of one 3 days old
+        ([(29, -1)], ring(d29=-1)),  # the window's first day
+        ([(30, -1), (-1, 1)], None),  # out of the window: nothing (a claim "tomorrow" either)
+    ],
+)
+def test_recent_claims_deltas_count_each_day_of_the_window_in_its_slot(
+    counted: list[tuple[int, int]], expected: list[int] | None
+) -> None:
+    days = [(TODAY - timedelta(days=days_ago), delta) for days_ago, delta in counted]
+    assert recent_claims_deltas(days, TODAY) == expected

@@ -130,6 +130,7 @@ def _tenant_a_world(
         "challenge_id": challenge_id,
         "leaderboard_id": leaderboard_id,
         "reward_id": reward["id"],
+        "claim_id": claimed.json["claim_id"],
         "code": "gold-a",
         "webhook_id": webhook.json["id"],
         "delivery_id": test_delivery.json.get("id", test_delivery.json.get("delivery_id", "x")),

@@ -265,9 +265,9 @@ def test_rewards_are_isolated_by_environment_and_tenant(
         client.post(f"{url}/codes", json={"codes": ["A"]}, headers=other.admin()).status_code == 404
     )
     test_catalog = client.get(f"{GAMIFY}/rewards", headers={"X-API-Key": acme.test_participant_key})
-    assert test_catalog.json == {"rewards": [], "total": 0}
+    assert test_catalog.json == {"rewards": [], "total": 0, "page": 1, "page_size": 50}
     other_catalog = client.get(f"{GAMIFY}/rewards", headers=other.participant())
-    assert other_catalog.json == {"rewards": [], "total": 0}
+    assert other_catalog.json == {"rewards": [], "total": 0, "page": 1, "page_size": 50}
 
 
 def test_nul_characters_anywhere_in_input_answer_validation_error(

@@ -45,6 +45,8 @@ def test_claim_answers_201_with_the_allocated_code(client: FlaskClient, tenant: 
         "expires_at": None,
         "points_deducted": None,
         "new_balance": None,
+        "status": "fulfilled",
+        "metadata": None,
     }
 
 

@@ -6,22 +6,26 @@ import csv
 import io
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 
 from api.audit import audit_change
 from api.auth import current_principal
 from api.endpoint import Access, endpoint, parse_json_body
+from api.rewards.participant import CLAIM_CHANGE_ERRORS, accept_claim_change
 from api.rewards.schemas import (
     AdminReward,
     AdminRewardList,
     AdminRewardsQuery,
+    ClaimChanged,
+    ClaimChangeRequest,
     CodesUpload,
     CodesUploadResult,
     CreateRewardRequest,
     UpdateRewardRequest,
 )
 from api.runtime import runtime
-from api.schemas import MessageBody
+from api.schemas import MessageBody, OperationAccepted
+from api.write_path import IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC
 from app.errors import DomainError
 from app.rewards.catalog import (
     admin_view,
@@ -32,11 +36,13 @@ from app.rewards.catalog import (
     parse_reward_id,
     update_reward,
 )
+from app.rewards.claims import CLAIM_CANCEL_KIND
 from app.rewards.inventory import MAX_CODES_PER_UPLOAD, upload_codes
 
 bp = Blueprint("rewards_admin", __name__, url_prefix="/api/v1/gamify/admin")
 
 NOT_FOUND = {404: ("reward_not_found",)}
+SLUG_TAKEN = {409: ("slug_taken",)}
 # 100,000 codes of up to 255 characters, plus JSON quoting.
 CODES_UPLOAD_LIMIT_BYTES = 32 * 1024 * 1024
 CODE_TEXT_TYPES = ("text/csv", "text/plain")
@@ -83,6 +89,7 @@ def list_reward_definitions(query: AdminRewardsQuery) -> tuple[AdminRewardList, 
     access=Access.ADMIN,
     body=CreateRewardRequest,
     responses={201: AdminReward},
+    errors=SLUG_TAKEN,
 )
 def create_reward_definition(body: CreateRewardRequest) -> tuple[AdminReward, int]:
     principal = current_principal()
@@ -120,7 +127,7 @@ def get_reward_definition(reward_id: str) -> tuple[AdminReward, int]:
     access=Access.ADMIN,
     body=UpdateRewardRequest,
     responses={200: AdminReward},
-    errors=NOT_FOUND,
+    errors={**NOT_FOUND, **SLUG_TAKEN},
 )
 def update_reward_definition(reward_id: str, body: UpdateRewardRequest) -> tuple[AdminReward, int]:
     principal = current_principal()
@@ -217,3 +224,23 @@ def upload_reward_codes(reward_id: str) -> tuple[CodesUploadResult, int]:
     return CodesUploadResult(
         added=result.added, duplicates=result.duplicates, available_codes=result.available_codes
     ), 200
+
+
+@endpoint(
+    bp,
+    "POST",
+    "/claims/<claim_id>/cancel",
+    summary="Cancel a claim: refund its points and return its code to stock (idempotent)",
+    tag="rewards admin",
+    access=Access.ADMIN,
+    body=ClaimChangeRequest,
+    responses={200: ClaimChanged, 202: OperationAccepted},
+    errors={
+        **CLAIM_CHANGE_ERRORS,
+        409: ("claim_already_cancelled", "claim_already_used"),
+    },
+    headers=(IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC),
+    write=True,
+)
+def cancel_claim(claim_id: str, body: ClaimChangeRequest) -> Response:
+    return accept_claim_change(CLAIM_CANCEL_KIND, claim_id, body)

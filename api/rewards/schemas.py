@@ -2,14 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
 
-from api.schemas import PageQuery, QueryModel, RequestModel
+from api.engagement.schemas import Category, ImageUrl, PropertyValue
+from api.points.schemas import IdempotencyKey
+from api.schemas import PageQuery, RequestModel
+from app.rewards.catalog import CatalogSort
 
 RewardType = Literal["coupon", "voucher", "physical", "digital", "points_multiplier"]
+ClaimStatus = Literal["fulfilled", "used", "cancelled"]
 ParticipantId = Field(min_length=1, max_length=255, description="Your participant identifier")
+FLAT_OBJECT_MAX_KEYS = 50
+FLAT_OBJECT_MAX_BYTES = 8192
+
+
+def _flat_object(value: object) -> object:
+    """Refuse nested values with one clear message (rather than the union's four), and a
+    size past the limit; the declared type then checks each value."""
+    if not isinstance(value, dict):
+        return value
+    for name, item in value.items():
+        if isinstance(item, dict | list):
+            nested = "an object" if isinstance(item, dict) else "an array"
+            raise ValueError(
+                f"must be a flat object: {name!r} holds {nested}; "
+                "values are strings, numbers, booleans or null"
+            )
+    if len(json.dumps(value).encode()) > FLAT_OBJECT_MAX_BYTES:
+        raise ValueError(f"must be at most {FLAT_OBJECT_MAX_BYTES} bytes as JSON")
+    return value
+
+
+FlatObject = Annotated[
+    dict[Annotated[str, Field(min_length=1, max_length=100)], PropertyValue | None],
+    BeforeValidator(_flat_object),
+    Field(
+        max_length=FLAT_OBJECT_MAX_KEYS,
+        description=f"A flat object: up to {FLAT_OBJECT_MAX_KEYS} keys of 1 to 100 characters, "
+        "each value a string, number, boolean or null; returned as given",
+    ),
+]
+Slug = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
+        description="Lower-case letters, digits and single hyphens; unique per environment",
+    ),
+]
+
+
+class Media(RequestModel):
+    type: Literal["image", "video"]
+    value: ImageUrl = Field(description="The image's or the video's http(s) URL")
 
 
 class RewardDefinitionFields(RequestModel):
@@ -35,6 +84,11 @@ class RewardDefinitionFields(RequestModel):
     code_expiry_days: int | None = Field(
         default=None, ge=1, le=36_500, description="A claimed code expires this many days later"
     )
+    category: Category | None = None
+    image_url: ImageUrl | None = None
+    slug: Slug | None = None
+    custom_attributes: FlatObject | None = None
+    media: Media | None = None
 
 
 class CreateRewardRequest(RewardDefinitionFields):
@@ -60,7 +114,18 @@ class UpdateRewardRequest(RewardDefinitionFields):
         return self
 
 
-class AdminReward(BaseModel):
+class RewardPresentation(BaseModel):
+    """What the admin and the catalog both show of a reward beyond its rules."""
+
+    category: str | None
+    image_url: str | None
+    slug: str | None
+    custom_attributes: dict[str, Any] | None
+    media: dict[str, Any] | None
+    redemption_count: int = Field(description="Claims taken and not cancelled")
+
+
+class AdminReward(RewardPresentation):
     id: str
     lookup_code: str
     name: str
@@ -91,8 +156,20 @@ class AdminRewardsQuery(PageQuery):
     reward_type: RewardType | None = None
 
 
-class CatalogQuery(QueryModel):
+class CatalogQuery(PageQuery):
     reward_type: RewardType | None = None
+    category: str | None = Field(default=None, min_length=1, max_length=100)
+    max_points: int | None = Field(
+        default=None, ge=0, le=1_000_000_000, description="Costs at most this (free: 0)"
+    )
+    available: bool | None = Field(
+        default=None, description="true: in stock only; false: out of stock only"
+    )
+    sort: CatalogSort | None = Field(
+        default=None,
+        description="points_cost, -points_cost (free rewards cost 0), or popular (most "
+        "claims in the last 30 days first); default: newest first",
+    )
     participant_id: str | None = Field(
         default=None,
         min_length=1,
@@ -101,7 +178,7 @@ class CatalogQuery(QueryModel):
     )
 
 
-class CatalogReward(BaseModel):
+class CatalogReward(RewardPresentation):
     id: str
     name: str
     type: RewardType
@@ -122,12 +199,17 @@ class CatalogReward(BaseModel):
 
 class Catalog(BaseModel):
     rewards: list[CatalogReward]
-    total: int
+    total: int = Field(description="Rewards matching the filters, on every page")
+    page: int
+    page_size: int
 
 
 class ClaimRequest(RequestModel):
     participant_id: str = ParticipantId
     points_deduction: bool = False
+    metadata: FlatObject | None = Field(
+        default=None, description='Kept with the claim, e.g. {"size": "L"}'
+    )
     idempotency_key: str | None = Field(
         default=None, description="Alternative to the Idempotency-Key header"
     )
@@ -142,6 +224,24 @@ class ClaimResponse(BaseModel):
     expires_at: AwareDatetime | None
     points_deducted: int | None
     new_balance: int | None
+    status: ClaimStatus
+    metadata: dict[str, Any] | None
+
+
+class ClaimChangeRequest(RequestModel):
+    idempotency_key: IdempotencyKey
+
+
+class ClaimChanged(BaseModel):
+    claim_id: str
+    reward_id: str
+    participant_id: str
+    status: ClaimStatus
+    used_at: AwareDatetime | None
+    cancelled_at: AwareDatetime | None
+    points_refunded: int | None = Field(description="Cancel: the points given back")
+    new_balance: int | None = Field(description="Cancel: the balance after the refund")
+    code_returned: bool = Field(description="Cancel: its pre-loaded code went back to stock")
 
 
 class ClaimedReward(BaseModel):
@@ -153,12 +253,17 @@ class ClaimedReward(BaseModel):
     claimed_at: AwareDatetime
     expires_at: AwareDatetime | None
     points_deducted: int | None
+    status: ClaimStatus
+    used_at: AwareDatetime | None
+    cancelled_at: AwareDatetime | None
+    metadata: dict[str, Any] | None
 
 
 class ParticipantClaims(BaseModel):
     participant_id: str
     rewards: list[ClaimedReward]
     total: int
+    total_points_spent: int = Field(description="Points paid for claims, net of refunds")
     total_claimed: int = Field(description="Same as total (the concepts page's name)")
     page: int
     page_size: int

@@ -21,15 +21,15 @@ from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
 
 from sqlalchemy import Select, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.db import flush_or_conflict
 from app.engagement.challenges import ACTION_COUNT, challenge_not_found
 from app.engagement.leaderboards import leaderboard_not_found
 from app.engagement.reads import CHALLENGE_COMPLETIONS, CHALLENGE_PARTICIPANTS
 from app.engagement.rules import zone
-from app.errors import Conflict, DomainError, NotFound, parse_uuid
+from app.errors import DomainError, NotFound, parse_uuid
 from app.models import Challenge, Leaderboard, Reward, Streak
 
 STREAK_TYPE_CHARS = "[A-Za-z0-9_.:-]{1,100}"
@@ -133,16 +133,15 @@ def create_streak(
         created_at=utcnow(),
     )
     session.add(streak)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-        if constraint == _STREAK_TYPE_TAKEN:
-            raise Conflict(
-                "streak_already_exists", "A streak with this streak_type already exists"
-            ) from None
-        raise
+    flush_or_conflict(
+        session,
+        {
+            _STREAK_TYPE_TAKEN: (
+                "streak_already_exists",
+                "A streak with this streak_type already exists",
+            )
+        },
+    )
     return streak
 
 

@@ -18,11 +18,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.errors import Conflict, NotFound
+from app.db import flush_or_conflict
+from app.errors import NotFound
 from app.infra.pgcopy import fetch_tuples, plain_array_literal
 from app.models import Tier
 
@@ -98,17 +98,6 @@ def tier_not_found() -> NotFound:
     return NotFound("tier_not_found", "No tier exists with this code")
 
 
-def _flush_or_conflict(session: Session) -> None:
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-        if constraint in _CONSTRAINT_CONFLICTS:
-            raise Conflict(*_CONSTRAINT_CONFLICTS[constraint]) from None
-        raise
-
-
 def list_tiers(session: Session, tenant_id: uuid.UUID, env: str) -> list[Tier]:
     return list(
         session.execute(
@@ -149,7 +138,7 @@ def create_tier(
         created_at=utcnow(),
     )
     session.add(tier)
-    _flush_or_conflict(session)
+    flush_or_conflict(session, _CONSTRAINT_CONFLICTS)
     return tier
 
 
@@ -165,7 +154,7 @@ def update_tier(
         setattr(tier, name, [] if name == "benefits" and value is None else value)
     if changes:
         tier.updated_at = utcnow()
-        _flush_or_conflict(session)
+        flush_or_conflict(session, _CONSTRAINT_CONFLICTS)
     return tier
 
 

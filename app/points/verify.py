@@ -3,8 +3,8 @@
 Checks, for every participant (or one tenant's):
 - the ledger's sum is balance + pending (release lines only show points awarded earlier
   and are not counted again);
-- total_earned = credits - pending, total_spent = spending debits, total_expired =
-  expiry debits;
+- total_earned = credits - pending, total_spent = spending debits less refunds (a
+  cancelled claim's points given back), total_expired = expiry debits;
 - along its entries in application order (seq) each balance_after is the running
   available balance (a pending award adds to it only at its release) and never negative;
 - its lots: the pending ones hold exactly `pending`, the available ones at most
@@ -36,10 +36,10 @@ _TOTALS_MISMATCHES = text(
     LEFT JOIN (
         SELECT participant_pk,
                CAST(sum(amount) FILTER (WHERE type <> 'release') AS bigint) AS sum_amount,
-               CAST(sum(amount) FILTER (WHERE amount > 0 AND type <> 'release') AS bigint)
-                   AS sum_credits,
-               CAST(-sum(amount) FILTER (WHERE amount < 0 AND type <> 'expire') AS bigint)
-                   AS sum_spent,
+               CAST(sum(amount) FILTER (WHERE amount > 0 AND type NOT IN ('release', 'refund'))
+                    AS bigint) AS sum_credits,
+               CAST(-sum(amount) FILTER (WHERE (amount < 0 AND type <> 'expire')
+                                           OR type = 'refund') AS bigint) AS sum_spent,
                CAST(-sum(amount) FILTER (WHERE type = 'expire') AS bigint) AS sum_expired
         FROM ledger_entries
         GROUP BY participant_pk

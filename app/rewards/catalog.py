@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, cast, func, literal, not_, or_, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.db import flush_or_conflict
 from app.errors import DomainError, NotFound
 from app.models import Reward
 
 CODELESS_TYPES = frozenset({"points_multiplier"})
+_SLUG_TAKEN = {
+    "uq_rewards_tenant_id_env_slug": ("slug_taken", "Another reward already has this slug")
+}
+# The `popular` sort counts the claims of the last this many UTC days, today included.
+POPULAR_DAYS = 30
+CatalogSort = Literal["points_cost", "-points_cost", "popular"]
 
 
 def reward_not_found() -> NotFound:
@@ -31,6 +41,51 @@ def parse_reward_id(value: str) -> uuid.UUID:
 
 def generates_codes_when_exhausted(reward: Reward) -> bool:
     return bool((reward.config or {}).get("generate_when_exhausted"))
+
+
+# generates_codes_when_exhausted in SQL: the config value is true as Python's bool() would
+# judge it (config is free-form JSON).
+_GENERATES_CODES = cast(
+    func.coalesce(Reward.config["generate_when_exhausted"], cast(literal("null"), JSONB)),
+    JSONB,
+).not_in([cast(literal(falsy), JSONB) for falsy in ("null", "false", "0", '""', "[]", "{}")])
+
+# available_codes(reward) != 0 in SQL, for the catalog's `available` filter.
+IN_STOCK: ColumnElement[bool] = and_(
+    or_(Reward.total_inventory.is_(None), Reward.total_inventory > Reward.claims_count),
+    or_(
+        Reward.codes_loaded == 0,
+        Reward.codes_allocated < Reward.codes_loaded,
+        _GENERATES_CODES,
+    ),
+)
+
+
+def recent_claims_deltas(counted: Iterable[tuple[date, int]], today: date) -> list[int] | None:
+    """What claims counted on these days (+1 a claim, -1 a cancel) add to each slot of a
+    reward's ring of recent claims (Reward.recent_claims; a day's slot is its ordinal
+    modulo POPULAR_DAYS); days out of the POPULAR_DAYS days through `today` add nothing.
+    None: nothing to add. The claim transaction's writer moves the ring on in SQL
+    (app.rewards.claim_writes, the function reward_recent_claims of migration 0010)."""
+    deltas = [0] * POPULAR_DAYS
+    changed = False
+    for day, delta in counted:
+        if today - timedelta(days=POPULAR_DAYS) < day <= today:
+            deltas[day.toordinal() % POPULAR_DAYS] += delta
+            changed = True
+    return deltas if changed else None
+
+
+# The reward's claims of the POPULAR_DAYS (30) days through :today (an ordinal, as
+# date.toordinal counts), from its ring: the slots of the days that both the window and
+# the ring's own 30 days hold (a ring not moved on since holds stale slots before them).
+_MOST_RECENT_CLAIMS_FIRST = """
+    (SELECT coalesce(sum(rewards.recent_claims[day % 30 + 1]), 0)
+     FROM generate_series(
+         greatest(:today, rewards.recent_claims_through - DATE '0001-01-01' + 1) - 29,
+         rewards.recent_claims_through - DATE '0001-01-01' + 1
+     ) AS day) DESC
+"""
 
 
 def available_codes(reward: Reward) -> int | None:
@@ -88,7 +143,7 @@ def create_reward(
         **values,
     )
     session.add(reward)
-    session.flush()
+    flush_or_conflict(session, _SLUG_TAKEN)
     return reward
 
 
@@ -124,7 +179,7 @@ def update_reward(
     for name, value in changes.items():
         setattr(reward, name, value)
     reward.updated_at = utcnow()
-    session.flush()
+    flush_or_conflict(session, _SLUG_TAKEN)
     return reward
 
 
@@ -161,20 +216,61 @@ def list_rewards_admin(
     return list(rewards), int(total)
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogFilters:
+    """What a participant's catalog page asks for. `available`: True, in stock only;
+    False, out of stock only; None, both. Free rewards cost 0 for max_points and sorts."""
+
+    reward_type: str | None = None
+    category: str | None = None
+    max_points: int | None = None
+    available: bool | None = None
+    sort: CatalogSort | None = None
+
+
 def list_claimable_rewards(
-    session: Session, tenant_id: uuid.UUID, env: str, reward_type: str | None
-) -> list[Reward]:
-    """Active rewards that have not expired, in catalog order (newest first)."""
+    session: Session,
+    tenant_id: uuid.UUID,
+    env: str,
+    filters: CatalogFilters,
+    *,
+    offset: int,
+    limit: int,
+) -> tuple[list[Reward], int]:
+    """A page of the active rewards that have not expired, and how many there are.
+
+    Two statements on the (tenant, env, is_active) index: the count, and the page, whose
+    `popular` sort sums each reward's ring of recent claims (its own row: no other table
+    is read). Catalog order (newest first) breaks ties.
+    """
     now = utcnow()
-    query = select(Reward).where(
+    cost = func.coalesce(Reward.points_cost, 0)
+    conditions: list[ColumnElement[bool]] = [
         Reward.tenant_id == tenant_id,
         Reward.env == env,
         Reward.is_active.is_(True),
-        (Reward.expires_at.is_(None)) | (Reward.expires_at > now),
-    )
-    if reward_type is not None:
-        query = query.where(Reward.type == reward_type)
-    return list(session.execute(query.order_by(Reward.created_at.desc(), Reward.id)).scalars())
+        or_(Reward.expires_at.is_(None), Reward.expires_at > now),
+    ]
+    if filters.reward_type is not None:
+        conditions.append(Reward.type == filters.reward_type)
+    if filters.category is not None:
+        conditions.append(Reward.category == filters.category)
+    if filters.max_points is not None:
+        conditions.append(cost <= filters.max_points)
+    if filters.available is not None:
+        conditions.append(IN_STOCK if filters.available else not_(IN_STOCK))
+    total = session.execute(select(func.count()).select_from(Reward).where(*conditions))
+    query = select(Reward).where(*conditions)
+    if filters.sort == "points_cost":
+        query = query.order_by(cost)
+    elif filters.sort == "-points_cost":
+        query = query.order_by(cost.desc())
+    elif filters.sort == "popular":
+        query = query.order_by(
+            text(_MOST_RECENT_CLAIMS_FIRST).bindparams(today=now.date().toordinal())
+        )
+    query = query.order_by(Reward.created_at.desc(), Reward.id).offset(offset).limit(limit)
+    return list(session.execute(query).scalars()), int(total.scalar_one())
 
 
 def admin_view(reward: Reward) -> dict[str, Any]:
@@ -193,8 +289,21 @@ def admin_view(reward: Reward) -> dict[str, Any]:
         "available_from": reward.available_from,
         "expires_at": reward.expires_at,
         "code_expiry_days": reward.code_expiry_days,
+        **_presentation(reward),
         "created_at": reward.created_at,
         "updated_at": reward.updated_at,
+    }
+
+
+def _presentation(reward: Reward) -> dict[str, Any]:
+    """What the admin and the catalog both show of a reward beyond its rules."""
+    return {
+        "category": reward.category,
+        "image_url": reward.image_url,
+        "slug": reward.slug,
+        "custom_attributes": reward.custom_attributes,
+        "media": reward.media,
+        "redemption_count": reward.claims_count,
     }
 
 
@@ -209,4 +318,5 @@ def catalog_view(reward: Reward) -> dict[str, Any]:
         "max_claims_per_user": reward.max_claims_per_user,
         "available_from": reward.available_from,
         "expires_at": reward.expires_at,
+        **_presentation(reward),
     }

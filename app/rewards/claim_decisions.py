@@ -1,6 +1,6 @@
-"""The claim rules applied to a batch: each claim decided in submission order against the
-state read under lock. Pure: the claim transaction (app.rewards.claim_batches) reads,
-this decides, app.rewards.claim_writes writes."""
+"""The claim rules applied to a batch: each claim, use or cancel decided in submission
+order against the state read under lock. Pure: the claim transaction
+(app.rewards.claim_batches) reads, this decides, app.rewards.claim_writes writes."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from app.errors import DomainError
 from app.models import Reward
 from app.points.lots import LotBook
 from app.rewards.catalog import CODELESS_TYPES, reward_not_found
-from app.rewards.claims import claim_blocker
+from app.rewards.claims import (
+    CANCEL,
+    CANCELLED,
+    USED,
+    claim_blocker,
+    claim_change_blocker,
+    claim_not_found,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +31,41 @@ class ClaimRequest:
     reward_id: uuid.UUID
     participant_id: str
     points_deduction: bool
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimChangeRequest:
+    """A use or a cancel (`change`: USE or CANCEL) of a claim of `reward_id`."""
+
+    operation_id: uuid.UUID
+    claim_id: uuid.UUID
+    reward_id: uuid.UUID
+    change: str
+
+
+@dataclass(slots=True)
+class HeldClaim:
+    """A claim row read under lock; `status` advances as the batch decides."""
+
+    claim_id: uuid.UUID
+    reward_id: uuid.UUID
+    participant_id: str
+    status: str
+    points_deducted: int | None
+    holds_preloaded_code: bool
+    claimed_at: datetime
+    used_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class AcceptedChange:
+    request: ClaimChangeRequest
+    claim: HeldClaim
+    reward: Reward
+    points_refunded: int | None = None
+    new_balance: int | None = None
 
 
 @dataclass(slots=True)
@@ -36,25 +79,32 @@ class AcceptedClaim:
     code_value: str | None = None
 
 
-ClaimDecision = AcceptedClaim | DomainError
+ClaimDecision = AcceptedClaim | AcceptedChange | DomainError
 
 
 def decide_claims(
-    requests: list[ClaimRequest],
+    requests: list[ClaimRequest | ClaimChangeRequest],
     rewards: dict[uuid.UUID, Reward],
     balances: dict[str, int],
     claims_so_far: dict[tuple[uuid.UUID, str], int],
     now: datetime,
     new_claim_id: Callable[[], uuid.UUID] = uuid.uuid4,
     lots: dict[str, LotBook] | None = None,
+    held: dict[uuid.UUID, HeldClaim] | None = None,
 ) -> list[ClaimDecision]:
-    """Each claim's decision, in order. No I/O: it reads and advances the locked state
-    it is given (the rewards' counters, balances, claims so far, and what each payer can
-    spend, from its lots) as each claim is taken. A participant without lots can spend
-    its whole balance."""
+    """Each claim's, use's or cancel's decision, in order. No I/O: it reads and advances
+    the locked state it is given (the rewards' counters, balances, claims so far, what
+    each payer can spend, from its lots, and the claims to change, `held`) as each is
+    taken. A participant without lots can spend its whole balance."""
     lots = {} if lots is None else lots
+    held = {} if held is None else held
     decisions: list[ClaimDecision] = []
     for request in requests:
+        if isinstance(request, ClaimChangeRequest):
+            decisions.append(
+                _decide_change(request, held, rewards, balances, claims_so_far, lots, now)
+            )
+            continue
         reward = rewards.get(request.reward_id)
         if reward is None:
             decisions.append(reward_not_found())
@@ -90,3 +140,44 @@ def decide_claims(
             AcceptedClaim(request, reward, new_claim_id(), points_deducted, new_balance, preloaded)
         )
     return decisions
+
+
+def _decide_change(
+    request: ClaimChangeRequest,
+    held: dict[uuid.UUID, HeldClaim],
+    rewards: dict[uuid.UUID, Reward],
+    balances: dict[str, int],
+    claims_so_far: dict[tuple[uuid.UUID, str], int],
+    lots: dict[str, LotBook],
+    now: datetime,
+) -> AcceptedChange | DomainError:
+    """A use marks the claim used. A cancel undoes the claim: its unit goes back to the
+    reward's stock (its pre-loaded code too), it stops counting against the participant's
+    cap, and the points it cost come back as open points (the lot they were spent from
+    may have expired since: they are given back as never-expiring points)."""
+    claim = held.get(request.claim_id)
+    if claim is None or claim.reward_id != request.reward_id:
+        return claim_not_found()
+    blocker = claim_change_blocker(claim.status, request.change)
+    if blocker is not None:
+        return blocker
+    reward = rewards[claim.reward_id]
+    if request.change != CANCEL:
+        claim.status, claim.used_at = USED, now
+        return AcceptedChange(request, claim, reward)
+    claim.status, claim.cancelled_at = CANCELLED, now
+    reward.claims_count -= 1
+    if claim.holds_preloaded_code:
+        reward.codes_allocated -= 1
+    counted = (claim.reward_id, claim.participant_id)
+    if counted in claims_so_far:
+        claims_so_far[counted] -= 1
+    refund = claim.points_deducted or 0
+    if refund <= 0:
+        return AcceptedChange(request, claim, reward)
+    participant_id = claim.participant_id
+    balances[participant_id] = balances[participant_id] + refund
+    book = lots.get(participant_id)
+    if book is not None:
+        book.credit(refund, None)
+    return AcceptedChange(request, claim, reward, refund, balances[participant_id])

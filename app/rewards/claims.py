@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.errors import DomainError
+from app.errors import Conflict, DomainError, NotFound, parse_uuid
 from app.ledger import (
     insufficient_points,
 )
@@ -25,6 +25,31 @@ from app.rewards.catalog import (
 )
 
 CLAIM_KIND = "reward.claim"
+# A claim's later moves run in its reward's claim lane (app.rewards.claim_batches): a
+# cancel gives stock back and refunds its payer, so it takes the claim's locks in their order.
+CLAIM_USE_KIND = "reward.claim_use"
+CLAIM_CANCEL_KIND = "reward.claim_cancel"
+USE, CANCEL = "use", "cancel"
+FULFILLED, USED, CANCELLED = "fulfilled", "used", "cancelled"
+OUT_OF_STOCK = "reward_out_of_stock"
+
+
+def claim_not_found() -> NotFound:
+    return NotFound("claim_not_found", "Claim not found")
+
+
+def claim_change_blocker(status: str, change: str) -> DomainError | None:
+    """Why a claim in `status` cannot take `change` (USE or CANCEL), or None: only a
+    fulfilled claim moves, once, to used or to cancelled."""
+    if status == FULFILLED:
+        return None
+    if status == USED:
+        if change == USE:
+            return Conflict("claim_already_used", "The claim was already used")
+        return Conflict("claim_already_used", "A used claim cannot be cancelled")
+    if change == USE:
+        return Conflict("claim_cancelled", "A cancelled claim cannot be used")
+    return Conflict("claim_already_cancelled", "The claim was already cancelled")
 
 
 def claim_blocker(
@@ -49,7 +74,7 @@ def claim_blocker(
     if claims_by_participant >= reward.max_claims_per_user:
         return DomainError("max_claims_reached", "Maximum claims reached for this reward", 400)
     if available_codes(reward) == 0:
-        return DomainError("reward_out_of_stock", "Reward is out of stock", 400)
+        return DomainError(OUT_OF_STOCK, "Reward is out of stock", 400)
     cost = reward.points_cost or 0
     if points_deduction and cost > 0 and (balance or 0) < cost:
         return insufficient_points(balance or 0, cost)
@@ -71,12 +96,43 @@ def unlocked_balances(
 
 
 def claim_payload(
-    reward_id: uuid.UUID, participant_id: str, points_deduction: bool
+    reward_id: uuid.UUID,
+    participant_id: str,
+    points_deduction: bool,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "reward_id": str(reward_id),
         "participant_id": participant_id,
         "points_deduction": points_deduction,
+    }
+    if metadata is not None:
+        # Only when sent: a claim without it fingerprints as it always did.
+        payload["metadata"] = metadata
+    return payload
+
+
+def claim_change_payload(
+    session: Session, tenant_id: uuid.UUID, env: str, claim_id: str
+) -> dict[str, Any]:
+    """What a use or a cancel of a claim carries to the worker: the claim, and its reward
+    and participant, which route it to the reward's claim lane and count against the
+    participant's write cap. An unknown claim is answered at once (404)."""
+    parsed_id = parse_uuid(claim_id, claim_not_found())
+    found = session.execute(
+        select(Claim.reward_id, Claim.participant_id).where(
+            Claim.id == parsed_id,
+            Claim.tenant_id == tenant_id,
+            Claim.env == env,
+        )
+    ).one_or_none()
+    if found is None:
+        raise claim_not_found()
+    reward_id, participant_id = found
+    return {
+        "claim_id": str(parsed_id),
+        "reward_id": str(reward_id),
+        "participant_id": participant_id,
     }
 
 
@@ -88,13 +144,20 @@ def list_participant_claims(
     *,
     offset: int,
     limit: int,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[dict[str, Any]], int, int]:
+    """A page of the participant's claims (newest first), how many it has, and the points
+    they cost, net of refunds (a cancelled claim's points came back)."""
     conditions = (
         Claim.tenant_id == tenant_id,
         Claim.env == env,
         Claim.participant_id == participant_id,
     )
-    total = session.execute(select(func.count()).select_from(Claim).where(*conditions)).scalar_one()
+    total, spent = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(Claim.points_deducted).filter(Claim.status != CANCELLED), 0),
+        ).where(*conditions)
+    ).one()
     rows = session.execute(
         select(Claim, Reward.name, Reward.type)
         .join(Reward, Reward.id == Claim.reward_id)
@@ -113,10 +176,14 @@ def list_participant_claims(
             "claimed_at": claim.claimed_at,
             "expires_at": claim.expires_at,
             "points_deducted": claim.points_deducted,
+            "status": claim.status,
+            "used_at": claim.used_at,
+            "cancelled_at": claim.cancelled_at,
+            "metadata": claim.metadata_,
         }
         for claim, name, reward_type in rows
     ]
-    return claims, int(total)
+    return claims, int(total), int(spent or 0)
 
 
 def eligibility_for(
@@ -138,6 +205,7 @@ def eligibility_for(
             .where(
                 Claim.participant_id == participant_id,
                 Claim.reward_id.in_([reward.id for reward in rewards]),
+                Claim.status != CANCELLED,
             )
             .group_by(Claim.reward_id)
         ).all()

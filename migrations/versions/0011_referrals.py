@@ -1,7 +1,7 @@
 """referral program, referral codes, referrals
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-01 17:30:12.240910
 
 referral_programs holds a tenant environment's settings (no row: not configured);
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
