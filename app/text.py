@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 
 def holds_nul(document: object) -> bool:
     """Whether a string, or any key or string anywhere in a JSON document, holds U+0000.
@@ -22,3 +24,14 @@ def unknown_fields_message(names: set[object]) -> str:
     """'unknown field(s): a, b' for a client's stray keys, storable even when a key holds NUL."""
     shown = sorted(str(name).replace("\x00", "\ufffd") for name in names)
     return f"unknown field(s): {', '.join(shown)}"
+
+
+# Codes people read aloud and type by hand (referral codes, coupon codes, generated reward
+# codes): uppercase letters and digits without the look-alikes 0 O 1 I L. 31 symbols: 10
+# of them make about 2^49.5 codes.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def random_code(length: int, prefix: str = "") -> str:
+    """`prefix` and `length` unguessable symbols of CODE_ALPHABET (from `secrets`)."""
+    return prefix + "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))

@@ -8,19 +8,18 @@ from decimal import Decimal
 import pytest
 
 from app.referrals.decisions import (
-    CODE_ALPHABET,
     Payment,
     Qualifying,
     TrackFacts,
     completions,
     money,
-    new_code,
     normalized_code,
     payments,
     qualifying_of,
     track_refusal,
 )
 from app.referrals.program import ReferralTerms
+from app.text import CODE_ALPHABET, random_code
 
 ACTIVE = ReferralTerms(500, 200, "purchase", max_referrals_per_referrer=2)
 
@@ -112,11 +111,11 @@ def test_completion_pays_each_side_with_points_under_a_key_of_its_own() -> None:
 
 
 def test_codes_have_the_exact_length_from_the_unambiguous_alphabet() -> None:
-    codes = {new_code(6) for _ in range(200)}
+    codes = {random_code(6) for _ in range(200)}
     assert all(len(code) == 6 and set(code) <= set(CODE_ALPHABET) for code in codes)
     assert len(codes) == 200
     assert not set("0O1IL") & set(CODE_ALPHABET)
-    assert len(new_code(32)) == 32
+    assert len(random_code(32)) == 32
 
 
 def test_codes_are_matched_without_case_or_blanks() -> None:

@@ -8,7 +8,6 @@ in coupon_codes, where every code of the tenant environment is unique.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
@@ -22,10 +21,8 @@ from app.coupons.rules import as_number, new_customers_only
 from app.errors import Conflict, DomainError, NotFound
 from app.infra.pgcopy import fetch_tuples
 from app.models import Coupon, CouponCode
-from app.text import holds_nul
+from app.text import holds_nul, random_code
 
-# Unambiguous characters for generated codes: no 0/O, 1/I/L.
-CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 # The random part of a coupon's own code when none is given: ~50 bits.
 OWN_CODE_RANDOM_CHARS = 10
 # The fields a PATCH may change (the code, the live usage_count, created_at may not).
@@ -60,10 +57,6 @@ def code_taken() -> Conflict:
 def normalize_code(code: str) -> str:
     """Codes are matched without regard to case or surrounding blanks (people type them)."""
     return code.strip().upper()
-
-
-def random_code(prefix: str, length: int) -> str:
-    return prefix + "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
 
 
 def _invalid(detail: str) -> DomainError:
@@ -139,9 +132,9 @@ def create_coupon(
             raise code_taken()
     else:
         # A clash of ~50 random bits is out of reach, but the key has the last word.
-        coupon.code = random_code(code_prefix, OWN_CODE_RANDOM_CHARS)
+        coupon.code = random_code(OWN_CODE_RANDOM_CHARS, code_prefix)
         while not _claim_code(session, coupon, coupon.code):
-            coupon.code = random_code(code_prefix, OWN_CODE_RANDOM_CHARS)
+            coupon.code = random_code(OWN_CODE_RANDOM_CHARS, code_prefix)
     session.add(coupon)
     session.flush()
     return coupon

@@ -25,13 +25,14 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.coupons.definitions import CODE_ALPHABET, coupon_not_found
+from app.coupons.definitions import coupon_not_found
 from app.coupons.usage import load_coupons
 from app.errors import DomainError
 from app.infra.pgcopy import copy_lines
 from app.models import Operation
 from app.operation_kinds import OperationKind, StepTaken
 from app.operations import Submission, submit_operation
+from app.text import CODE_ALPHABET
 
 GENERATE_KIND = "coupons.generate"
 GENERATE_MAX_CODES = 1_000_000

@@ -13,8 +13,8 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.referrals.decisions import new_code
 from app.referrals.program import DEFAULT_CODE_LENGTH, referral_terms
+from app.text import random_code
 
 # A code drawn twice (at 6 symbols, one in about 900 million per code held) is drawn again.
 _ATTEMPTS = 8
@@ -47,7 +47,7 @@ def referral_code(session: Session, tenant_id: uuid.UUID, env: str, participant_
     terms = referral_terms(session, tenant_id, env)
     length = terms.code_length if terms is not None else DEFAULT_CODE_LENGTH
     for _ in range(_ATTEMPTS):
-        made = session.execute(_INSERT_CODE, {**key, "code": new_code(length)}).scalar()
+        made = session.execute(_INSERT_CODE, {**key, "code": random_code(length)}).scalar()
         if made is not None:
             return str(made)
         existing = session.execute(_SELECT_CODE, key).scalar_one_or_none()

@@ -3,7 +3,6 @@ made, which writes of a batch complete a referral, and what completion pays."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -12,9 +11,6 @@ from typing import Any
 from app.errors import Conflict, DomainError, NotFound
 from app.referrals.program import ReferralTerms
 
-# Uppercase letters and digits without the look-alikes 0 O 1 I L: a code is read aloud
-# and typed by hand. 31 symbols: 8 of them make about 2^39.6 codes.
-CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 QUALIFYING_AMOUNT_MAX = Decimal("9999999999999999.99")  # what numeric(18, 2) holds
 
 
@@ -48,11 +44,6 @@ def referral_not_found() -> NotFound:
 
 def referral_already_completed() -> Conflict:
     return Conflict("referral_already_completed", "This referral was already completed")
-
-
-def new_code(length: int) -> str:
-    """An unguessable code of exactly `length` symbols of CODE_ALPHABET."""
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
 
 
 def normalized_code(code: str) -> str:

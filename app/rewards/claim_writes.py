@@ -5,7 +5,6 @@ their events, a handful of statements for the whole batch."""
 from __future__ import annotations
 
 import json
-import secrets
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -23,9 +22,9 @@ from app.points.lots import WRITE_LOTS, LotBook, write_lots_params
 from app.rewards.catalog import CODELESS_TYPES, recent_claims_deltas
 from app.rewards.claim_decisions import AcceptedChange, AcceptedClaim
 from app.rewards.claims import CANCELLED, FULFILLED
+from app.text import random_code
 
 # Unambiguous characters for generated codes (no 0/O, 1/I/L).
-_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 _GENERATED_PREFIX_DEFAULTS = {"physical": "ORD-", "digital": "KEY-"}
 
 
@@ -290,7 +289,7 @@ def _generate_code(reward: Reward) -> str:
     prefix = str(config.get("code_prefix", _GENERATED_PREFIX_DEFAULTS.get(reward.type, "")))
     # 10 characters of a 31-letter alphabet: ~50 bits, so a collision (which the unique
     # constraint would still catch) is out of reach for any real inventory.
-    return prefix + "".join(secrets.choice(_CODE_ALPHABET) for _ in range(10))
+    return random_code(10, prefix)
 
 
 def _claim_expiry(reward: Reward, now: datetime) -> datetime | None:
