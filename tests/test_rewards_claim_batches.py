@@ -4,8 +4,9 @@ each claim gets the answer it would get alone, in submission order."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
@@ -30,7 +31,7 @@ def _tenant(session: Session) -> uuid.UUID:
 def _claims(
     session: Session, tenant_id: uuid.UUID, reward_id: uuid.UUID, requests: list[tuple[str, bool]]
 ) -> list[Operation]:
-    return [
+    operations = [
         submit_operation(
             session.connection(),
             tenant_id=tenant_id,
@@ -41,6 +42,15 @@ def _claims(
         ).operation
         for participant, deduct in requests
     ]
+    # Accepted one after the other, as separate requests are: one transaction here stamps
+    # them alike, and a drain takes ties in no defined order.
+    for position, operation in enumerate(operations):
+        session.execute(
+            update(Operation)
+            .where(Operation.id == operation.id)
+            .values(created_at=Operation.created_at + timedelta(milliseconds=position))
+        )
+    return operations
 
 
 def _fund(session: Session, tenant_id: uuid.UUID, participant_id: str, amount: int) -> None:

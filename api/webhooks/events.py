@@ -29,6 +29,8 @@ class RewardClaimed(EventData):
     new_balance: int | None
     claimed_at: datetime
     environment: Literal["live", "test"]
+    status: Literal["fulfilled"]  # a claim is fulfilled when made; use and cancel come later
+    metadata: dict[str, Any] | None  # what the claim request carried (size, colour...)
 
 
 class PointsAwarded(EventData):
