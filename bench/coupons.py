@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from app.coupons.definitions import CODE_ALPHABET
+from app.text import CODE_ALPHABET
 from bench.load import LoadResult, Request, run_load
 from bench.scenarios import (
     GAMIFY,

@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.coupons.definitions import CODE_ALPHABET
 from app.models import OutboxEvent
+from app.text import CODE_ALPHABET
 from tests.builders import (
     GAMIFY,
     claim,

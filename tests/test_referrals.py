@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import LedgerEntry, Operation, OutboxEvent, Participant
 from app.operations import UNFINISHED
-from app.referrals.decisions import CODE_ALPHABET
+from app.text import CODE_ALPHABET
 from tests.builders import GAMIFY, run_ledger_verify, wait_for, wait_for_operation, wait_until
 from tests.conftest import TenantKeys
 from tests.webhook_receiver import WebhookReceiver, create_webhook, verified_event
