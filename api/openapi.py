@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, send_from_directory
 from openapi_ui_bundles import swagger_ui
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.endpoint import Access, EndpointDoc
@@ -17,11 +17,16 @@ from api.request_log import GIVEN_REQUEST_ID, REQUEST_ID_HEADER
 from api.schemas import ErrorBody, OperationAccepted, OperationView
 from api.webhooks.events import EVENT_DATA
 from api.write_path import IDEMPOTENCY_HEADER_DOC, IDEMPOTENCY_KEY_PATTERN
+from app.coupons.generation import GenerateProgress
+from app.engagement.bulk_actions import ActionBulkProgress
+from app.points.bulk import BulkProgress
 
 bp = Blueprint("openapi", __name__)
 
 _FLASK_PARAM = re.compile(r"<(?:(?P<converter>[a-z]+):)?(?P<name>[a-zA-Z_]+)>")
 _REF = "#/components/schemas/{model}"
+# The progress each kind of long job reports on its operation.
+JOB_PROGRESS = (BulkProgress, ActionBulkProgress, GenerateProgress)
 
 DOCS_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>rewards-engine API</title>
@@ -184,6 +189,16 @@ def _type_operation_results(
         ],
         "description": "The success body of the write, as its endpoint answers it, or a "
         "long job's summary",
+    }
+    # A long job's progress: what its dataclass holds (as_json), by the dataclass's name.
+    for progress in JOB_PROGRESS:
+        schemas[progress.__name__] = TypeAdapter(progress).json_schema(mode="serialization")
+    view["properties"]["progress"] = {
+        "anyOf": [
+            *({"$ref": _REF.format(model=progress.__name__)} for progress in JOB_PROGRESS),
+            {"type": "null"},
+        ],
+        "description": "How far a long job (a bulk upload, a code generation) has come",
     }
 
 

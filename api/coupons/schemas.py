@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from api.rewards.schemas import ParticipantId
 from api.schemas import PageQuery, RequestModel, kept_when_absent
@@ -168,6 +168,18 @@ class ValidateResult(BaseModel):
 
 
 class RedeemRequest(OrderFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "SUMMER25",
+                    "participant_id": "user_42",
+                    "order_id": "order-1042",
+                    "order_amount": 80.0,
+                }
+            ]
+        }
+    )
     participant_id: str = ParticipantId
     order_id: str = Field(min_length=1, max_length=255)
     idempotency_key: str | None = Field(

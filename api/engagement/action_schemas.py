@@ -9,6 +9,7 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
@@ -28,6 +29,17 @@ PropertyValue = StrictBool | StrictInt | StrictFloat | str
 
 
 class ActionRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "participant_id": "user_42",
+                    "action": "purchase",
+                    "properties": {"amount": 59.9, "channel": "web"},
+                }
+            ]
+        }
+    )
     participant_id: ParticipantId
     action: str = Field(min_length=1, max_length=ACTION_MAX_CHARS, description="e.g. purchase")
     properties: dict[str, PropertyValue] | None = Field(

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from api.schemas import QueryModel, RequestModel, kept_when_absent
 from app.clock import utcnow
@@ -68,6 +68,14 @@ _NO_TERMS_ASKED = (None, None, None, None)
 
 
 class AwardRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"participant_id": "user_42", "amount": 250, "reason": "Order #1042"},
+                {"participant_id": "user_42", "amount": 40, "action": "purchase"},
+            ]
+        }
+    )
     participant_id: ParticipantId
     amount: Amount
     reason: Reason

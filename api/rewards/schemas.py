@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from api.engagement.schemas import Category, ImageUrl, PropertyValue
 from api.points.schemas import IdempotencyKey
@@ -205,6 +205,14 @@ class Catalog(BaseModel):
 
 
 class ClaimRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"participant_id": "user_42", "points_deduction": True},
+                {"participant_id": "user_42", "metadata": {"size": "L", "colour": "navy"}},
+            ]
+        }
+    )
     participant_id: str = ParticipantId
     points_deduction: bool = False
     metadata: FlatObject | None = Field(
