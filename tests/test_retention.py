@@ -26,6 +26,7 @@ from app.models import (
     WebhookEndpoint,
 )
 from app.retention import Retention, purge_expired
+from app.webhooks.signing import generate_secret
 from tests.conftest import TenantKeys
 
 RETENTION = Retention(
@@ -69,12 +70,14 @@ def _delivery(
 
 def _world(session_factory: sessionmaker[Session], tenant: TenantKeys) -> dict[str, Any]:
     with session_factory.begin() as session:
+        # Disabled: the workers' dispatcher leaves its pending delivery alone.
         endpoint = WebhookEndpoint(
             tenant_id=tenant.tenant_id,
             env=Environment.LIVE,
             url="https://example.invalid/hook",
             events=["reward.reward_claimed"],
-            secret="whsec_x",
+            secret=generate_secret(),
+            enabled=False,
         )
         session.add(endpoint)
         session.flush()

@@ -24,6 +24,7 @@ from app.webhooks.dispatch import (
     fan_out_events,
     record_attempts,
 )
+from app.webhooks.dispatcher import send_delivery
 from app.webhooks.secret_box import SecretBox
 from app.webhooks.transport import SendResult
 from tests.builders import add_webhook_endpoint
@@ -152,6 +153,47 @@ def test_claim_takes_at_most_the_per_endpoint_cap_under_a_lease(db_session: Sess
     # A dispatcher that died leaves its leases to run out; then the deliveries are due again.
     after_lease = NOW + LEASE + timedelta(seconds=1)
     assert len(_claim_mine(db_session, endpoint, after_lease)) == 3
+
+
+class _Recording:
+    """A transport that answers 200 and remembers where it was asked to send."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def send(self, url: str, headers: dict[str, str], body: bytes) -> SendResult:
+        self.urls.append(url)
+        return SendResult(status=200)
+
+
+def test_an_endpoint_whose_secret_cannot_be_used_fails_alone(db_session: Session) -> None:
+    """A secret sealed with a key SECRET_KEY no longer lists, or a corrupt one, fails that
+    endpoint's attempt (retried on schedule); the others' deliveries go out as ever."""
+    tenant = create_tenant(db_session, "Acme")
+    healthy = _endpoint(db_session, tenant.id, [POINTS_AWARDED])
+    lost_key = _endpoint(db_session, tenant.id, [POINTS_AWARDED])
+    corrupt = _endpoint(db_session, tenant.id, [POINTS_AWARDED])
+    lost_key.secret = SecretBox(["a key since removed"]).seal(lost_key.secret)
+    corrupt.secret = "whsec_x"
+    record_event(db_session, tenant.id, "live", POINTS_AWARDED, {"n": 1})
+    fan_out_events(db_session, NOW)
+    claimed = {d.endpoint_id: d for d in _claim_mine_all(db_session)}
+    assert claimed[lost_key.id].signing_secrets == ()
+    transport = _Recording()
+    results = {
+        endpoint.id: send_delivery(transport, claimed[endpoint.id])  # type: ignore[arg-type]
+        for endpoint in (healthy, lost_key, corrupt)
+    }
+    assert results[healthy.id].succeeded
+    assert results[lost_key.id].error == "signing secret unavailable (SECRET_KEY)"
+    assert results[corrupt.id].error == "internal error while sending"
+    assert transport.urls == [healthy.url]
+
+
+def _claim_mine_all(session: Session) -> list:  # type: ignore[type-arg]
+    return claim_due_deliveries(
+        session, NOW, limit=1000, max_in_flight_per_endpoint=3, lease=LEASE, secret_box=SUITE_BOX
+    )
 
 
 def test_failed_attempts_follow_the_schedule_then_fail_for_good(db_session: Session) -> None:

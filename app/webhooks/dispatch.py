@@ -13,6 +13,7 @@ Retries are rows with a future `next_attempt_at`, never long broker countdowns.
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from collections.abc import Sequence
@@ -24,8 +25,10 @@ from sqlalchemy import Table, bindparam, case, func, text, update
 from sqlalchemy.orm import Session
 
 from app.models import WebhookDelivery, WebhookEndpoint
-from app.webhooks.secret_box import SecretBox
+from app.webhooks.secret_box import SecretBox, SecretKeyError
 from app.webhooks.transport import SendResult
+
+log = logging.getLogger(__name__)
 
 FAN_OUT_BATCH = 5000
 GONE = 410
@@ -157,6 +160,16 @@ class ClaimedDelivery:
         return f"ClaimedDelivery(id={self.id}, endpoint_id={self.endpoint_id})"
 
 
+def _signing_secrets(secret_box: SecretBox, endpoint_id: uuid.UUID, row: Any) -> tuple[str, ...]:
+    """The endpoint's active secrets, opened; none if one cannot be (its attempt then fails,
+    see send_delivery), so that one endpoint's secret cannot stop everyone's deliveries."""
+    try:
+        return tuple(secret_box.open(s) for s in (row.secret, row.previous_secret) if s)
+    except SecretKeyError as exc:
+        log.error("webhook endpoint %s: cannot open its signing secret: %s", endpoint_id, exc)
+        return ()
+
+
 def claim_due_deliveries(
     session: Session,
     now: datetime,
@@ -187,9 +200,7 @@ def claim_due_deliveries(
             payload=row.payload,
             endpoint_id=row.endpoint_id,
             url=row.url,
-            signing_secrets=tuple(
-                secret_box.open(s) for s in (row.secret, row.previous_secret) if s
-            ),
+            signing_secrets=_signing_secrets(secret_box, row.endpoint_id, row),
             endpoint_was_failing=row.failing_since is not None,
         )
         for row in rows

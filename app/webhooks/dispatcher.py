@@ -81,22 +81,29 @@ def event_body(delivery: ClaimedDelivery) -> bytes:
 def send_delivery(transport: WebhookTransport, delivery: ClaimedDelivery) -> SendResult:
     """One attempt. The webhook-id is the event id on every attempt and every endpoint,
     so receivers deduplicate on it; the timestamp is the attempt's, as the spec wants."""
-    body = event_body(delivery)
-    message_id = str(delivery.event_id)
-    timestamp = int(time.time())
-    headers = {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature_header(
-            delivery.signing_secrets, message_id, timestamp, body
-        ),
-    }
     started = time.perf_counter()
-    try:
-        result = transport.send(delivery.url, headers, body)
-    except Exception:  # a bug here must fail the attempt, not lose the delivery's outcome
-        log.exception("webhook delivery %s: unexpected error while sending", delivery.id)
-        result = SendResult(error="internal error while sending")
+    if not delivery.signing_secrets:
+        # Sealed with a key SECRET_KEY no longer lists (logged when claimed): the attempt
+        # fails and is retried on schedule, and the other endpoints' deliveries go on.
+        result = SendResult(error="signing secret unavailable (SECRET_KEY)")
+    else:
+        try:
+            body = event_body(delivery)
+            message_id = str(delivery.event_id)
+            timestamp = int(time.time())
+            headers = {
+                "webhook-id": message_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": signature_header(
+                    delivery.signing_secrets, message_id, timestamp, body
+                ),
+            }
+            result = transport.send(delivery.url, headers, body)
+        # A bug here (or a corrupt stored secret) must fail this attempt, not the run: an
+        # exception would end the dispatcher's run, and every endpoint would wait.
+        except Exception:
+            log.exception("webhook delivery %s: unexpected error while sending", delivery.id)
+            result = SendResult(error="internal error while sending")
     webhook_attempt_duration.observe(time.perf_counter() - started)
     webhook_attempts.labels("delivered" if result.succeeded else "failed").inc()
     return result
