@@ -217,8 +217,16 @@ def _count_in_files(role: str) -> None:
         directory.mkdir(parents=True)
     else:
         directory = Path(tempfile.mkdtemp(prefix=f"rewards-metrics-{role}-"))
-        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        atexit.register(_remove_if_still_ours, directory, os.getpid())
     os.environ[MULTIPROC_DIR_VARIABLE] = str(directory)
+
+
+def _remove_if_still_ours(directory: Path, owner_pid: int) -> None:
+    """At exit, the metrics directory goes with the process that made it, not with one it
+    forked: a gunicorn worker that exits (a restart, max requests) runs the exit handlers
+    it inherited, and must not take the directory its siblings still write to."""
+    if os.getpid() == owner_pid:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def cmd_secrets_reseal(settings: Settings, args: argparse.Namespace) -> None:

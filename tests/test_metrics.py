@@ -4,6 +4,9 @@ its operations by kind and outcome, their age and the drains' batch sizes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -112,3 +115,26 @@ def test_a_worker_serves_its_operations_by_kind_and_outcome_on_its_own_port(
     assert counted[("rewards_operation_age_seconds_count", (("kind", "points.award"),))] == 3
     batches = [v for (name, _), v in counted.items() if name == "rewards_drain_batch_size_sum"]
     assert sum(batches) == 4
+
+
+def test_a_forked_process_leaves_its_parents_metrics_directory_at_exit(tmp_path: Path) -> None:
+    """A gunicorn worker runs the exit handlers it inherited when it exits: the directory
+    its siblings write to must outlive it, and go with the process that made it."""
+    probe = (
+        "import os, sys\n"
+        "from app.cli import _count_in_files\n"
+        "_count_in_files('web')\n"
+        "print(os.environ['PROMETHEUS_MULTIPROC_DIR'], flush=True)\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    sys.exit(0)  # as a gunicorn worker leaves: exit handlers run\n"
+        "os.waitpid(child, 0)\n"
+        "print(os.path.isdir(os.environ['PROMETHEUS_MULTIPROC_DIR']), flush=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    directory, alive_after_child = ran.stdout.split()
+    assert alive_after_child == "True"
+    assert not Path(directory).exists()  # gone with its maker
