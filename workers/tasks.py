@@ -30,7 +30,7 @@ from app.metrics import (
     rows_purged,
 )
 from app.models import Operation
-from app.operation_failures import FailedRun, record_failed_run
+from app.operation_failures import record_failed_run
 from app.operation_kinds import partition_kind
 from app.operation_runs import (
     OperationsRun,
@@ -128,30 +128,24 @@ def _record_failed_run(operation_id: uuid.UUID, exc: Exception) -> bool:
         return True
     operation_errors.labels(failed.operation.kind).inc()
     with request_id_set(failed.operation.request_id):
-        _log_failed_run(failed, operation_id, max_attempts, exc)
+        log.error(
+            "operation %s (%s) failed unexpectedly, %d of %d",
+            operation_id,
+            failed.operation.kind,
+            failed.failures,
+            max_attempts,
+            exc_info=exc,
+        )
+        if failed.set_aside:
+            log.error(
+                "operation %s is marked failed; `rewards operations retry %s` runs it again",
+                operation_id,
+                operation_id,
+            )
     if not failed.set_aside:
         return False
     _after_commit(OperationsRun([failed.operation], []), wake_dispatcher=False)
     return True
-
-
-def _log_failed_run(
-    failed: FailedRun, operation_id: uuid.UUID, max_attempts: int, exc: Exception
-) -> None:
-    log.error(
-        "operation %s (%s) failed unexpectedly, %d of %d",
-        operation_id,
-        failed.operation.kind,
-        failed.failures,
-        max_attempts,
-        exc_info=exc,
-    )
-    if failed.set_aside:
-        log.error(
-            "operation %s is marked failed; `rewards operations retry %s` runs it again",
-            operation_id,
-            operation_id,
-        )
 
 
 def _execute_alone(task: Task, operation_id: uuid.UUID | None, key: str | None = None) -> bool:

@@ -2,7 +2,8 @@
 
 The payloads are built where the changes are made (app/); these models describe them, and
 the delivery tests validate what receivers actually get against them (extra fields are
-refused), so the document cannot drift from the wire.
+refused), so the document cannot drift from the wire. An event that carries an answer of
+the API (a claim, a redemption, a referral) is that answer's model plus its own fields.
 """
 
 from __future__ import annotations
@@ -12,25 +13,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from api.coupons.schemas import Redemption
+from api.referrals.schemas import ReferralView
+from api.rewards.schemas import ClaimResponse
+
 
 class EventData(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RewardClaimed(EventData):
-    claim_id: str
-    participant_id: str
+class RewardClaimed(ClaimResponse):
+    """The claim's answer, with the reward and when and where it was claimed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["fulfilled"]  # a claim is fulfilled when made; use and cancel come later
     reward_id: str
-    reward_name: str
-    reward_type: str
-    code_value: str | None
-    expires_at: datetime | None
-    points_deducted: int | None
-    new_balance: int | None
     claimed_at: datetime
     environment: Literal["live", "test"]
-    status: Literal["fulfilled"]  # a claim is fulfilled when made; use and cancel come later
-    metadata: dict[str, Any] | None  # what the claim request carried (size, colour...)
 
 
 class PointsAwarded(EventData):
@@ -139,36 +139,19 @@ class LeaderboardRankChanged(EventData):
     top: int
 
 
-class ReferralEvent(EventData):
-    """referral.tracked (status pending, no points yet) and referral.completed."""
+class ReferralEvent(ReferralView):
+    """referral.tracked (status pending, no points yet) and referral.completed: the
+    referral as the API shows it."""
 
-    referral_id: str
-    referrer_id: str
-    referee_id: str
-    referral_code: str
-    status: Literal["pending", "completed"]
-    referrer_points: int
-    referee_points: int
-    qualifying_action: str | None
-    qualifying_amount: float | None
-    order_id: str | None
-    created_at: datetime
-    completed_at: datetime | None
+    model_config = ConfigDict(extra="forbid")
 
 
-class CouponRedeemed(EventData):
-    redemption_id: str
-    coupon_id: str
-    coupon_code: str
-    participant_id: str
-    order_id: str
-    order_amount: float | None
-    discount_type: Literal["percentage", "fixed", "free_shipping", "buy_x_get_y"]
-    discount_amount: float | None
-    final_amount: float | None
-    currency: str | None
+class CouponRedeemed(Redemption):
+    """The redemption's answer, with the coupon's campaign and the environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
     status: Literal["redeemed"]
-    redeemed_at: datetime
     voided_at: None
     campaign: str | None
     environment: Literal["live", "test"]
@@ -189,7 +172,7 @@ class WebhookTest(EventData):
     message: str
 
 
-EVENT_DATA: dict[str, type[EventData]] = {
+EVENT_DATA: dict[str, type[BaseModel]] = {
     "reward.reward_claimed": RewardClaimed,
     "points.awarded": PointsAwarded,
     "points.deducted": PointsDeducted,

@@ -160,13 +160,13 @@ class ClaimedDelivery:
         return f"ClaimedDelivery(id={self.id}, endpoint_id={self.endpoint_id})"
 
 
-def _signing_secrets(secret_box: SecretBox, endpoint_id: uuid.UUID, row: Any) -> tuple[str, ...]:
+def _signing_secrets(secret_box: SecretBox, row: Any) -> tuple[str, ...]:
     """The endpoint's active secrets, opened; none if one cannot be (its attempt then fails,
     see send_delivery), so that one endpoint's secret cannot stop everyone's deliveries."""
     try:
         return tuple(secret_box.open(s) for s in (row.secret, row.previous_secret) if s)
     except SecretKeyError as exc:
-        log.error("webhook endpoint %s: cannot open its signing secret: %s", endpoint_id, exc)
+        log.error("webhook endpoint %s: cannot open its signing secret: %s", row.endpoint_id, exc)
         return ()
 
 
@@ -200,7 +200,7 @@ def claim_due_deliveries(
             payload=row.payload,
             endpoint_id=row.endpoint_id,
             url=row.url,
-            signing_secrets=_signing_secrets(secret_box, row.endpoint_id, row),
+            signing_secrets=_signing_secrets(secret_box, row),
             endpoint_was_failing=row.failing_since is not None,
         )
         for row in rows
