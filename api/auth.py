@@ -26,10 +26,13 @@ def _presented_secret() -> str | None:
     return None
 
 
-def authenticate(*, require_admin: bool, take_key_unit: bool = True) -> Principal:
+def authenticate(
+    *, require_admin: bool, take_key_unit: bool = True, publishable_allowed: bool = False
+) -> Principal:
     """The request's principal. With `take_key_unit=False` the key's request unit is left
     for the write path to take with the participant's (see api/write_path.py), or for
-    `settle_key_unit` if the request ends before that."""
+    `settle_key_unit` if the request ends before that. A publishable key (pk_..., made to
+    sit in a browser) is refused where `publishable_allowed` is False."""
     secret = _presented_secret()
     if not secret or len(secret) > 200:
         raise _unauthorized()
@@ -48,6 +51,10 @@ def authenticate(*, require_admin: bool, take_key_unit: bool = True) -> Principa
         raise _unauthorized()
     if principal.tenant_disabled:
         raise DomainError("forbidden", "Tenant is disabled", 403)
+    if principal.is_publishable and not publishable_allowed:
+        raise DomainError(
+            "forbidden", "A publishable key may only read and record streak actions", 403
+        )
     if require_admin and not principal.is_admin:
         raise DomainError("forbidden", "API key is missing the admin or gamify:admin scope", 403)
     g.principal = principal

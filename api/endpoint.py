@@ -45,6 +45,8 @@ class EndpointDoc:
     body_doc: type[BaseModel] | None = None
     # Records a write (api/write_path.accept_write): rate-limited per participant too.
     write: bool = False
+    # A publishable key (pk_...) may call it: the reads a browser may make.
+    publishable: bool = False
 
 
 def request_invalid(where: str, exc: ValidationError) -> DomainError:
@@ -76,6 +78,7 @@ def endpoint(
     headers: tuple[tuple[str, str], ...] = (),
     body_doc: type[BaseModel] | None = None,
     write: bool = False,
+    publishable: bool | None = None,
 ) -> Callable[[Callable[..., ViewResult]], Callable[..., ViewResult]]:
     """Register `view` on `blueprint`; it receives path args plus `body`/`query` models.
 
@@ -83,7 +86,12 @@ def endpoint(
     key's request unit is then taken there, with the participant's write unit in the same
     Redis call, instead of before the view. A request that ends before that still takes
     it, and a key over its cap is answered 429 either way.
+
+    `publishable`: whether a publishable key may call it; by default, the participant
+    reads (GET) may, and nothing else.
     """
+    if publishable is None:
+        publishable = method == "GET" and access is Access.PARTICIPANT
     doc = EndpointDoc(
         method=method,
         rule=rule,
@@ -98,6 +106,7 @@ def endpoint(
         headers=headers,
         body_doc=body_doc,
         write=write,
+        publishable=publishable,
     )
 
     def decorate(view: Callable[..., ViewResult]) -> Callable[..., ViewResult]:
@@ -106,7 +115,11 @@ def endpoint(
             if max_body_bytes is not None:
                 request.max_content_length = max_body_bytes
             if access is not Access.PUBLIC:
-                authenticate(require_admin=access is Access.ADMIN, take_key_unit=not write)
+                authenticate(
+                    require_admin=access is Access.ADMIN,
+                    take_key_unit=not write,
+                    publishable_allowed=publishable,
+                )
             try:
                 kwargs: dict[str, Any] = dict(path_args)
                 if query is not None:

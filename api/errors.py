@@ -10,6 +10,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from api.blocks.jsonapi import error_body as blocks_error_body
+from api.blocks.jsonapi import in_dialect
 from app.errors import DomainError
 from app.metrics import backend_errors, rate_limited
 
@@ -30,7 +32,8 @@ HTTP_CODES = {
 def error_response(error: DomainError) -> Response:
     if error.status == 429:
         rate_limited.labels(error.code).inc()
-    response = jsonify(error.as_body())
+    # One error, two shapes: the 23blocks dialect answers JSON:API error documents.
+    response = jsonify(blocks_error_body(error) if in_dialect() else error.as_body())
     response.status_code = error.status
     response.headers.update(error.headers)
     return response

@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from pydantic import BaseModel
 
 from api.auth_cache import KeyCache
 from api.errors import register_error_handlers
@@ -36,6 +37,9 @@ class ApiJSONProvider(DefaultJSONProvider):
         # ISO 8601 everywhere, never Flask's default RFC 822 dates.
         if isinstance(value, datetime):
             return value.isoformat()
+        # The 23blocks dialect's views answer documents holding attribute models.
+        if isinstance(value, BaseModel):
+            return value.model_dump(mode="json")
         return DefaultJSONProvider.default(value)
 
 
@@ -81,6 +85,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     register_error_handlers(app)
     from api import audit, health, metrics, openapi, operations, points
+    from api.blocks import blueprints as blocks_blueprints
+    from api.blocks.jsonapi import set_media_type
     from api.coupons import admin as coupons_admin
     from api.coupons import participant as coupons_participant
     from api.engagement import actions as engagement_actions
@@ -109,6 +115,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         referrals.bp,
         coupons_participant.bp,
         coupons_admin.bp,
+        *blocks_blueprints(),
     ):
         app.register_blueprint(blueprint)
+    app.after_request(set_media_type)
     return app

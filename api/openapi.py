@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, send_from_directory
@@ -14,7 +15,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.endpoint import Access, EndpointDoc
 from api.request_log import GIVEN_REQUEST_ID, REQUEST_ID_HEADER
-from api.schemas import ErrorBody, OperationAccepted, OperationView
+from api.schemas import ErrorBody, OperationView
 from api.webhooks.events import EVENT_DATA
 from api.write_path import IDEMPOTENCY_HEADER_DOC, IDEMPOTENCY_KEY_PATTERN
 from app.coupons.generation import GenerateProgress
@@ -119,17 +120,43 @@ def _error_statuses(doc: EndpointDoc, *, has_path_params: bool) -> dict[int, lis
 Ref = Callable[[type[BaseModel], str], dict[str, Any]]
 
 
-def build_openapi(app: Flask) -> dict[str, Any]:
-    docs = _endpoint_docs(app)
-    models: set[tuple[type[BaseModel], JsonSchemaMode]] = {(ErrorBody, "serialization")}
+@dataclass(frozen=True)
+class Dialect:
+    """One wire dialect's document: which paths, and how its bodies and errors look."""
+
+    title: str
+    description: str
+    path_prefix: str | None  # None: every path outside the other dialects' prefixes
+    media_type: str = "application/json"
+    error_model: type[BaseModel] = ErrorBody
+
+    def includes(self, rule: str) -> bool:
+        if self.path_prefix is None:
+            return not any(rule.startswith(prefix) for prefix in OTHER_DIALECT_PREFIXES)
+        return rule.startswith(self.path_prefix)
+
+
+OTHER_DIALECT_PREFIXES = ("/v1/rewards/",)
+NATIVE = Dialect(
+    title="rewards-engine",
+    description="Points, tiers and rewards with idempotent claims.",
+    path_prefix=None,
+)
+
+
+def build_openapi(app: Flask, dialect: Dialect = NATIVE) -> dict[str, Any]:
+    docs = [item for item in _endpoint_docs(app) if dialect.includes(item[0])]
+    error_model = dialect.error_model
+    models: set[tuple[type[BaseModel], JsonSchemaMode]] = {(error_model, "serialization")}
     for _, _, doc in docs:
         if doc.body is not None or doc.body_doc is not None:
             models.add((doc.body or doc.body_doc, "validation"))  # type: ignore[arg-type]
         for model in doc.responses.values():
             if model is not None:
                 models.add((model, "serialization"))
-    for model in set(EVENT_DATA.values()):
-        models.add((model, "serialization"))
+    if dialect is NATIVE:
+        for model in set(EVENT_DATA.values()):
+            models.add((model, "serialization"))
     refs, defs = models_json_schema(
         sorted(models, key=lambda item: (item[0].__name__, item[1])), ref_template=_REF
     )
@@ -142,19 +169,20 @@ def build_openapi(app: Flask) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for rule, operation_id, doc in docs:
         path, params = _path_and_params(rule)
-        paths.setdefault(path, {})[doc.method.lower()] = _operation(doc, operation_id, params, ref)
-    return {
+        paths.setdefault(path, {})[doc.method.lower()] = _operation(
+            doc, operation_id, params, ref, dialect
+        )
+    spec: dict[str, Any] = {
         "openapi": "3.1.0",
-        "info": {
-            "title": "rewards-engine",
-            "version": "1.0.0",
-            "description": "Points, tiers and rewards with idempotent claims.",
-        },
+        "info": {"title": dialect.title, "version": "1.0.0", "description": dialect.description},
         "paths": paths,
-        "webhooks": {
+    }
+    if dialect is NATIVE:
+        spec["webhooks"] = {
             event_type: _webhook(event_type, ref(model, "serialization"))
             for event_type, model in sorted(EVENT_DATA.items())
-        },
+        }
+    return spec | {
         "components": {
             "schemas": schemas,
             "securitySchemes": {
@@ -236,7 +264,7 @@ def _webhook(event_type: str, data_schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation(
-    doc: EndpointDoc, operation_id: str, params: list[dict[str, Any]], ref: Ref
+    doc: EndpointDoc, operation_id: str, params: list[dict[str, Any]], ref: Ref, dialect: Dialect
 ) -> dict[str, Any]:
     """One path operation: parameters, responses, security and request body."""
     has_path_params = bool(params)  # only the path's, so far
@@ -258,29 +286,31 @@ def _operation(
         "tags": [doc.tag],
         "operationId": operation_id,
         "parameters": params,
-        "responses": _responses(doc, has_path_params, ref),
+        "responses": _responses(doc, has_path_params, ref, dialect),
     }
     if doc.access is not Access.PUBLIC:
         operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
-    body = _request_body(doc, ref)
+    body = _request_body(doc, ref, dialect.media_type)
     if body is not None:
         operation["requestBody"] = body
     return operation
 
 
-def _responses(doc: EndpointDoc, has_path_params: bool, ref: Ref) -> dict[str, Any]:
+def _responses(
+    doc: EndpointDoc, has_path_params: bool, ref: Ref, dialect: Dialect
+) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, model in sorted(doc.responses.items()):
         entry: dict[str, Any] = {"description": "OK" if status < 300 else str(status)}
         headers = dict(ALWAYS_HEADERS)
-        if status == 202 and model is OperationAccepted:
+        if status == 202:
             entry["description"] = "Accepted; poll the Location header"
             headers |= ACCEPTED_HEADERS
         if doc.write:
             headers |= RATE_LIMIT_HEADERS
         entry["headers"] = headers
         if model is not None:
-            entry["content"] = {"application/json": {"schema": ref(model, "serialization")}}
+            entry["content"] = {dialect.media_type: {"schema": ref(model, "serialization")}}
         responses[str(status)] = entry
     for status, codes in sorted(_error_statuses(doc, has_path_params=has_path_params).items()):
         if str(status) in responses:
@@ -293,7 +323,7 @@ def _responses(doc: EndpointDoc, has_path_params: bool, ref: Ref) -> dict[str, A
         responses[str(status)] = {
             "description": "Error: " + ", ".join(codes),
             "headers": headers,
-            "content": {"application/json": {"schema": ref(ErrorBody, "serialization")}},
+            "content": {dialect.media_type: {"schema": ref(dialect.error_model, "serialization")}},
         }
     return responses
 
@@ -336,11 +366,11 @@ REQUEST_ID_PARAM = {
 }
 
 
-def _request_body(doc: EndpointDoc, ref: Ref) -> dict[str, Any] | None:
+def _request_body(doc: EndpointDoc, ref: Ref, media_type: str) -> dict[str, Any] | None:
     content: dict[str, Any] = {}
     json_body = doc.body or doc.body_doc
     if json_body is not None:
-        content["application/json"] = {"schema": ref(json_body, "validation")}
+        content[media_type] = {"schema": ref(json_body, "validation")}
     for media_type in doc.raw_body_types:
         # Raw text uploads: any bytes are a body; the rows inside are checked one by one.
         content[media_type] = {"schema": {"type": "string", "format": "binary"}}

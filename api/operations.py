@@ -38,6 +38,20 @@ def _operation_not_found() -> NotFound:
     return NotFound("operation_not_found", "No operation exists for the supplied operation_id")
 
 
+def find_operation(operation_id: str) -> Operation:
+    """The caller's operation with that id; 404 operation_not_found for any other."""
+    try:
+        parsed = uuid.UUID(operation_id)
+    except ValueError:
+        raise _operation_not_found() from None
+    principal = current_principal()
+    with runtime().session_factory() as session:
+        operation = get_operation(session, principal.tenant_id, principal.env, parsed)
+    if operation is None:
+        raise _operation_not_found()
+    return operation
+
+
 @endpoint(
     bp,
     "GET",
@@ -49,14 +63,6 @@ def _operation_not_found() -> NotFound:
     errors={404: ("operation_not_found",)},
 )
 def get_operation_status(operation_id: str) -> tuple[OperationView, int, dict[str, str]]:
-    try:
-        parsed = uuid.UUID(operation_id)
-    except ValueError:
-        raise _operation_not_found() from None
-    principal = current_principal()
-    with runtime().session_factory() as session:
-        operation = get_operation(session, principal.tenant_id, principal.env, parsed)
-    if operation is None:
-        raise _operation_not_found()
+    operation = find_operation(operation_id)
     headers = {} if operation.status in FINISHED else {"Retry-After": "1"}
     return OperationView.model_validate(operation_view(operation)), 200, headers

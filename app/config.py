@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     participant_write_burst: int = Field(default=20, ge=1, le=1_000_000)
     key_request_rate: float = Field(default=1000.0, gt=0, le=1_000_000)
     key_request_burst: int = Field(default=2000, ge=1, le=10_000_000)
+    # The 23blocks dialect's own caps (its document's rate-limit table), per minute: points
+    # operations, badge awards and coupon validations per user, leaderboard reads per key.
+    blocks_points_per_minute: int = Field(default=100, ge=1, le=1_000_000)
+    blocks_badge_awards_per_minute: int = Field(default=50, ge=1, le=1_000_000)
+    blocks_coupon_validations_per_minute: int = Field(default=200, ge=1, le=1_000_000)
+    blocks_leaderboard_reads_per_minute: int = Field(default=60, ge=1, le=1_000_000)
 
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # NoDecode: the variable is a plain comma list ("5,300,1800"), not JSON.

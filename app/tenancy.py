@@ -39,6 +39,10 @@ class Principal:
     def is_admin(self) -> bool:
         return bool(self.scopes & ADMIN_SCOPES)
 
+    @property
+    def is_publishable(self) -> bool:
+        return "publishable" in self.scopes
+
 
 @dataclass(frozen=True)
 class IssuedKey:

@@ -1,0 +1,12 @@
+"""The 23blocks Rewards Block dialect under /v1/rewards: JSON:API documents over the
+native domain services (no rule of its own)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+
+def blueprints() -> tuple[Blueprint, ...]:
+    from api.blocks import openapi, operations, points
+
+    return (openapi.bp, operations.bp, points.bp)
