@@ -7,6 +7,6 @@ from flask import Blueprint
 
 
 def blueprints() -> tuple[Blueprint, ...]:
-    from api.blocks import openapi, operations, points
+    from api.blocks import openapi, operations, points, rules
 
-    return (openapi.bp, operations.bp, points.bp)
+    return (openapi.bp, operations.bp, points.bp, rules.bp)
