@@ -7,6 +7,6 @@ from flask import Blueprint
 
 
 def blueprints() -> tuple[Blueprint, ...]:
-    from api.blocks import openapi, operations, points, rules
+    from api.blocks import openapi, operations, points, rules, tiers
 
-    return (openapi.bp, operations.bp, points.bp, rules.bp)
+    return (openapi.bp, operations.bp, points.bp, rules.bp, tiers.bp)
