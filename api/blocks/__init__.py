@@ -7,6 +7,13 @@ from flask import Blueprint
 
 
 def blueprints() -> tuple[Blueprint, ...]:
-    from api.blocks import openapi, operations, points, rules, tiers
+    from api.blocks import badges, openapi, operations, points, rules, tiers
 
-    return (openapi.bp, operations.bp, points.bp, rules.bp, tiers.bp)
+    return (
+        openapi.bp,
+        operations.bp,
+        points.bp,
+        rules.bp,
+        tiers.bp,
+        badges.bp,
+    )
