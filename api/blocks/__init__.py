@@ -7,7 +7,7 @@ from flask import Blueprint
 
 
 def blueprints() -> tuple[Blueprint, ...]:
-    from api.blocks import badges, openapi, operations, points, rules, tiers
+    from api.blocks import badges, leaderboards, openapi, operations, points, rules, tiers
 
     return (
         openapi.bp,
@@ -16,4 +16,5 @@ def blueprints() -> tuple[Blueprint, ...]:
         rules.bp,
         tiers.bp,
         badges.bp,
+        leaderboards.bp,
     )
