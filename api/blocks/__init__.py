@@ -7,7 +7,7 @@ from flask import Blueprint
 
 
 def blueprints() -> tuple[Blueprint, ...]:
-    from api.blocks import badges, leaderboards, openapi, operations, points, rules, tiers
+    from api.blocks import badges, leaderboards, openapi, operations, points, rules, streaks, tiers
 
     return (
         openapi.bp,
@@ -17,4 +17,5 @@ def blueprints() -> tuple[Blueprint, ...]:
         tiers.bp,
         badges.bp,
         leaderboards.bp,
+        streaks.bp,
     )

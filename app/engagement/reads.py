@@ -47,6 +47,11 @@ def _streak_view(streak: Streak, run: ParticipantStreak | None, now: datetime) -
             {"days": milestone.days, "points": milestone.points} if milestone else None
         ),
         "milestones_reached": sorted(run.milestones_paid) if run is not None and current else [],
+        "milestone_points": sum(
+            milestone.points
+            for milestone in definition.milestones
+            if run is not None and current and milestone.days in run.milestones_paid
+        ),
     }
 
 
