@@ -7,7 +7,17 @@ from flask import Blueprint
 
 
 def blueprints() -> tuple[Blueprint, ...]:
-    from api.blocks import badges, leaderboards, openapi, operations, points, rules, streaks, tiers
+    from api.blocks import (
+        badges,
+        challenges,
+        leaderboards,
+        openapi,
+        operations,
+        points,
+        rules,
+        streaks,
+        tiers,
+    )
 
     return (
         openapi.bp,
@@ -18,4 +28,5 @@ def blueprints() -> tuple[Blueprint, ...]:
         badges.bp,
         leaderboards.bp,
         streaks.bp,
+        challenges.bp,
     )

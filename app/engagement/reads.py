@@ -105,6 +105,7 @@ def _progress_view(
         "completed": progress is not None and progress.completed_at is not None,
         "completed_at": progress.completed_at if progress is not None else None,
         "enrolled": progress is not None and progress.enrolled_at is not None,
+        "enrolled_at": progress.enrolled_at if progress is not None else None,
         "time_remaining_seconds": remaining,
     }
 
