@@ -136,6 +136,7 @@ def _tenant_a_world(
         "delivery_id": test_delivery.json.get("id", test_delivery.json.get("delivery_id", "x")),
         "operation_id": bulk.json["operation_id"],
         "participant_id": "alice",
+        "user_id": "alice",
         "referral_code": referral_code,
         "referral_id": referral.json["referral_id"],
     }

@@ -7,6 +7,26 @@ from flask import Blueprint
 
 
 def blueprints() -> tuple[Blueprint, ...]:
-    from api.blocks import openapi, operations, points
+    from api.blocks import (
+        badges,
+        challenges,
+        leaderboards,
+        openapi,
+        operations,
+        points,
+        rules,
+        streaks,
+        tiers,
+    )
 
-    return (openapi.bp, operations.bp, points.bp)
+    return (
+        openapi.bp,
+        operations.bp,
+        points.bp,
+        rules.bp,
+        tiers.bp,
+        badges.bp,
+        leaderboards.bp,
+        streaks.bp,
+        challenges.bp,
+    )

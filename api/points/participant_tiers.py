@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint
 
 from api.audit import audit_change
@@ -47,6 +49,13 @@ def patch_participant_tier(
     participant_id: str, body: ParticipantTierUpdate
 ) -> tuple[ParticipantTierStatus, int]:
     check_participant_id(participant_id)
+    status = set_tier_by_hand(participant_id, body)
+    return ParticipantTierStatus.model_validate(status), 200
+
+
+def set_tier_by_hand(participant_id: str, body: ParticipantTierUpdate) -> dict[str, Any]:
+    """Set the participant's tier as `body` says, audited; its tier status after (the
+    native and the 23blocks endpoints' one way to do it)."""
     principal = current_principal()
     with runtime().session_factory.begin() as session:
         change = set_tier(
@@ -70,5 +79,4 @@ def patch_participant_tier(
                 "locked_until": body.locked_until.isoformat() if body.locked_until else None,
             },
         )
-        status = tier_status(session, principal.tenant_id, principal.env, participant_id)
-    return ParticipantTierStatus.model_validate(status), 200
+        return tier_status(session, principal.tenant_id, principal.env, participant_id)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.engagement.challenges import ACTION_COUNT, POINTS_EARNED
@@ -36,11 +36,24 @@ def participant_badges(
             "description": badge.description,
             "image_url": badge.image_url,
             "category": badge.category,
+            "points_reward": badge.points_reward,
             "awarded_at": awarded_at,
             "source": source,
         }
         for badge, awarded_at, source in rows
     ]
+
+
+def badge_unlock_counts(session: Session, badge_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """How many participants hold each of the badges (those held by none are absent)."""
+    if not badge_ids:
+        return {}
+    rows = session.execute(
+        select(ParticipantBadge.badge_id, func.count())
+        .where(ParticipantBadge.badge_id.in_(badge_ids))
+        .group_by(ParticipantBadge.badge_id)
+    ).all()
+    return {badge_id: count for badge_id, count in rows}
 
 
 def badge_progress(

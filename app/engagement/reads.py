@@ -47,6 +47,11 @@ def _streak_view(streak: Streak, run: ParticipantStreak | None, now: datetime) -
             {"days": milestone.days, "points": milestone.points} if milestone else None
         ),
         "milestones_reached": sorted(run.milestones_paid) if run is not None and current else [],
+        "milestone_points": sum(
+            milestone.points
+            for milestone in definition.milestones
+            if run is not None and current and milestone.days in run.milestones_paid
+        ),
     }
 
 
@@ -100,6 +105,7 @@ def _progress_view(
         "completed": progress is not None and progress.completed_at is not None,
         "completed_at": progress.completed_at if progress is not None else None,
         "enrolled": progress is not None and progress.enrolled_at is not None,
+        "enrolled_at": progress.enrolled_at if progress is not None else None,
         "time_remaining_seconds": remaining,
     }
 

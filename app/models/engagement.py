@@ -73,6 +73,8 @@ class EarningRule(Base):
     name: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(100))
     formula: Mapped[str] = mapped_column(Text)
+    # The 23blocks dialect's description; the native API neither takes nor shows it.
+    description: Mapped[str | None] = mapped_column(Text)
     conditions: Mapped[dict[str, Any] | None]
     max_points: Mapped[int | None] = mapped_column(BigInteger)
     multipliers: Mapped[dict[str, Any] | None]
@@ -117,6 +119,9 @@ class Badge(Base):
     criteria: Mapped[dict[str, Any]]
     points_reward: Mapped[int | None] = mapped_column(BigInteger)
     active: Mapped[bool] = mapped_column(default=True)
+    # The 23blocks dialect's slug and rarity: shown and filtered on there, nowhere else.
+    slug: Mapped[str | None] = mapped_column(String(100))
+    rarity: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime | None]
 
@@ -258,6 +263,9 @@ class Leaderboard(Base):
     size: Mapped[int] = mapped_column(default=100)
     notify_top: Mapped[int] = mapped_column(default=10)
     active: Mapped[bool] = mapped_column(default=True)
+    # The 23blocks dialect's slug and prizes ([{"rank", "prize"}], shown on its entries).
+    slug: Mapped[str | None] = mapped_column(String(100))
+    prizes: Mapped[list[dict[str, Any]] | None]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime | None]
 

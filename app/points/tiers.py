@@ -17,14 +17,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.db import flush_or_conflict
 from app.errors import NotFound
 from app.infra.pgcopy import fetch_tuples, plain_array_literal
-from app.models import Tier
+from app.models import Participant, Tier
 
 TIER_FIELDS = frozenset(
     {"name", "level", "points_required", "points_multiplier", "benefits", "color", "is_active"}
@@ -104,6 +104,20 @@ def list_tiers(session: Session, tenant_id: uuid.UUID, env: str) -> list[Tier]:
             select(Tier).where(Tier.tenant_id == tenant_id, Tier.env == env).order_by(Tier.level)
         ).scalars()
     )
+
+
+def tier_member_counts(session: Session, tenant_id: uuid.UUID, env: str) -> dict[str, int]:
+    """How many participants each tier holds, by code (tiers holding none are absent)."""
+    rows = session.execute(
+        select(Participant.tier_code, func.count())
+        .where(
+            Participant.tenant_id == tenant_id,
+            Participant.env == env,
+            Participant.tier_code.is_not(None),
+        )
+        .group_by(Participant.tier_code)
+    ).all()
+    return {str(code): count for code, count in rows}
 
 
 def get_tier(
