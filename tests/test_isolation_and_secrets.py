@@ -142,23 +142,9 @@ def _tenant_a_world(
     }
 
 
-def _documented_operations(client: FlaskClient) -> list[tuple[str, str]]:
-    spec = client.get("/openapi.json").json
+def _tenant_a_markers(ids: dict[str, str]) -> list[str]:
+    """Strings only tenant A's data holds: none may reach another tenant."""
     return [
-        (method.upper(), path)
-        for path, operations in spec["paths"].items()
-        for method in operations
-        if path.startswith(GAMIFY)
-    ]
-
-
-def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoint(
-    flask_app: Flask, make_tenant: Any, session_factory: sessionmaker[Session]
-) -> None:
-    client = flask_app.test_client()
-    acme, other = make_tenant("Acme"), make_tenant("Other")
-    ids = _tenant_a_world(client, acme, session_factory)
-    a_markers = [
         ids["reward_id"],
         ids["webhook_id"],
         ids["rule_id"],
@@ -178,6 +164,25 @@ def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoin
         ids["coupon_id"],
         "SECRET-COUPON-A",
     ]
+
+
+def _documented_operations(client: FlaskClient) -> list[tuple[str, str]]:
+    spec = client.get("/openapi.json").json
+    return [
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if path.startswith(GAMIFY)
+    ]
+
+
+def test_another_tenant_or_environment_gets_nothing_of_tenant_a_from_any_endpoint(
+    flask_app: Flask, make_tenant: Any, session_factory: sessionmaker[Session]
+) -> None:
+    client = flask_app.test_client()
+    acme, other = make_tenant("Acme"), make_tenant("Other")
+    ids = _tenant_a_world(client, acme, session_factory)
+    a_markers = _tenant_a_markers(ids)
     outsiders = {
         "other tenant admin": other.admin(),
         "other tenant participant": other.participant(),
@@ -296,3 +301,36 @@ def test_injection_attempts_are_inert(client: FlaskClient, tenant: TenantKeys) -
     assert nested.status_code == 201
     assert nested.json["config"] == {"$where": "1", "__proto__": {"a": 1}}
     assert client.get(f"{GAMIFY}/admin/rewards", headers=tenant.admin()).json["total"] == 2
+
+
+def test_another_tenant_or_environment_gets_nothing_of_tenant_a_through_the_23blocks_dialect(
+    flask_app: Flask, make_tenant: Any, session_factory: sessionmaker[Session]
+) -> None:
+    client = flask_app.test_client()
+    acme, other = make_tenant("Acme"), make_tenant("Other")
+    ids = _tenant_a_world(client, acme, session_factory)
+    markers = _tenant_a_markers(ids)
+    outsiders = {
+        "other tenant admin": other.admin(),
+        "other tenant participant": other.participant(),
+        "own test environment": {"X-API-Key": acme.test_admin_key},
+    }
+    spec = client.get("/v1/rewards/openapi.json").json
+    tried = 0
+    for path, operations in spec["paths"].items():
+        if "{" not in path:
+            continue  # collection endpoints answer with the caller's own data
+        url = re.sub(r"\{(\w+)\}", lambda match: ids[match.group(1)], path)
+        owned = set(re.findall(r"\{(\w+)\}", path)) - {"user_id", "streak_type"}
+        for method in operations:
+            for who, headers in outsiders.items():
+                response = client.open(url, method=method.upper(), headers=headers)
+                tried += 1
+                body = response.get_data(as_text=True)
+                leaked = [marker for marker in markers if marker in body]
+                assert not leaked, f"{who} {method} {path} -> {response.status_code} {leaked}"
+                assert response.status_code < 500, (who, method, path, body)
+                if owned:
+                    # 422: the empty body is refused before anything is looked up.
+                    assert response.status_code in (403, 404, 422), (who, method, path, body)
+    assert tried >= 20
