@@ -7,6 +7,6 @@ from flask import Blueprint
 
 
 def blueprints() -> tuple[Blueprint, ...]:
-    from api.blocks import openapi, operations, points
+    from api.blocks import coupon_batches, coupons, openapi, operations, points
 
-    return (openapi.bp, operations.bp, points.bp)
+    return (openapi.bp, operations.bp, points.bp, coupons.bp, coupon_batches.bp)
