@@ -7,6 +7,22 @@ from flask import Blueprint
 
 
 def blueprints() -> tuple[Blueprint, ...]:
-    from api.blocks import coupon_batches, coupons, openapi, operations, points, referrals
+    from api.blocks import (
+        catalog,
+        coupon_batches,
+        coupons,
+        openapi,
+        operations,
+        points,
+        referrals,
+    )
 
-    return (openapi.bp, operations.bp, points.bp, coupons.bp, coupon_batches.bp, referrals.bp)
+    return (
+        openapi.bp,
+        operations.bp,
+        points.bp,
+        coupons.bp,
+        coupon_batches.bp,
+        referrals.bp,
+        catalog.bp,
+    )
