@@ -15,6 +15,7 @@ def blueprints() -> tuple[Blueprint, ...]:
         operations,
         points,
         referrals,
+        webhooks,
     )
 
     return (
@@ -25,4 +26,5 @@ def blueprints() -> tuple[Blueprint, ...]:
         coupon_batches.bp,
         referrals.bp,
         catalog.bp,
+        webhooks.bp,
     )
