@@ -117,11 +117,12 @@ def _tenant_a_world(
         session.add_all([streak, challenge, board])
         session.flush()
         challenge_id, leaderboard_id = str(challenge.id), str(board.id)
-    coupon = create_coupon(client, acme.admin(), code="SECRET-COUPON-A")
+    coupon = create_coupon(client, acme.admin(), code="SECRET-COUPON-A", campaign="campaign-a")
     redeemed = redeem_coupon(client, acme.participant(), "SECRET-COUPON-A", "alice", "order-a")
     assert redeemed.status_code == 201, redeemed.json
     return {
         "coupon_id": coupon["id"],
+        "campaign_id": "campaign-a",
         "id_or_code": "SECRET-COUPON-A",
         "redemption_id": redeemed.json["redemption_id"],
         "rule_id": rule["rule_id"],

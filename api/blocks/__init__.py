@@ -9,14 +9,19 @@ from flask import Blueprint
 def blueprints() -> tuple[Blueprint, ...]:
     from api.blocks import (
         badges,
+        catalog,
         challenges,
+        coupon_batches,
+        coupons,
         leaderboards,
         openapi,
         operations,
         points,
+        referrals,
         rules,
         streaks,
         tiers,
+        webhooks,
     )
 
     return (
@@ -29,4 +34,9 @@ def blueprints() -> tuple[Blueprint, ...]:
         leaderboards.bp,
         streaks.bp,
         challenges.bp,
+        coupons.bp,
+        coupon_batches.bp,
+        referrals.bp,
+        catalog.bp,
+        webhooks.bp,
     )

@@ -57,7 +57,7 @@ def _webhook_id(value: str) -> uuid.UUID:
     return parse_uuid(value, webhook_not_found())
 
 
-def _url_policy() -> UrlPolicy:
+def url_policy() -> UrlPolicy:
     return UrlPolicy(allow_private=runtime().settings.webhook_allow_private)
 
 
@@ -87,7 +87,7 @@ def create_webhook(body: CreateWebhookRequest) -> tuple[CreatedWebhook, int]:
             url=body.url,
             events=body.events,
             description=body.description,
-            url_policy=_url_policy(),
+            url_policy=url_policy(),
             secret_box=runtime().secret_box,
         )
         audit_change(session, "webhook.created", webhook.id, {"url": webhook.url})
@@ -157,7 +157,7 @@ def update_webhook(webhook_id: str, body: UpdateWebhookRequest) -> tuple[Webhook
             principal.env,
             parsed_id,
             body.model_dump(exclude_unset=True),
-            _url_policy(),
+            url_policy(),
         )
         audit_change(
             session, "webhook.updated", webhook.id, {"changed": sorted(body.model_fields_set)}

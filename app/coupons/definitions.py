@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -202,13 +203,25 @@ def list_coupons(
     campaign: str | None,
     offset: int,
     limit: int,
+    expires_after: datetime | None = None,
+    search: str | None = None,
 ) -> tuple[list[Coupon], int]:
-    """Newest first, with the total that matches."""
+    """Newest first, with the total that matches. `expires_after`: coupons that expire
+    after it or never; `search`: a part of the coupon's own code or of its name."""
     conditions = [Coupon.tenant_id == tenant_id, Coupon.env == env]
     if active is not None:
         conditions.append(Coupon.active.is_(active))
     if campaign is not None:
         conditions.append(Coupon.campaign == campaign)
+    if expires_after is not None:
+        conditions.append(or_(Coupon.expires_at.is_(None), Coupon.expires_at > expires_after))
+    if search is not None:
+        conditions.append(
+            or_(
+                Coupon.code.icontains(search, autoescape=True),
+                Coupon.name.icontains(search, autoescape=True),
+            )
+        )
     total = session.execute(select(func.count()).select_from(Coupon).where(*conditions))
     coupons = session.execute(
         select(Coupon)

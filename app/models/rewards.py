@@ -63,6 +63,9 @@ class Reward(Base):
     category: Mapped[str | None] = mapped_column(String(100))
     image_url: Mapped[str | None] = mapped_column(String(2048))
     slug: Mapped[str | None] = mapped_column(String(100))
+    # The 23blocks document's reward type as it was given (fixed_discount, experience, ...):
+    # `type` holds the native kind it maps to (api/blocks/catalog.py).
+    blocks_type: Mapped[str | None] = mapped_column(String(64))
     # json, not jsonb: returned exactly as given (key order included); never queried into.
     custom_attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     media: Mapped[dict[str, Any] | None] = mapped_column(JSON)

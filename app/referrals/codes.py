@@ -9,6 +9,7 @@ one code per participant, one participant per code.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -54,3 +55,20 @@ def referral_code(session: Session, tenant_id: uuid.UUID, env: str, participant_
         if existing is not None:
             return str(existing)
     raise RuntimeError(f"no free referral code of {length} symbols in {_ATTEMPTS} draws")
+
+
+_CODE_MADE_AT = text(
+    """
+    SELECT created_at FROM referral_codes
+    WHERE tenant_id = :tenant_id AND env = :env AND participant_id = :participant_id
+    """
+)
+
+
+def referral_code_made_at(
+    session: Session, tenant_id: uuid.UUID, env: str, participant_id: str
+) -> datetime | None:
+    """When the participant's code was made; None when it has none yet."""
+    key = {"tenant_id": tenant_id, "env": env, "participant_id": participant_id}
+    made_at: datetime | None = session.execute(_CODE_MADE_AT, key).scalar_one_or_none()
+    return made_at
