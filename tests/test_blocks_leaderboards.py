@@ -10,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.engagement.program_schemas import LeaderboardMetric
+from app.clock import utcnow
 from tests.blocks_contract import (
     assert_conforms,
     endpoint_example,
@@ -144,3 +145,33 @@ def test_an_unknown_metric_is_a_422_pointing_at_it(client: FlaskClient, tenant: 
 
     assert response.status_code == 422
     assert response.json["errors"][0]["source"] == {"pointer": "/data/attributes/metric"}
+
+
+def test_the_documented_period_names_pick_a_monthly_boards_period(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
+) -> None:
+    board_id = monthly_points_board(client, tenant).json["data"]["id"]
+    award(client, tenant, "user-1", 40)
+    path = f"/v1/rewards/leaderboards/{board_id}"
+    this_month = utcnow().strftime("%Y-%m")
+
+    current = send(client, "GET", path, tenant.participant())
+    named = send(client, "GET", f"{path}?period={this_month}", tenant.participant())
+    previous = send(client, "GET", f"{path}?period=previous", tenant.participant())
+    not_a_month_start = send(client, "GET", f"{path}?period=2026-01-15", tenant.participant())
+
+    assert current.json["data"]["attributes"]["period"] == this_month
+    assert named.json == current.json | {
+        "data": {
+            **current.json["data"],
+            "attributes": {
+                **current.json["data"]["attributes"],
+                "updated-at": named.json["data"]["attributes"]["updated-at"],
+            },
+        }
+    }
+    assert [e["score"] for e in current.json["data"]["attributes"]["entries"]] == [40]
+    assert previous.json["data"]["attributes"]["entries"] == []
+    assert previous.json["data"]["attributes"]["period"] < this_month
+    assert not_a_month_start.status_code == 422
+    assert not_a_month_start.json["errors"][0]["source"] == {"parameter": "period"}

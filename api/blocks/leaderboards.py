@@ -5,7 +5,7 @@ board and shown on the entries they go to)."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from flask import Blueprint
@@ -27,14 +27,13 @@ from api.blocks.jsonapi import (
 )
 from api.blocks.limits import Family, take_family_unit
 from api.endpoint import Access, endpoint
-from api.engagement.action_schemas import PeriodStart
 from api.engagement.program_schemas import LeaderboardCreate
 from api.runtime import runtime
 from api.schemas import QueryModel
 from api.validation import check_participant_id, validation_failed
 from app.clock import utcnow
 from app.engagement.leaderboard_reads import Entry, LeaderboardReader, find_leaderboard
-from app.engagement.leaderboards import LeaderboardDef
+from app.engagement.leaderboards import ALL_TIME, MONTHLY, WEEKLY, LeaderboardDef
 from app.engagement.program_definitions import create_leaderboard
 from app.models import Leaderboard
 
@@ -135,11 +134,15 @@ def blocks_create_leaderboard(body: LeaderboardDocument) -> tuple[dict[str, Any]
         return one("leaderboard", str(board.id), attributes_out), 201
 
 
+PERIOD_PATTERN = r"^(current|previous|\d{4}-\d{2}(-\d{2})?)$"
+
+
 class BoardQuery(QueryModel):
-    period: PeriodStart = Field(
-        default=None,
-        description="The period's first day (YYYY-MM-DD: a Monday for weekly, the 1st for "
-        "monthly); default: the current period",
+    period: str = Field(
+        default="current",
+        pattern=PERIOD_PATTERN,
+        description="current, previous, a month (YYYY-MM, monthly boards) or a period's "
+        "first day (YYYY-MM-DD: a Monday for weekly, the 1st for monthly)",
     )
 
 
@@ -158,12 +161,12 @@ class EntryOut(Kebab):
 
 class BoardOut(Kebab):
     name: str
-    period: date = Field(description="The period's first day")
+    period: str = Field(description="2026-01 for a monthly board, all-time, else its first day")
     entries: list[EntryOut]
     updated_at: datetime = Field(description="When this answer was read")
 
 
-def _board(session: Session, leaderboard_id: str, asked: date | None) -> LeaderboardReader:
+def _board(session: Session, leaderboard_id: str, asked: str) -> LeaderboardReader:
     """The reader of the asked period of the caller's board (404 for another's)."""
     principal = current_principal()
     rt = runtime()
@@ -173,20 +176,48 @@ def _board(session: Session, leaderboard_id: str, asked: date | None) -> Leaderb
     )
 
 
-def _period(board: LeaderboardDef, asked: date | None) -> date:
-    if asked is None:
-        return board.period_start(utcnow())
-    if not board.is_period_start(asked):
+def _period(board: LeaderboardDef, asked: str) -> date:
+    """The first day of the period the document's `period` names."""
+    current = board.period_start(utcnow())
+    if asked == "current":
+        return current
+    if asked == "previous":
+        return _previous(board.period, current)
+    try:
+        day = date.fromisoformat(asked if len(asked) == 10 else asked + "-01")
+    except ValueError:
+        day = None
+    if day is None or not board.is_period_start(day):
         raise validation_failed(
             [
                 {
                     "loc": ["query", "period"],
-                    "msg": f"not the first day of a {board.period} period",
+                    "msg": f"not a {board.period.replace('_', '-')} period of this board",
                     "type": "value_error",
                 }
             ]
         )
-    return asked
+    return day
+
+
+def _previous(period: str, current: date) -> date:
+    if period == ALL_TIME:
+        return current  # one period, ever
+    if period == WEEKLY:
+        return current - timedelta(days=7)
+    if period == MONTHLY:
+        return (current - timedelta(days=1)).replace(day=1)
+    return current - timedelta(days=1)
+
+
+def period_label(board: LeaderboardDef, start: date) -> str:
+    """The period as the document names it: 2026-01 for a month, all-time, else its first
+    day."""
+    if board.period == MONTHLY:
+        return start.strftime("%Y-%m")
+    if board.period == ALL_TIME:
+        return "all-time"
+    return start.isoformat()
 
 
 def _prizes(session: Session, leaderboard_id: str) -> dict[int, str]:
@@ -226,7 +257,7 @@ def blocks_get_leaderboard(leaderboard_id: str, query: EntriesQuery) -> tuple[di
         prizes = _prizes(session, reader.board.id)
     attributes = BoardOut(
         name=reader.board.name,
-        period=reader.period_start,
+        period=period_label(reader.board, reader.period_start),
         entries=[_entry(entry, prizes) for entry in entries],
         updated_at=utcnow(),
     )
