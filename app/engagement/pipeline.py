@@ -658,6 +658,7 @@ _REACTS = (
           AND (ends_at IS NULL OR ends_at > now())
     ) OR EXISTS (
         SELECT FROM leaderboards WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
+          AND metric <> 'referral_count'
     ) OR EXISTS (
         SELECT FROM streaks WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
           AND action = ANY(CAST(%(counted_actions)s AS text[]))
@@ -724,7 +725,37 @@ def engagement_of(definitions: str, now: datetime) -> Engagement:
     return engagement
 
 
-_PARTICIPANT_STATE = """
+# The top entries of leaderboard periods (`periods`: JSON rows of leaderboard_id,
+# period_start and top, how many), as one JSON text for `tops_of`.
+TOPS = """
+    SELECT coalesce(json_agg(json_build_array(
+               wanted.leaderboard_id, wanted.period_start, top.pk, top.external_id,
+               top.score, top.reached_at)), '[]')
+    FROM jsonb_to_recordset(CAST(%(periods)s AS jsonb))
+        AS wanted(leaderboard_id uuid, period_start date, top integer)
+    CROSS JOIN LATERAL (
+       SELECT CAST(s.participant_pk AS text) AS pk, p.external_id, s.score, s.reached_at
+       FROM leaderboard_scores AS s JOIN participants AS p ON p.id = s.participant_pk
+       WHERE s.leaderboard_id = wanted.leaderboard_id
+         AND s.period_start = wanted.period_start
+       ORDER BY s.score DESC, s.reached_at
+       LIMIT wanted.top
+    ) AS top
+"""
+
+
+def tops_of(text: str) -> Tops:
+    """The tops TOPS read, by (leaderboard id, period start), best first."""
+    tops: Tops = {}
+    for board_id, period, pk, external_id, score, reached_at in json.loads(text):
+        tops.setdefault((board_id, date.fromisoformat(period)), []).append(
+            (pk, Score(external_id, score, datetime.fromisoformat(reached_at)))
+        )
+    return tops
+
+
+_PARTICIPANT_STATE = (
+    """
     SELECT
         (SELECT coalesce(json_agg(json_build_array(rule_id, participant_pk, total, days)), '[]')
          FROM (
@@ -763,20 +794,11 @@ _PARTICIPANT_STATE = """
          JOIN leaderboard_scores AS s
            ON s.leaderboard_id = wanted.leaderboard_id AND s.period_start = wanted.period_start
          WHERE s.participant_pk = ANY(CAST(%(pks)s AS uuid[])))::text,
-        (SELECT coalesce(json_agg(json_build_array(
-                    wanted.leaderboard_id, wanted.period_start, top.pk, top.external_id,
-                    top.score, top.reached_at)), '[]')
-         FROM jsonb_to_recordset(CAST(%(periods)s AS jsonb))
-             AS wanted(leaderboard_id uuid, period_start date, top integer)
-         CROSS JOIN LATERAL (
-            SELECT CAST(s.participant_pk AS text) AS pk, p.external_id, s.score, s.reached_at
-            FROM leaderboard_scores AS s JOIN participants AS p ON p.id = s.participant_pk
-            WHERE s.leaderboard_id = wanted.leaderboard_id
-              AND s.period_start = wanted.period_start
-            ORDER BY s.score DESC, s.reached_at
-            LIMIT wanted.top
-         ) AS top)::text
+        ("""  # noqa: S608 (constant fragments, no input)
+    + TOPS
+    + """)::text
 """
+)
 
 
 def load_participant_state(
@@ -852,10 +874,7 @@ def load_participant_state(
         engagement.scores[(board_id, date.fromisoformat(period), pk)] = Score(
             "", score, datetime.fromisoformat(reached_at)
         )
-    for board_id, period, pk, external_id, score, reached_at in json.loads(tops):
-        engagement.tops.setdefault((board_id, date.fromisoformat(period)), []).append(
-            (pk, Score(external_id, score, datetime.fromisoformat(reached_at)))
-        )
+    engagement.tops.update(tops_of(tops))
 
 
 _WRITE_ENGAGEMENT = """
