@@ -53,6 +53,7 @@ from app.outbox import (
     STREAK_MILESTONE,
 )
 from app.points.lots import instant
+from app.points.program import holidays_of
 from app.referrals.program import COMPLETION_ACTION_AMONG
 from app.rewards.claims import CLAIM_KIND, claim_payload
 
@@ -610,7 +611,8 @@ def broken_payload(participant_id: str, streak: StreakDef, count: int, run: int)
 # The engagement definitions a batch needs, asked with its other per-tenant constants
 # (app.points.balance_changes): the active rules of the batch's actions, oldest first;
 # the active badges that count or are granted by hand in the batch; the streaks and
-# challenges its activity may touch.
+# challenges its activity may touch; the leaderboards it scores; the program's holidays
+# (rules' holiday multipliers).
 ENGAGEMENT_DEFINITIONS = """
     (SELECT json_build_array(
         (SELECT coalesce(json_agg(r ORDER BY r.created_at, r.id), '[]')
@@ -640,7 +642,9 @@ ENGAGEMENT_DEFINITIONS = """
          FROM leaderboards AS l
          WHERE l.tenant_id = %(tenant_id)s AND l.env = %(env)s AND l.active
            AND (l.metric = 'points_earned'
-                OR l.action = ANY(CAST(%(counted_actions)s AS text[]))))
+                OR l.action = ANY(CAST(%(counted_actions)s AS text[])))),
+        (SELECT holidays FROM program_settings
+         WHERE tenant_id = %(tenant_id)s AND env = %(env)s)
     ))::text
 """
 
@@ -705,10 +709,13 @@ def _text_array(values: Iterable[str]) -> str:
 
 
 def engagement_of(definitions: str, now: datetime) -> Engagement:
-    rule_rows, badge_rows, streak_rows, challenge_rows, board_rows = json.loads(definitions)
+    rule_rows, badge_rows, streak_rows, challenge_rows, board_rows, holidays = json.loads(
+        definitions
+    )
     engagement = Engagement(now=now)
+    holiday_set = frozenset(holidays_of(holidays))
     for row in rule_rows:
-        rule = Rule.of(row)
+        rule = Rule.of(row, holiday_set)
         engagement.rules.setdefault(rule.action, []).append(rule)
     for row in badge_rows:
         badge = BadgeDef.of(row)
