@@ -29,6 +29,7 @@ from app.config import MULTIPROC_DIR_VARIABLE, Settings, SettingsError, load_set
 from app.db import make_engine, make_session_factory
 from app.errors import DomainError
 from app.models import Environment, Operation
+from app.tenancy import PUBLISHABLE_SCOPE, KeyStyle
 
 
 def _print_json(document: dict[str, Any]) -> None:
@@ -108,9 +109,13 @@ def cmd_key_create(settings: Settings, args: argparse.Namespace) -> None:
     from app.audit import record_audit
     from app.tenancy import create_api_key
 
+    scopes = [*(args.scope or []), *([PUBLISHABLE_SCOPE] if args.publishable else [])]
+    # A publishable key exists only in the blocks style (pk_...): asking for one implies it.
+    implied = KeyStyle.BLOCKS if PUBLISHABLE_SCOPE in scopes else KeyStyle.BQ
+    style = KeyStyle(args.style) if args.style else implied
     with _transaction(settings) as session:
         issued = create_api_key(
-            session, args.tenant, Environment(args.env), args.scope or [], args.expires_at
+            session, args.tenant, Environment(args.env), scopes, args.expires_at, style
         )
         record_audit(
             session,
@@ -300,7 +305,20 @@ def build_parser() -> argparse.ArgumentParser:
     key_create = key.add_parser("create", help="create an API key (printed once)")
     key_create.add_argument("--tenant", required=True, type=_uuid)
     key_create.add_argument("--env", choices=[e.value for e in Environment], default="live")
-    key_create.add_argument("--scope", action="append", help="admin or gamify:admin")
+    key_create.add_argument(
+        "--scope", action="append", help="admin, gamify:admin or publishable (see --publishable)"
+    )
+    key_create.add_argument(
+        "--style",
+        choices=[style.value for style in KeyStyle],
+        help="bq (default): bq_live_/bq_test_; blocks: sk_live_/sk_test_ (pk_ if publishable)",
+    )
+    key_create.add_argument(
+        "--publishable",
+        action="store_true",
+        help="a publishable key (scope publishable, never admin): pk_live_/pk_test_, "
+        "blocks style implied",
+    )
     key_create.add_argument("--expires-at", type=_timestamp)
     key_create.set_defaults(run=cmd_key_create)
     key_revoke = key.add_parser("revoke", help="revoke an API key")

@@ -128,6 +128,21 @@ def lock_balance_rows(
     return locked
 
 
+def create_participants(
+    session: Session, tenant_id: uuid.UUID, env: str, external_ids: Iterable[str]
+) -> None:
+    """Create the participants missing among `external_ids`, locking none. The insert may
+    wait on another transaction's insert of the same new participant: call it holding no
+    participant lock, nor any lock a participant-locking write may wait for."""
+    ordered = sorted(set(external_ids))
+    if ordered:
+        fetch_tuples(
+            session,
+            _CREATE_MISSING,
+            {"tenant_id": tenant_id, "env": env, "external_ids": array_literal(ordered)},
+        )
+
+
 def lock_changing_rows(
     session: Session,
     tenant_id: uuid.UUID,
@@ -151,8 +166,7 @@ def lock_changing_rows(
     """
     where = {"tenant_id": tenant_id, "env": env}
     creating = sorted(set(create))
-    if creating:
-        fetch_tuples(session, _CREATE_MISSING, {**where, "external_ids": array_literal(creating)})
+    create_participants(session, tenant_id, env, creating)
     ordered = sorted({*creating, *existing})
     if not ordered:
         return {}

@@ -33,6 +33,28 @@ REFERRAL_TRACKED = "referral.tracked"
 REFERRAL_COMPLETED = "referral.completed"
 COUPON_REDEEMED = "coupon.redeemed"
 COUPON_EXPIRED = "coupon.expired"
+REWARD_REDEEMED = "reward.redeemed"
+
+# Names an endpoint may subscribe to for an event recorded under another: it receives
+# those events under the name it subscribed to, with the same data. No event is recorded
+# under an alias, so the claim path writes one outbox row per claim whoever listens; the
+# fan-out (app.webhooks.dispatch) gives each delivery the name its endpoint subscribed to.
+# An endpoint subscribes to one name of an event, never to both (check_event_names).
+EVENT_ALIASES = {REWARD_REDEEMED: REWARD_CLAIMED}  # alias -> the type events are recorded as
+# The aliases as SQL rows (name, type), from the constants above.
+ALIAS_ROWS = "VALUES " + ", ".join(
+    f"('{alias}', '{type_}')" for alias, type_ in EVENT_ALIASES.items()
+)
+
+
+def check_event_names(events: Sequence[str]) -> list[str]:
+    """A subscription's event names, each once; ValueError when two name one event."""
+    names = list(dict.fromkeys(events))
+    for alias, type_ in EVENT_ALIASES.items():
+        if alias in names and type_ in names:
+            raise ValueError(f"{alias} and {type_} are one event: subscribe to one of them")
+    return names
+
 
 # Set on a session that recorded an event, so the caller knows after commit that the
 # webhook dispatcher has work (a rolled-back savepoint leaves it set: a spare wake-up).
@@ -73,15 +95,21 @@ def events_to_dispatch(session: Session) -> bool:
 
 
 # Whether any endpoint of the tenant and environment, enabled or not (fan-out records a
-# disabled one's deliveries as failed), subscribes to one of the types: the dispatcher's
-# join, asked ahead of it.
-ANY_SUBSCRIBED = """
+# disabled one's deliveries as failed), subscribes to one of the types or to an alias of
+# one: the dispatcher's join, asked ahead of it.
+ANY_SUBSCRIBED = (
+    """
     EXISTS (
         SELECT FROM webhook_endpoints
         WHERE tenant_id = %(tenant_id)s AND env = %(env)s
-          AND events ?| CAST(%(types)s AS text[])
+          AND events ?| (CAST(%(types)s AS text[]) || ARRAY(
+                SELECT alias.name FROM ("""  # noqa: S608 (constant fragments, no input)
+    + ALIAS_ROWS
+    + """) AS alias(name, type)
+                WHERE alias.type = ANY(CAST(%(types)s AS text[]))))
     )
 """
+)
 # The events of a batch from one JSON array (one parameter whatever the batch size), in
 # array order, with their ids; created_at is the column default (a data-modifying WITH
 # runs to completion whether or not it is read). The same statement asks whether an

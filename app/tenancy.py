@@ -1,4 +1,12 @@
-"""Tenants and API keys: creation, revocation and key lookup."""
+"""Tenants and API keys: creation, revocation and key lookup.
+
+Keys come in two styles of prefix, which only tell a reader what a key is: lookup goes by
+the secret's hash, so every style authenticates the same way. The native style is
+`bq_live_` / `bq_test_`; the 23blocks style is `sk_live_` / `sk_test_` for secret keys
+(the powers their scopes give, like any native key) and `pk_live_` / `pk_test_` for
+publishable ones, which carry the `publishable` scope and never an admin scope (what a
+publishable key may call is the API's to enforce, by `Principal.is_publishable`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,8 +26,30 @@ from app.errors import DomainError, NotFound
 from app.models import ApiKey, Environment, Tenant
 
 ADMIN_SCOPES = frozenset({"admin", "gamify:admin"})
-KNOWN_SCOPES = ADMIN_SCOPES
+PUBLISHABLE_SCOPE = "publishable"
+KNOWN_SCOPES = ADMIN_SCOPES | {PUBLISHABLE_SCOPE}
+
+
+class KeyStyle(StrEnum):
+    BQ = "bq"  # native: bq_live_ / bq_test_
+    BLOCKS = "blocks"  # 23blocks: sk_ (secret) or pk_ (publishable), then live_ / test_
+
+
 KEY_PREFIXES = {Environment.LIVE: "bq_live_", Environment.TEST: "bq_test_"}
+_ENV_PARTS = {Environment.LIVE: "live_", Environment.TEST: "test_"}
+# The stored hint: the key's prefix and this many of its random characters, enough to tell
+# keys apart in a list without weakening the secret.
+KEY_HINT_RANDOM_CHARS = 4
+
+
+def key_prefix(style: KeyStyle, env: Environment, *, publishable: bool) -> str:
+    if style is KeyStyle.BQ:
+        if publishable:
+            raise DomainError(
+                "invalid_scope", "A publishable key is of the blocks style (pk_live_/pk_test_)"
+            )
+        return KEY_PREFIXES[env]
+    return ("pk_" if publishable else "sk_") + _ENV_PARTS[env]
 
 
 @dataclass(frozen=True)
@@ -99,20 +130,28 @@ def create_api_key(
     env: Environment,
     scopes: list[str],
     expires_at: datetime | None = None,
+    style: KeyStyle = KeyStyle.BQ,
 ) -> IssuedKey:
+    """A new key of `style`; with the `publishable` scope among `scopes` it is publishable
+    (pk_..., blocks style only) and may carry no admin scope."""
     get_tenant(session, tenant_id)
     unknown = sorted(set(scopes) - KNOWN_SCOPES)
     if unknown:
         raise DomainError(
-            "invalid_scope", f"Unknown scope(s): {', '.join(unknown)}; known: admin, gamify:admin"
+            "invalid_scope",
+            f"Unknown scope(s): {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_SCOPES))}",
         )
-    secret = KEY_PREFIXES[env] + secrets.token_urlsafe(24)
+    publishable = PUBLISHABLE_SCOPE in scopes
+    if publishable and ADMIN_SCOPES & set(scopes):
+        raise DomainError("invalid_scope", "A publishable key cannot carry an admin scope")
+    prefix = key_prefix(style, env, publishable=publishable)
+    secret = prefix + secrets.token_urlsafe(24)
     key = ApiKey(
         id=uuid.uuid4(),
         tenant_id=tenant_id,
         env=env.value,
         key_hash=hash_key(secret),
-        key_hint=secret[:12],
+        key_hint=secret[: len(prefix) + KEY_HINT_RANDOM_CHARS],
         scopes=sorted(set(scopes)),
         expires_at=expires_at,
     )

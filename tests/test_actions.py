@@ -198,6 +198,42 @@ def test_weekend_and_dated_multipliers_go_by_the_rules_time_zone(
     assert rule_points(act(client, tenant, "cy", "purchase", occurred_at=black_friday)) == [30]
 
 
+def test_a_holiday_multiplier_applies_on_the_programs_holidays_in_the_rules_time_zone(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
+) -> None:
+    program = client.patch(
+        f"{GAMIFY}/admin/program",
+        json={"holidays": ["2026-11-28", "2026-11-26"]},  # Thanksgiving, a Saturday
+        headers=tenant.admin(),
+    )
+    assert program.status_code == 200, program.json
+    created = client.post(
+        f"{GAMIFY}/admin/earning-rules",
+        json={
+            "name": "Holiday purchases",
+            "action": "purchase",
+            "formula": "10",
+            "multipliers": {"weekend": 2, "holiday": 3},
+            "timezone": "America/New_York",
+        },
+        headers=tenant.admin(),
+    )
+    assert created.status_code == 201, created.json
+    assert created.json["multipliers"] == {"weekend": 2, "holiday": 3}
+    # 27 November 02:00 UTC is still Thanksgiving evening in New York; 12:00 UTC is not.
+    thanksgiving_night = "2026-11-27T02:00:00+00:00"
+    friday = "2026-11-27T12:00:00+00:00"
+    holiday_saturday = "2026-11-28T15:00:00+00:00"
+    plain_sunday = "2026-11-29T15:00:00+00:00"
+    assert rule_points(act(client, tenant, "hal", "purchase", occurred_at=thanksgiving_night)) == [
+        30
+    ]
+    assert rule_points(act(client, tenant, "hal", "purchase", occurred_at=friday)) == [10]
+    # Weekend and holiday both apply: multiplied.
+    assert rule_points(act(client, tenant, "hal", "purchase", occurred_at=holiday_saturday)) == [60]
+    assert rule_points(act(client, tenant, "hal", "purchase", occurred_at=plain_sunday)) == [20]
+
+
 def test_caps_cut_an_award_to_what_remains_per_day_and_in_total(
     client: FlaskClient,
     tenant: TenantKeys,

@@ -4,12 +4,10 @@ unit."""
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 
-from api.engagement.program_schemas import LeaderboardMetric
 from app.clock import utcnow
 from tests.blocks_contract import (
     assert_conforms,
@@ -27,8 +25,6 @@ CREATE = endpoint_example(SECTION, "POST", "/v1/rewards/leaderboards")
 OBJECT = object_example(SECTION, "Leaderboard")
 # Users carry no display name or avatar here.
 NO_PROFILE = ("/data/attributes/entries/*/display-name", "/data/attributes/entries/*/avatar-url")
-# The native referral_count metric lands with the blocks-native branch.
-NATIVE_REFERRALS = "referral_count" in get_args(LeaderboardMetric)
 
 
 def monthly_points_board(client: FlaskClient, tenant: TenantKeys) -> Any:
@@ -65,7 +61,6 @@ def test_a_created_board_is_answered_as_the_leaderboard_object(
     assert attributes["rewards"][0] == {"rank": 1, "prize": "1000 bonus points"}
 
 
-@pytest.mark.skipif(not NATIVE_REFERRALS, reason="native referral_count not on this branch")
 def test_the_documented_referral_board_is_accepted_as_sent(
     client: FlaskClient, tenant: TenantKeys
 ) -> None:

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 
-from api.engagement.schemas import RuleMultipliers
 from tests.blocks_contract import endpoint_example, send, with_attributes
 from tests.conftest import TenantKeys, WorkerProcess
 
 RULE = endpoint_example("Points API", "POST", "/v1/rewards/points/rules")
 PATH = "/v1/rewards/points/rules"
-# The native holiday multiplier lands with the blocks-native branch.
-NATIVE_HOLIDAY = "holiday" in RuleMultipliers.model_fields
 WEEKEND_ONLY = {"weekend": 1.5}
 
 
@@ -23,7 +19,6 @@ def create(client: FlaskClient, tenant: TenantKeys, **changes: Any) -> Any:
     return send(client, "POST", PATH, tenant.admin(), with_attributes(RULE["request"], **changes))
 
 
-@pytest.mark.skipif(not NATIVE_HOLIDAY, reason="native multipliers.holiday not on this branch")
 def test_the_documented_rule_is_accepted_as_sent(client: FlaskClient, tenant: TenantKeys) -> None:
     response = send(client, "POST", PATH, tenant.admin(), RULE["request"])
 

@@ -16,8 +16,7 @@ REGISTER = endpoint_example(SECTION, "POST", "/v1/rewards/webhooks")
 # The document's host would be resolved over the network: a loopback receiver instead
 # (the suite allows private targets).
 RECEIVER = "http://127.0.0.1:9/webhooks/rewards"
-# reward.redeemed is made subscribable by the engine on another branch.
-SUBSCRIBABLE_HERE = sorted(set(EVENT_NAMES) - {"reward.redeemed"})
+SUBSCRIBABLE_HERE = sorted(EVENT_NAMES)
 
 
 def register(client: FlaskClient, headers: dict[str, str], **changes: object) -> Any:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli import main
 from app.models import Tenant
+from app.tenancy import find_principal
 from tests.builders import wait_for
 from tests.conftest import TenantKeys
 
@@ -99,6 +100,83 @@ def test_key_create_with_env_test_prints_a_test_key_that_authenticates(
     assert issued["key"].startswith("bq_test_")
     assert (issued["env"], issued["scopes"]) == ("test", [])
     assert status_with(client, issued["key"]) == AUTHENTICATED
+
+
+@pytest.mark.parametrize(
+    ("options", "prefix", "env", "scopes"),
+    [
+        (["--style", "blocks"], "sk_live_", "live", []),
+        (["--style", "blocks", "--scope", "admin"], "sk_live_", "live", ["admin"]),
+        (["--style", "blocks", "--env", "test"], "sk_test_", "test", []),
+        (["--publishable"], "pk_live_", "live", ["publishable"]),
+        (
+            ["--publishable", "--style", "blocks", "--env", "test"],
+            "pk_test_",
+            "test",
+            ["publishable"],
+        ),
+        (["--scope", "publishable"], "pk_live_", "live", ["publishable"]),
+        (["--style", "bq", "--scope", "gamify:admin"], "bq_live_", "live", ["gamify:admin"]),
+    ],
+)
+def test_key_create_in_the_blocks_style_mints_sk_and_pk_keys_that_authenticate(
+    service_env: dict[str, str],
+    cli_tenant: dict[str, Any],
+    client: FlaskClient,
+    session_factory: sessionmaker[Session],
+    options: list[str],
+    prefix: str,
+    env: str,
+    scopes: list[str],
+) -> None:
+    issued = rewards_json(
+        service_env, "key", "create", "--tenant", cli_tenant["tenant_id"], *options
+    )
+    assert issued["key"].startswith(prefix)
+    assert (issued["env"], issued["scopes"]) == (env, scopes)
+    catalog = client.get("/api/v1/gamify/rewards", headers={"X-API-Key": issued["key"]})
+    assert catalog.status_code == 200, catalog.json
+    with session_factory() as session:
+        principal = find_principal(session, issued["key"])
+        hint = session.execute(
+            text("SELECT key_hint FROM api_keys WHERE id = :id"), {"id": issued["key_id"]}
+        ).scalar_one()
+    assert principal is not None and principal.env == env
+    assert principal.is_publishable is (prefix.startswith("pk_"))
+    assert principal.is_admin is ("admin" in scopes or "gamify:admin" in scopes)
+    assert hint == issued["key"][: len(prefix) + 4]
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        (["--publishable", "--scope", "admin"], "cannot carry an admin scope"),
+        (["--scope", "publishable", "--scope", "gamify:admin"], "cannot carry an admin scope"),
+        (["--publishable", "--style", "bq"], "blocks style"),
+    ],
+)
+def test_a_publishable_key_is_never_an_admin_nor_of_the_bq_style(
+    service_env: dict[str, str],
+    cli_tenant: dict[str, Any],
+    session_factory: sessionmaker[Session],
+    options: list[str],
+    complaint: str,
+) -> None:
+    def keys() -> int:
+        with session_factory() as session:
+            return int(
+                session.execute(
+                    text("SELECT count(*) FROM api_keys WHERE tenant_id = :t"),
+                    {"t": cli_tenant["tenant_id"]},
+                ).scalar_one()
+            )
+
+    before = keys()
+    result = rewards(service_env, "key", "create", "--tenant", cli_tenant["tenant_id"], *options)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert complaint in result.stderr
+    assert keys() == before
 
 
 def test_key_created_with_a_past_expires_at_is_rejected(

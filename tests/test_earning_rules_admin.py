@@ -305,7 +305,8 @@ def _field_error(response: Any) -> tuple[list[Any], str]:
         ({"max_points": 1.5}, ["body", "max_points"], "valid integer"),
         ({"max_points": True}, ["body", "max_points"], "valid integer"),
         ({"multipliers": {"weekend": 0}}, ["body", "multipliers", "weekend"], "greater than 0"),
-        ({"multipliers": {"holiday": 2}}, ["body", "multipliers", "holiday"], "Extra"),
+        ({"multipliers": {"birthday": 2}}, ["body", "multipliers", "birthday"], "Extra"),
+        ({"multipliers": {"holiday": 0}}, ["body", "multipliers", "holiday"], "greater than 0"),
         (
             {"multipliers": {"dates": [{"from": "2030-02-01", "to": "2030-01-01", "factor": 2}]}},
             ["body", "multipliers", "dates", 0],

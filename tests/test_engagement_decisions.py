@@ -114,6 +114,62 @@ def test_what_one_rule_pays_for_an_action(
     assert rule(**fields).base_points(properties, occurred_at) == points
 
 
+HOLIDAYS = frozenset({date(2026, 11, 4), date(2026, 11, 7)})  # a Wednesday, a Saturday
+THURSDAY = datetime(2026, 11, 5, 12, tzinfo=UTC)
+OVERLAPPING = {"dates": [{"from": "2026-11-01", "to": "2026-11-04", "factor": 3}]}
+
+
+@pytest.mark.parametrize(
+    ("multipliers", "fields", "holidays", "occurred_at", "points"),
+    [
+        ({"holiday": 2}, {}, HOLIDAYS, WEDNESDAY, 20),
+        ({"holiday": 2}, {}, HOLIDAYS, THURSDAY, 10),
+        ({"holiday": 2}, {}, frozenset(), WEDNESDAY, 10),  # the program lists none
+        ({"weekend": 1.5}, {}, HOLIDAYS, WEDNESDAY, 10),  # no holiday factor
+        ({"holiday": 1.25}, {}, HOLIDAYS, WEDNESDAY, 12),  # floored
+        # A holiday on a weekend day: both factors, multiplied, as dated spans always were.
+        ({"weekend": 1.5, "holiday": 2}, {}, HOLIDAYS, SATURDAY, 30),
+        ({"weekend": 1.5, "holiday": 2}, {}, HOLIDAYS, datetime(2026, 11, 8, tzinfo=UTC), 15),
+        ({"holiday": 2, **OVERLAPPING}, {}, HOLIDAYS, WEDNESDAY, 60),
+        ({"holiday": 2}, {"max_points": 15}, HOLIDAYS, WEDNESDAY, 15),
+        # The day is the rule's: 3 November 20:00 UTC is already the 4th in Tokyo, and
+        # the 4th at 20:00 UTC is the 5th there.
+        (
+            {"holiday": 2},
+            {"timezone": "Asia/Tokyo"},
+            HOLIDAYS,
+            datetime(2026, 11, 3, 20, tzinfo=UTC),
+            20,
+        ),
+        (
+            {"holiday": 2},
+            {"timezone": "Asia/Tokyo"},
+            HOLIDAYS,
+            datetime(2026, 11, 4, 20, tzinfo=UTC),
+            10,
+        ),
+        # 4 November 03:00 UTC is still the 3rd in New York.
+        (
+            {"holiday": 2},
+            {"timezone": "America/New_York"},
+            HOLIDAYS,
+            datetime(2026, 11, 4, 3, tzinfo=UTC),
+            10,
+        ),
+    ],
+)
+def test_a_holiday_factor_applies_on_the_programs_holidays_in_the_rules_zone(
+    multipliers: dict[str, Any],
+    fields: dict[str, Any],
+    holidays: frozenset[date],
+    occurred_at: datetime,
+    points: int,
+) -> None:
+    stored = {"id": "r1", "name": "Rule", "action": "purchase", "formula": "10"}
+    holiday_rule = Rule.of({**stored, "multipliers": multipliers, **fields}, holidays)
+    assert holiday_rule.base_points({}, occurred_at) == points
+
+
 def test_caps_count_per_participant_per_local_day_and_in_total() -> None:
     capped = rule(caps={"per_day": 10, "total": 25}, timezone="Asia/Tokyo")
     usage = RuleUsage()

@@ -534,6 +534,7 @@ def test_a_leaderboard_with_a_bad_field_is_refused(
     [
         ({"metric": "action_count"}, "needs an action"),
         ({"metric": "points_earned", "action": "purchase"}, "takes no action"),
+        ({"metric": "referral_count", "action": "purchase"}, "takes no action"),
         ({"size": 5, "notify_top": 6}, "notify_top must not exceed size"),
         ({"size": 5}, "notify_top must not exceed size"),
     ],

@@ -3,7 +3,7 @@ tenant and environment isolation, the audit log, and what the write paths read."
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ DEFAULTS = {
     "points_expiry_days": None,
     "expiring_soon_days": 30,
     "tier_qualification": {"basis": "lifetime", "window_days": None},
+    "holidays": [],
     "updated_at": None,
 }
 
@@ -55,6 +56,7 @@ def test_a_patch_changes_only_the_fields_sent_and_reads_back(
         "points_expiry_days",
         "expiring_soon_days",
         "tier_qualification",
+        "holidays",
         "updated_at",
     }
     assert (first.json["points_expiry_days"], first.json["expiring_soon_days"]) == (365, 30)
@@ -129,6 +131,44 @@ def test_tier_qualification_is_lifetime_or_a_rolling_window(
         assert response.status_code == 422, (refused, response.json)
     back = change_program(client, tenant.admin(), tier_qualification={"basis": "lifetime"})
     assert back.json["tier_qualification"] == {"basis": "lifetime", "window_days": None}
+
+
+def test_holidays_are_iso_dates_kept_sorted_and_each_once(
+    client: FlaskClient, tenant: TenantKeys
+) -> None:
+    sent = ["2026-12-25", "2026-01-01", "2026-12-25", "2027-01-01"]
+    response = change_program(client, tenant.admin(), holidays=sent)
+    assert response.status_code == 200, response.json
+    assert response.json["holidays"] == ["2026-01-01", "2026-12-25", "2027-01-01"]
+    assert read_program(client, tenant.admin())["holidays"] == response.json["holidays"]
+    kept = change_program(client, tenant.admin(), expiring_soon_days=9)
+    assert kept.json["holidays"] == response.json["holidays"]
+    cleared = change_program(client, tenant.admin(), holidays=[])
+    assert cleared.json["holidays"] == []
+
+
+@pytest.mark.parametrize(
+    "holidays",
+    [
+        ["2026/12/25"],
+        ["25-12-2026"],
+        ["2026-02-30"],
+        ["2026-12-25T00:00:00"],
+        [20261225],
+        [0],
+        [None],
+        None,
+        "2026-12-25",
+        [f"2026-{month:02}-01" for month in range(1, 13)] * 31,  # 372 dates
+    ],
+)
+def test_holidays_that_are_not_a_list_of_at_most_366_iso_dates_are_refused(
+    client: FlaskClient, tenant: TenantKeys, holidays: Any
+) -> None:
+    response = change_program(client, tenant.admin(), holidays=holidays)
+    assert response.status_code == 422, response.json
+    assert response.json["errors"][0]["loc"][:2] == ["body", "holidays"]
+    assert read_program(client, tenant.admin()) == DEFAULTS
 
 
 def test_a_refused_patch_changes_nothing_and_records_nothing(
@@ -212,5 +252,9 @@ def test_load_program_gives_the_write_paths_the_stored_settings_or_the_defaults(
         assert load_program(session, acme.tenant_id, Environment.TEST.value) == DEFAULT_PROGRAM
         assert load_program(session, other.tenant_id, Environment.LIVE.value) == DEFAULT_PROGRAM
     assert DEFAULT_PROGRAM == Program(
-        points_expiry_days=None, expiring_soon_days=30, tier_window_days=None
+        points_expiry_days=None, expiring_soon_days=30, tier_window_days=None, holidays=()
     )
+    change_program(client, other.admin(), holidays=["2026-12-25", "2026-07-04"])
+    with session_factory() as session:
+        holidays = load_program(session, other.tenant_id, Environment.LIVE.value).holidays
+    assert holidays == (date(2026, 7, 4), date(2026, 12, 25))

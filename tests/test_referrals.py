@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.models import LedgerEntry, Operation, OutboxEvent, Participant
 from app.operations import UNFINISHED
 from app.text import CODE_ALPHABET
-from tests.builders import GAMIFY, run_ledger_verify, wait_for, wait_for_operation, wait_until
+from tests.builders import (
+    GAMIFY,
+    create_leaderboard,
+    run_ledger_verify,
+    wait_for,
+    wait_for_operation,
+    wait_until,
+)
 from tests.conftest import TenantKeys
 from tests.webhook_receiver import WebhookReceiver, create_webhook, verified_event
 
@@ -494,6 +501,87 @@ def test_concurrent_completion_triggers_pay_each_side_exactly_once(
         ).scalars()
         assert Counter(events) == Counter(set(referral_ids.values()))
     assert run_ledger_verify(service_env)[0] == 0
+
+
+# --- referral_count leaderboards ------------------------------------------------------
+
+
+def standings(client: FlaskClient, tenant: TenantKeys, board: str) -> list[tuple[int, str, int]]:
+    response = client.get(f"{GAMIFY}/leaderboards/{board}", headers=tenant.participant())
+    assert response.status_code == 200, response.json
+    assert response.json["metric"] == "referral_count"
+    return [(e["rank"], e["participant_id"], e["score"]) for e in response.json["entries"]]
+
+
+def test_a_referral_count_leaderboard_ranks_referrers_by_referrals_completed(
+    client: FlaskClient, tenant: TenantKeys, session_factory: sessionmaker[Session]
+) -> None:
+    configure(client, tenant, completion_action="purchase")
+    early = track(client, tenant, code_of(client, tenant, "hank"), "ivan")[1]
+    assert (
+        complete(client, tenant, referral_id=early["referral_id"])[0] == 200
+    )  # before: not counted
+    board = create_leaderboard(client, tenant.admin(), metric="referral_count", notify_top=1)
+    assert (board["metric"], board["action"]) == ("referral_count", None)
+    alice, frank = code_of(client, tenant, "alice"), code_of(client, tenant, "frank")
+    for code, referee in ((alice, "bob"), (alice, "carol"), (alice, "dave"), (frank, "gina")):
+        assert track(client, tenant, code, referee)[0] == 201
+    assert standings(client, tenant, board["leaderboard_id"]) == []  # tracked is not completed
+
+    assert complete(client, tenant, referee_id="gina")[0] == 200  # by hand
+    act(client, tenant, "bob", "purchase")  # the completion action
+    award = {"participant_id": "carol", "amount": 5, "action": "purchase"}  # an award naming it
+    response = client.post(f"{GAMIFY}/points/award", json=award, headers=tenant.participant())
+    assert response.status_code == 200, response.json
+    settled(session_factory, tenant)
+
+    # dave's referral is still pending; alice's 500-point payments count nothing here.
+    assert standings(client, tenant, board["leaderboard_id"]) == [(1, "alice", 2), (2, "frank", 1)]
+    rank = client.get(
+        f"{GAMIFY}/leaderboards/{board['leaderboard_id']}/participants/alice",
+        headers=tenant.participant(),
+    ).json
+    assert (rank["rank"], rank["score"], rank["below"]["participant_id"]) == (1, 2, "frank")
+    with session_factory() as session:
+        changes = session.execute(
+            select(OutboxEvent.payload).where(
+                OutboxEvent.tenant_id == tenant.tenant_id,
+                OutboxEvent.type == "leaderboard.rank_changed",
+            )
+        ).scalars()
+        # The top 1: frank alone, then alice's tie (reached later) stays out, then passes him.
+        assert Counter((e["participant_id"], e["change"], e["score"]) for e in changes) == {
+            ("frank", "entered", 1): 1,
+            ("alice", "entered", 2): 1,
+            ("frank", "left", 1): 1,
+        }
+
+
+def test_concurrent_completions_for_one_referrer_each_count_once(
+    flask_app: Flask, tenant: TenantKeys, start_worker: Any, session_factory: sessionmaker[Session]
+) -> None:
+    start_worker(concurrency=4)
+    client = flask_app.test_client()
+    configure(client, tenant, completion_action="purchase")
+    board = create_leaderboard(client, tenant.admin(), metric="referral_count", period="daily")
+    code = code_of(client, tenant, "alice")
+    referees = [f"referee-{index}" for index in range(8)]
+    for referee in referees:
+        assert track(client, tenant, code, referee)[0] == 201
+
+    def trigger(job: tuple[str, str]) -> None:
+        how, referee = job
+        own = flask_app.test_client()
+        if how == "by_hand":
+            complete(own, tenant, referee_id=referee)
+        else:
+            act(own, tenant, referee, "purchase")
+
+    jobs = [(how, referee) for referee in referees for how in ("by_hand", "action")]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(trigger, jobs))
+    settled(session_factory, tenant)
+    assert standings(client, tenant, board["leaderboard_id"]) == [(1, "alice", len(referees))]
 
 
 # --- events ---------------------------------------------------------------------------

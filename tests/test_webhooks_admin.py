@@ -133,6 +133,25 @@ def test_unknown_event_type_or_empty_list_is_a_validation_error(
         assert (response.status_code, response.json["code"]) == (422, "validation_error")
 
 
+def test_reward_redeemed_and_reward_reward_claimed_are_one_event_subscribed_by_one_name(
+    client: FlaskClient, tenant: TenantKeys
+) -> None:
+    both = ["reward.redeemed", "points.awarded", "reward.reward_claimed"]
+    response = client.post(WEBHOOKS, json={"url": RECEIVER, "events": both}, headers=tenant.admin())
+    assert (response.status_code, response.json["code"]) == (422, "validation_error")
+    assert response.json["errors"][0]["loc"] == ["body", "events"]
+    assert "subscribe to one of them" in response.json["errors"][0]["msg"]
+    created = client.post(
+        WEBHOOKS, json={"url": RECEIVER, "events": ["reward.redeemed"]}, headers=tenant.admin()
+    )
+    assert created.status_code == 201, created.json
+    assert created.json["events"] == ["reward.redeemed"]
+    url = f"{WEBHOOKS}/{created.json['id']}"
+    refused = client.patch(url, json={"events": both}, headers=tenant.admin())
+    assert (refused.status_code, refused.json["code"]) == (422, "validation_error")
+    assert client.get(url, headers=tenant.admin()).json["events"] == ["reward.redeemed"]
+
+
 @pytest.mark.parametrize(
     ("url", "reason"),
     [

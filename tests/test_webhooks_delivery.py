@@ -79,6 +79,55 @@ def test_claim_is_delivered_signed_to_the_subscribed_endpoint(
     assert delivery["last_attempt_at"] is not None
 
 
+def test_an_endpoint_subscribed_to_reward_redeemed_gets_claims_under_that_name(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    receiver: WebhookReceiver,
+    session_factory: sessionmaker[Session],
+) -> None:
+    # Alone: the claim's event is recorded for it (not stored already dispatched).
+    redeemed = create_webhook(client, tenant.admin(), receiver.url, events=["reward.redeemed"])
+    reward, claimed = _claimed(client, tenant)
+    [request] = receiver.wait_for_requests(1)
+    payload = verified_event(redeemed["secret"], request)
+    assert payload["type"] == "reward.redeemed"
+    assert payload["data"] == {
+        **claimed,
+        "reward_id": reward["id"],
+        "claimed_at": payload["data"]["claimed_at"],
+        "environment": "live",
+    }
+    [delivery] = wait_for_deliveries(
+        client, tenant.admin(), redeemed["id"], lambda d: d[0]["status"] == "succeeded"
+    )
+    assert delivery["event_type"] == "reward.redeemed"
+
+    # Beside an endpoint of the native name: one event, each endpoint under its name.
+    native_receiver = WebhookReceiver().start()
+    try:
+        native = create_webhook(client, tenant.admin(), native_receiver.url)
+        response = claim(client, tenant.participant(), reward["id"], "user_43")
+        assert response.status_code == 201, response.json
+        [native_request] = native_receiver.wait_for_requests(1)
+        second = receiver.wait_for_requests(2)[1]
+    finally:
+        native_receiver.stop()
+    native_payload = verified_event(native["secret"], native_request)
+    redeemed_payload = verified_event(redeemed["secret"], second)
+    assert (native_payload["type"], redeemed_payload["type"]) == (
+        "reward.reward_claimed",
+        "reward.redeemed",
+    )
+    assert native_payload["data"] == redeemed_payload["data"]
+    assert native_payload["data"]["participant_id"] == "user_43"
+    assert native_request.webhook_id == second.webhook_id
+    with session_factory() as session:
+        types = session.execute(
+            select(OutboxEvent.type).where(OutboxEvent.tenant_id == tenant.tenant_id)
+        ).scalars()
+        assert sorted(types) == ["reward.reward_claimed", "reward.reward_claimed"]
+
+
 def test_receiver_down_at_first_gets_the_event_later_with_the_same_webhook_id(
     client: FlaskClient, tenant: TenantKeys
 ) -> None:

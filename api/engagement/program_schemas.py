@@ -69,7 +69,7 @@ GraceHours = Annotated[int, Field(strict=True, ge=0, le=GRACE_PERIOD_HOURS_MAX)]
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_CHARS)]
 ChallengeType = Literal["action_count", "points_earned"]
 Target = Annotated[int, Field(strict=True, ge=1, le=CHALLENGE_TARGET_MAX)]
-LeaderboardMetric = Literal["points_earned", "action_count"]
+LeaderboardMetric = Literal["points_earned", "action_count", "referral_count"]
 LeaderboardPeriod = Literal["all_time", "daily", "weekly", "monthly"]
 LeaderboardSize = Annotated[int, Field(strict=True, ge=1, le=LEADERBOARD_SIZE_MAX)]
 NotifyTop = Annotated[int, Field(strict=True, ge=0, le=NOTIFY_TOP_MAX)]
@@ -213,7 +213,10 @@ _LEADERBOARD_ACTION_NOTE = "The action counted: required for action_count, absen
 
 class LeaderboardCreate(RequestModel):
     name: DefinitionName
-    metric: LeaderboardMetric
+    metric: LeaderboardMetric = Field(
+        description="What a score counts: points_earned (every credit), action_count (actions "
+        "of `action`), referral_count (referrals completed as referrer)"
+    )
     action: ActionName | None = Field(default=None, description=_LEADERBOARD_ACTION_NOTE)
     period: LeaderboardPeriod = Field(
         default="all_time", description="The board starts anew each period, in its time zone"

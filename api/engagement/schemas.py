@@ -92,7 +92,8 @@ Timezone = Annotated[
     Field(
         min_length=1,
         max_length=TIMEZONE_MAX_CHARS,
-        description="IANA time zone of the rule's days (weekend, dated factors, per-day cap)",
+        description="IANA time zone of the rule's days (weekend, holidays, dated factors, "
+        "per-day cap)",
     ),
     AfterValidator(_known_zone),
 ]
@@ -149,8 +150,12 @@ class DatedFactor(RequestModel):
 
 class RuleMultipliers(RequestModel):
     weekend: Factor = _optional("Factor on Saturdays and Sundays (the rule's zone)")
+    holiday: Factor = _optional(
+        "Factor on the program's holidays (PATCH /admin/program `holidays`; the rule's zone); "
+        "on a holiday that is also a weekend day both apply, multiplied"
+    )
     dates: list[DatedFactor] = _optional(
-        "Factors on date spans; they multiply with each other and the weekend's",
+        "Factors on date spans; they multiply with each other and the weekend's and holiday's",
         max_length=DATED_FACTORS_MAX,
     )
 
@@ -219,7 +224,7 @@ class EarningRuleView(BaseModel):
     conditions: dict[str, Any] | None = Field(description="{min_amount?, equals?}")
     max_points: int | None
     multipliers: dict[str, Any] | None = Field(
-        description="{weekend?, dates?: [{from, to, factor}]}"
+        description="{weekend?, holiday?, dates?: [{from, to, factor}]}"
     )
     caps: dict[str, Any] | None = Field(description="{per_day?, total?}")
     timezone: str

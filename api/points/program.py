@@ -22,6 +22,7 @@ def _view(stored: StoredProgram) -> ProgramView:
         tier_qualification=TierQualificationView(
             basis="lifetime" if window_days is None else "rolling", window_days=window_days
         ),
+        holidays=list(stored.program.holidays),
         updated_at=stored.updated_at,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -23,10 +23,12 @@ from app.points.lots import EXPIRES_IN_DAYS_MAX, PENDING_DAYS_MAX, LotTerms
 from app.points.program import (
     EXPIRING_SOON_DAYS_MAX,
     EXPIRING_SOON_DAYS_MIN,
+    HOLIDAYS_MAX,
     POINTS_EXPIRY_DAYS_MAX,
     POINTS_EXPIRY_DAYS_MIN,
     TIER_WINDOW_DAYS_MAX,
     TIER_WINDOW_DAYS_MIN,
+    stored_holidays,
 )
 from app.points.queries import ENTRY_TYPE_MAX_CHARS, Direction
 from app.points.tier_status import TIER_REASON_MAX_CHARS
@@ -417,16 +419,26 @@ class TierQualification(RequestModel):
         return self
 
 
+_HOLIDAYS_NOTE = (
+    f"The program's holidays, YYYY-MM-DD (at most {HOLIDAYS_MAX}; kept sorted, each once): "
+    "the days earning rules' `holiday` multipliers apply, in each rule's time zone"
+)
+Holidays = Annotated[list[date], Field(max_length=HOLIDAYS_MAX)]
+
+
 class ProgramUpdate(RequestModel):
     points_expiry_days: PointsExpiryDays | None = kept_when_absent(_POINTS_EXPIRY_NOTE)
     expiring_soon_days: ExpiringSoonDays = kept_when_absent(_EXPIRING_SOON_NOTE)
     tier_qualification: TierQualification = kept_when_absent(_TIER_QUALIFICATION_NOTE)
+    holidays: Holidays = kept_when_absent(_HOLIDAYS_NOTE + "; [] clears them")
 
     def changes(self) -> dict[str, Any]:
         """The program fields sent, as app.points.program stores them."""
-        changes = self.model_dump(exclude_unset=True, exclude={"tier_qualification"})
+        changes = self.model_dump(exclude_unset=True, exclude={"tier_qualification", "holidays"})
         if "tier_qualification" in self.model_fields_set:
             changes["tier_window_days"] = self.tier_qualification.window_days
+        if "holidays" in self.model_fields_set:
+            changes["holidays"] = stored_holidays(self.holidays)
         return changes
 
 
@@ -439,6 +451,7 @@ class ProgramView(BaseModel):
     points_expiry_days: int | None = Field(description=_POINTS_EXPIRY_NOTE)
     expiring_soon_days: int = Field(description=_EXPIRING_SOON_NOTE)
     tier_qualification: TierQualificationView = Field(description=_TIER_QUALIFICATION_NOTE)
+    holidays: list[date] = Field(description=_HOLIDAYS_NOTE)
     updated_at: datetime | None = Field(description="Last change; null while the defaults hold")
 
 

@@ -174,6 +174,7 @@ class WebhookTest(EventData):
 
 EVENT_DATA: dict[str, type[BaseModel]] = {
     "reward.reward_claimed": RewardClaimed,
+    "reward.redeemed": RewardClaimed,  # the same events, to endpoints subscribed by this name
     "points.awarded": PointsAwarded,
     "points.deducted": PointsDeducted,
     "points.expired": PointsExpired,

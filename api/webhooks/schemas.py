@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_validator
 
 from api.schemas import PageQuery, RequestModel
+from app.outbox import check_event_names
 
 EventType = Literal[
     "reward.reward_claimed",
@@ -25,14 +26,26 @@ EventType = Literal[
     "referral.completed",
     "coupon.redeemed",
     "coupon.expired",
+    "reward.redeemed",
 ]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 URL_DESCRIPTION = "http(s) URL the events are POSTed to; must resolve to public addresses"
 
 
+_EVENTS_DESCRIPTION = (
+    "The event types sent to the endpoint. reward.redeemed is reward.reward_claimed under "
+    "its 23blocks name (same data, the type as subscribed); subscribe to one of the two"
+)
+EventTypes = Annotated[
+    list[EventType],
+    Field(min_length=1, max_length=20, description=_EVENTS_DESCRIPTION),
+    AfterValidator(check_event_names),
+]
+
+
 class CreateWebhookRequest(RequestModel):
     url: str = Field(min_length=1, max_length=2048, description=URL_DESCRIPTION)
-    events: list[EventType] = Field(min_length=1, max_length=20)
+    events: EventTypes
     description: str | None = Field(default=None, max_length=500)
 
 
@@ -42,7 +55,7 @@ class UpdateWebhookRequest(RequestModel):
     url: str | None = Field(
         default=None, min_length=1, max_length=2048, description=URL_DESCRIPTION
     )
-    events: list[EventType] | None = Field(default=None, min_length=1, max_length=20)
+    events: EventTypes | None = None
     description: str | None = Field(default=None, max_length=500)
     enabled: bool | None = Field(
         default=None,

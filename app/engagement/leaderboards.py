@@ -1,6 +1,6 @@
-"""Leaderboards: participants ranked by points earned or by actions of one name, per
-period (all time, or a day, week or month in the leaderboard's time zone), decided
-without I/O.
+"""Leaderboards: participants ranked by points earned, by actions of one name or by
+referrals completed as referrer (app.engagement.referral_scores), per period (all time,
+or a day, week or month in the leaderboard's time zone), decided without I/O.
 
 PostgreSQL holds the scores (`leaderboard_scores`, written with the rest of a batch);
 Redis sorted sets serve the reads (app.engagement.leaderboard_cache). Ranks are
@@ -16,11 +16,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.engagement.challenges import ACTION_COUNT
+from app.engagement.challenges import ACTION_COUNT, POINTS_EARNED
 from app.engagement.rules import zone
 from app.errors import NotFound
 
 ALL_TIME, DAILY, WEEKLY, MONTHLY = "all_time", "daily", "weekly", "monthly"
+# Kept by referral completion, not by the action pipeline: see app.engagement.referral_scores.
+REFERRAL_COUNT = "referral_count"
 # The one period of an all-time leaderboard.
 EPOCH = date(1970, 1, 1)
 
@@ -88,7 +90,15 @@ class LeaderboardDef:
             return 0
         if self.metric == ACTION_COUNT:
             return 1 if action is not None and action == self.action else 0
-        return max(points, 0)
+        if self.metric == POINTS_EARNED:
+            return max(points, 0)
+        return 0
+
+    def counts_referral(self, at: datetime) -> int:
+        """What a referral completed at `at` adds to its referrer's score."""
+        if not self.active or at < self.created_at or self.metric != REFERRAL_COUNT:
+            return 0
+        return 1
 
 
 @dataclass

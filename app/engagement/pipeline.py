@@ -53,6 +53,7 @@ from app.outbox import (
     STREAK_MILESTONE,
 )
 from app.points.lots import instant
+from app.points.program import holidays_of
 from app.referrals.program import COMPLETION_ACTION_AMONG
 from app.rewards.claims import CLAIM_KIND, claim_payload
 
@@ -610,7 +611,8 @@ def broken_payload(participant_id: str, streak: StreakDef, count: int, run: int)
 # The engagement definitions a batch needs, asked with its other per-tenant constants
 # (app.points.balance_changes): the active rules of the batch's actions, oldest first;
 # the active badges that count or are granted by hand in the batch; the streaks and
-# challenges its activity may touch.
+# challenges its activity may touch; the leaderboards it scores; the program's holidays
+# (rules' holiday multipliers).
 ENGAGEMENT_DEFINITIONS = """
     (SELECT json_build_array(
         (SELECT coalesce(json_agg(r ORDER BY r.created_at, r.id), '[]')
@@ -640,7 +642,9 @@ ENGAGEMENT_DEFINITIONS = """
          FROM leaderboards AS l
          WHERE l.tenant_id = %(tenant_id)s AND l.env = %(env)s AND l.active
            AND (l.metric = 'points_earned'
-                OR l.action = ANY(CAST(%(counted_actions)s AS text[]))))
+                OR l.action = ANY(CAST(%(counted_actions)s AS text[])))),
+        (SELECT holidays FROM program_settings
+         WHERE tenant_id = %(tenant_id)s AND env = %(env)s)
     ))::text
 """
 
@@ -658,6 +662,7 @@ _REACTS = (
           AND (ends_at IS NULL OR ends_at > now())
     ) OR EXISTS (
         SELECT FROM leaderboards WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
+          AND metric <> 'referral_count'
     ) OR EXISTS (
         SELECT FROM streaks WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND active
           AND action = ANY(CAST(%(counted_actions)s AS text[]))
@@ -704,10 +709,13 @@ def _text_array(values: Iterable[str]) -> str:
 
 
 def engagement_of(definitions: str, now: datetime) -> Engagement:
-    rule_rows, badge_rows, streak_rows, challenge_rows, board_rows = json.loads(definitions)
+    rule_rows, badge_rows, streak_rows, challenge_rows, board_rows, holidays = json.loads(
+        definitions
+    )
     engagement = Engagement(now=now)
+    holiday_set = frozenset(holidays_of(holidays))
     for row in rule_rows:
-        rule = Rule.of(row)
+        rule = Rule.of(row, holiday_set)
         engagement.rules.setdefault(rule.action, []).append(rule)
     for row in badge_rows:
         badge = BadgeDef.of(row)
@@ -724,7 +732,37 @@ def engagement_of(definitions: str, now: datetime) -> Engagement:
     return engagement
 
 
-_PARTICIPANT_STATE = """
+# The top entries of leaderboard periods (`periods`: JSON rows of leaderboard_id,
+# period_start and top, how many), as one JSON text for `tops_of`.
+TOPS = """
+    SELECT coalesce(json_agg(json_build_array(
+               wanted.leaderboard_id, wanted.period_start, top.pk, top.external_id,
+               top.score, top.reached_at)), '[]')
+    FROM jsonb_to_recordset(CAST(%(periods)s AS jsonb))
+        AS wanted(leaderboard_id uuid, period_start date, top integer)
+    CROSS JOIN LATERAL (
+       SELECT CAST(s.participant_pk AS text) AS pk, p.external_id, s.score, s.reached_at
+       FROM leaderboard_scores AS s JOIN participants AS p ON p.id = s.participant_pk
+       WHERE s.leaderboard_id = wanted.leaderboard_id
+         AND s.period_start = wanted.period_start
+       ORDER BY s.score DESC, s.reached_at
+       LIMIT wanted.top
+    ) AS top
+"""
+
+
+def tops_of(text: str) -> Tops:
+    """The tops TOPS read, by (leaderboard id, period start), best first."""
+    tops: Tops = {}
+    for board_id, period, pk, external_id, score, reached_at in json.loads(text):
+        tops.setdefault((board_id, date.fromisoformat(period)), []).append(
+            (pk, Score(external_id, score, datetime.fromisoformat(reached_at)))
+        )
+    return tops
+
+
+_PARTICIPANT_STATE = (
+    """
     SELECT
         (SELECT coalesce(json_agg(json_build_array(rule_id, participant_pk, total, days)), '[]')
          FROM (
@@ -763,20 +801,11 @@ _PARTICIPANT_STATE = """
          JOIN leaderboard_scores AS s
            ON s.leaderboard_id = wanted.leaderboard_id AND s.period_start = wanted.period_start
          WHERE s.participant_pk = ANY(CAST(%(pks)s AS uuid[])))::text,
-        (SELECT coalesce(json_agg(json_build_array(
-                    wanted.leaderboard_id, wanted.period_start, top.pk, top.external_id,
-                    top.score, top.reached_at)), '[]')
-         FROM jsonb_to_recordset(CAST(%(periods)s AS jsonb))
-             AS wanted(leaderboard_id uuid, period_start date, top integer)
-         CROSS JOIN LATERAL (
-            SELECT CAST(s.participant_pk AS text) AS pk, p.external_id, s.score, s.reached_at
-            FROM leaderboard_scores AS s JOIN participants AS p ON p.id = s.participant_pk
-            WHERE s.leaderboard_id = wanted.leaderboard_id
-              AND s.period_start = wanted.period_start
-            ORDER BY s.score DESC, s.reached_at
-            LIMIT wanted.top
-         ) AS top)::text
+        ("""  # noqa: S608 (constant fragments, no input)
+    + TOPS
+    + """)::text
 """
+)
 
 
 def load_participant_state(
@@ -852,10 +881,7 @@ def load_participant_state(
         engagement.scores[(board_id, date.fromisoformat(period), pk)] = Score(
             "", score, datetime.fromisoformat(reached_at)
         )
-    for board_id, period, pk, external_id, score, reached_at in json.loads(tops):
-        engagement.tops.setdefault((board_id, date.fromisoformat(period)), []).append(
-            (pk, Score(external_id, score, datetime.fromisoformat(reached_at)))
-        )
+    engagement.tops.update(tops_of(tops))
 
 
 _WRITE_ENGAGEMENT = """

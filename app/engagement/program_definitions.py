@@ -338,7 +338,7 @@ def _check_leaderboard(leaderboard: Leaderboard) -> None:
     if leaderboard.metric == ACTION_COUNT and leaderboard.action is None:
         raise _invalid("an action_count leaderboard needs an action")
     if leaderboard.metric != ACTION_COUNT and leaderboard.action is not None:
-        raise _invalid("a points_earned leaderboard takes no action")
+        raise _invalid(f"a {leaderboard.metric} leaderboard takes no action")
     if leaderboard.notify_top > leaderboard.size:
         raise _invalid("notify_top must not exceed size (the entries the board shows)")
 

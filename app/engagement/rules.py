@@ -2,10 +2,11 @@
 
 A rule matches an action of its `action` name that occurred inside its window and meets
 its conditions; its formula over the action's properties gives base points, times the
-rule's own multipliers for the day (weekend, dated factors, in the rule's time zone),
-floored, cut to `max_points`, then to what its caps leave the participant (per day in the
-rule's time zone, in total). Caps and `max_points` bound the rule's points before the
-participant's tier and reward multipliers, which apply to the credit as to any award.
+rule's own multipliers for the day (weekend, the program's holidays, dated factors, in the
+rule's time zone; those that apply on one day multiply together), floored, cut to
+`max_points`, then to what its caps leave the participant (per day in the rule's time
+zone, in total). Caps and `max_points` bound the rule's points before the participant's
+tier and reward multipliers, which apply to the credit as to any award.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class Rule:
     equals: Mapping[str, object] = field(default_factory=dict)
     max_points: int | None = None
     weekend_factor: Decimal | None = None
+    holiday_factor: Decimal | None = None
+    # The program's holidays (app.points.program), the days holiday_factor applies.
+    holidays: frozenset[date] = frozenset()
     dated_factors: tuple[DatedFactor, ...] = ()
     per_day: int | None = None
     total: int | None = None
@@ -58,13 +62,15 @@ class Rule:
     ends_at: datetime | None = None
 
     @classmethod
-    def of(cls, row: Mapping[str, Any]) -> Rule:
-        """From a stored rule (its columns by name, as JSON gives them)."""
+    def of(cls, row: Mapping[str, Any], holidays: frozenset[date] = frozenset()) -> Rule:
+        """From a stored rule (its columns by name, as JSON gives them) and the program's
+        holidays."""
         conditions = row.get("conditions") or {}
         multipliers = row.get("multipliers") or {}
         caps = row.get("caps") or {}
         min_amount = conditions.get("min_amount")
         weekend = multipliers.get("weekend")
+        holiday = multipliers.get("holiday")
         return cls(
             id=str(row["id"]),
             name=row["name"],
@@ -75,6 +81,8 @@ class Rule:
             equals=conditions.get("equals") or {},
             max_points=row.get("max_points"),
             weekend_factor=Decimal(str(weekend)) if weekend is not None else None,
+            holiday_factor=Decimal(str(holiday)) if holiday is not None else None,
+            holidays=holidays if holiday is not None else frozenset(),
             dated_factors=tuple(
                 DatedFactor(
                     date.fromisoformat(span["from"]),
@@ -113,18 +121,23 @@ class Rule:
             points = self.formula.points(properties)
         except MissingProperty:
             return None
-        if self.weekend_factor is not None or self.dated_factors:
-            factor = self._factor(self.local_day(occurred_at))
+        if self.weekend_factor is not None or self.holidays or self.dated_factors:
+            factor = self.factor_on(self.local_day(occurred_at))
             if factor is not None:
                 points = int(points * factor)
         if self.max_points is not None:
             points = min(points, self.max_points)
         return min(points, RULE_POINTS_MAX)
 
-    def _factor(self, day: date) -> Decimal | None:
+    def factor_on(self, day: date) -> Decimal | None:
+        """The rule's multiplier on a day of its zone; None: none applies. The weekend's,
+        the holiday's and each dated span's that apply multiply together (a holiday on a
+        Saturday earns both), as overlapping dated spans always have."""
         factor: Decimal | None = None
         if self.weekend_factor is not None and day.weekday() >= 5:
             factor = self.weekend_factor
+        if self.holiday_factor is not None and day in self.holidays:
+            factor = self.holiday_factor * (factor or 1)
         for span in self.dated_factors:
             if span.first <= day <= span.last:
                 factor = span.factor * (factor or 1)

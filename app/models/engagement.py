@@ -243,12 +243,15 @@ class ChallengeProgress(Base):
 
 
 class Leaderboard(Base):
-    """A ranking of participants by points earned or actions of one name, per period."""
+    """A ranking of participants by points earned, actions of one name or referrals
+    completed as referrer, per period."""
 
     __tablename__ = "leaderboards"
     __table_args__ = (
         Index("ix_leaderboards_tenant_env", "tenant_id", "env"),
-        CheckConstraint("metric IN ('points_earned', 'action_count')", name="metric"),
+        CheckConstraint(
+            "metric IN ('points_earned', 'action_count', 'referral_count')", name="metric"
+        ),
         CheckConstraint("period IN ('all_time', 'daily', 'weekly', 'monthly')", name="period"),
     )
 

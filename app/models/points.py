@@ -185,6 +185,9 @@ class ProgramSettings(Base):
     expiring_soon_days: Mapped[int] = mapped_column(default=30, server_default="30")
     # Tier qualification: None for lifetime points, else points earned in this many days.
     tier_window_days: Mapped[int | None]
+    # The program's holidays, "YYYY-MM-DD" sorted and distinct: the days earning rules'
+    # `holiday` multipliers apply (app.engagement.rules), judged in each rule's zone.
+    holidays: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     updated_at: Mapped[datetime | None]
 
 

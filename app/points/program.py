@@ -1,5 +1,5 @@
 """A tenant environment's points program settings: default expiry, the expiring-soon
-window, tier qualification.
+window, tier qualification, holidays.
 
 Stored one row per tenant and environment in `program_settings`; no row means the
 defaults, so a tenant that never changed its program costs no write and no row. Reads
@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Row, select, text
@@ -29,7 +29,10 @@ POINTS_EXPIRY_DAYS_MIN, POINTS_EXPIRY_DAYS_MAX = 1, 36_500
 EXPIRING_SOON_DAYS_MIN, EXPIRING_SOON_DAYS_MAX = 1, 365
 DEFAULT_EXPIRING_SOON_DAYS = 30
 TIER_WINDOW_DAYS_MIN, TIER_WINDOW_DAYS_MAX = 1, 3_650
-PROGRAM_FIELDS = frozenset({"points_expiry_days", "expiring_soon_days", "tier_window_days"})
+HOLIDAYS_MAX = 366  # a year's worth, listed ahead
+PROGRAM_FIELDS = frozenset(
+    {"points_expiry_days", "expiring_soon_days", "tier_window_days", "holidays"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,8 @@ class Program:
     expiring_soon_days: int = DEFAULT_EXPIRING_SOON_DAYS
     # Tiers qualify on points earned in this many days (rolling); None: lifetime points.
     tier_window_days: int | None = None
+    # The days earning rules' `holiday` multipliers apply, sorted, distinct.
+    holidays: tuple[date, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +62,31 @@ _STORED_COLUMNS = (
     ProgramSettings.points_expiry_days,
     ProgramSettings.expiring_soon_days,
     ProgramSettings.tier_window_days,
+    ProgramSettings.holidays,
     ProgramSettings.updated_at,
 )
 
 
-def _stored(row: Row[int | None, int, int | None, datetime | None]) -> StoredProgram:
+def holidays_of(stored: list[str] | None) -> tuple[date, ...]:
+    """The holidays as stored (ISO dates, already sorted and distinct), as dates."""
+    return tuple(date.fromisoformat(day) for day in stored or ())
+
+
+def stored_holidays(days: list[date]) -> list[str]:
+    """Holidays as they are stored: ISO dates, sorted, each once."""
+    return [day.isoformat() for day in sorted(set(days))]
+
+
+def _stored(
+    row: Row[int | None, int, int | None, list[str], datetime | None],
+) -> StoredProgram:
     return StoredProgram(
-        Program(row.points_expiry_days, row.expiring_soon_days, row.tier_window_days),
+        Program(
+            row.points_expiry_days,
+            row.expiring_soon_days,
+            row.tier_window_days,
+            holidays_of(row.holidays),
+        ),
         row.updated_at,
     )
 
@@ -85,8 +108,8 @@ def load_program(session: Session, tenant_id: uuid.UUID, env: str) -> Program:
 def update_program(
     session: Session, tenant_id: uuid.UUID, env: str, changes: dict[str, Any]
 ) -> StoredProgram:
-    """Apply the given PROGRAM_FIELDS changes (values already validated); fields not given
-    keep their values. Never commits.
+    """Apply the given PROGRAM_FIELDS changes (values already validated; `holidays` as
+    `stored_holidays` makes them); fields not given keep their values. Never commits.
 
     One upsert rather than read-then-write: two first changes of a tenant's program at
     once cannot both insert (the second updates the first's row), and neither loses the
@@ -102,6 +125,7 @@ def update_program(
         "points_expiry_days": DEFAULT_PROGRAM.points_expiry_days,
         "expiring_soon_days": DEFAULT_PROGRAM.expiring_soon_days,
         "tier_window_days": DEFAULT_PROGRAM.tier_window_days,
+        "holidays": stored_holidays(list(DEFAULT_PROGRAM.holidays)),
     }
     before = read_program(session, tenant_id, env).program.tier_window_days
     statement = insert(ProgramSettings).values(

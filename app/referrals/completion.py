@@ -17,6 +17,8 @@ Lock order: the everyday write reaches this holding its participants' rows (the 
 among them), then takes the referral rows of those referees; POST /referrals/complete
 takes one referral row and nothing else; tracking never touches a referral that exists.
 A referral row is thus only waited for last, by transactions holding nothing it needs.
+After it come the referrers' scores on referral_count leaderboards, which only completion
+writes, in one order (app.engagement.referral_scores).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.engagement.referral_scores import score_referrals
 from app.infra.pgcopy import array_literal, fetch_tuples
 from app.models import Operation
 from app.operations import Write, submit_operations
@@ -92,7 +95,8 @@ def complete_referrals(
     now: datetime,
 ) -> tuple[list[dict[str, Any]], list[Operation]]:
     """Complete the pending referrals of these referees (one statement), record a
-    `referral.completed` event and the payments of each; returns the referrals completed
+    `referral.completed` event and the payments of each, count them toward the referrers'
+    referral_count leaderboards; returns the referrals completed
     and the payment operations, which the caller publishes after its commit
     (app.operations.publish_after_commit). A referee without a pending referral, or a
     program not active, completes nothing."""
@@ -113,6 +117,7 @@ def complete_referrals(
     if not completed:
         return [], []
     record_events(session, tenant_id, env, REFERRAL_COMPLETED, completed)
+    score_referrals(session, tenant_id, env, [each["referrer_id"] for each in completed], now)
     return completed, _record_payments(session, tenant_id, env, completed)
 
 

@@ -7,6 +7,11 @@ lock sees them). Two tracks of one referee (through different referrers' codes, 
 serialized by that lock) meet on the referee's unique key: the INSERT ... ON CONFLICT DO
 NOTHING of the second waits for the first to commit, then inserts nothing, and it
 answers referral_already_tracked; no unique violation ever aborts the batch.
+
+The referrer becomes a participant here if they were not one, so that completion can count
+the referral on referral_count leaderboards without creating a participant while holding
+the locks it holds (app.engagement.referral_scores). Safe here: the only lock held is the
+code row's, which no participant-locking write ever waits for.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.infra.pgcopy import fetch_tuples
+from app.ledger import create_participants
 from app.models import Operation
 from app.outbox import REFERRAL_TRACKED, record_event
 from app.referrals.completion import REFERRAL_COLUMNS, referral_body
@@ -82,5 +88,6 @@ def track_referral(session: Session, operation: Operation) -> dict[str, Any]:
     if not made:
         raise referral_already_tracked()  # a concurrent track of this referee won
     referral = referral_body(made[0][0])
+    create_participants(session, tenant_id, env, [referral["referrer_id"]])
     record_event(session, tenant_id, env, REFERRAL_TRACKED, referral)
     return referral

@@ -4,7 +4,8 @@ Each step is a few set-based statements in the caller's transaction, so its cost
 batch, not per delivery:
 - `fan_out_events`: one INSERT ... SELECT turns every undispatched outbox event into one
   delivery per subscribed endpoint of its tenant and environment, and marks the events
-  dispatched, atomically (a crash either does both or neither).
+  dispatched, atomically (a crash either does both or neither). An endpoint subscribed to
+  an alias of the event's type (app.outbox.EVENT_ALIASES) gets it under that name.
 - `claim_due_deliveries`: takes due deliveries under a lease, at most `max_in_flight`
   per endpoint counting the ones already leased, oldest due first across endpoints.
 - `record_attempts`: one executemany for the deliveries, a few statements for endpoints.
@@ -25,6 +26,7 @@ from sqlalchemy import Table, bindparam, case, func, text, update
 from sqlalchemy.orm import Session
 
 from app.models import WebhookDelivery, WebhookEndpoint
+from app.outbox import ALIAS_ROWS
 from app.webhooks.secret_box import SecretBox, SecretKeyError
 from app.webhooks.transport import SendResult
 
@@ -47,6 +49,16 @@ _FAN_OUT = text(
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ),
+    -- Each event under its own type and under each alias of it: the names an endpoint
+    -- may have subscribed to it by (one of them per endpoint, app.outbox.check_event_names).
+    named AS (
+        SELECT id, tenant_id, env, type FROM events
+        UNION ALL
+        SELECT ev.id, ev.tenant_id, ev.env, alias.name
+        FROM events ev JOIN ("""  # noqa: S608 (constant fragments, no input)
+    + ALIAS_ROWS
+    + """) AS alias(name, type) ON alias.type = ev.type
+    ),
     fanned AS (
         -- A disabled endpoint gets its deliveries as failed, so that re-enabling it and
         -- redelivering the failed ones since the outage recovers every event.
@@ -62,7 +74,7 @@ _FAN_OUT = text(
                     WHEN e.disabled_reason = 'failing' THEN :failing_error
                     ELSE :manual_error END,
                :now
-        FROM events ev
+        FROM named ev
         JOIN webhook_endpoints e
           ON e.tenant_id = ev.tenant_id AND e.env = ev.env
          AND e.events @> jsonb_build_array(ev.type)

@@ -31,10 +31,12 @@ from app.outbox import (
     REFERRAL_COMPLETED,
     REFERRAL_TRACKED,
     REWARD_CLAIMED,
+    REWARD_REDEEMED,
     STREAK_BROKEN,
     STREAK_MILESTONE,
     TIER_DOWNGRADED,
     TIER_UPGRADED,
+    check_event_names,
 )
 from app.webhooks.dispatch import disable_endpoints
 from app.webhooks.secret_box import SecretBox
@@ -58,6 +60,7 @@ SUBSCRIBABLE_EVENTS = (
     REFERRAL_COMPLETED,
     COUPON_REDEEMED,
     COUPON_EXPIRED,
+    REWARD_REDEEMED,  # reward.reward_claimed under its 23blocks name (app.outbox.EVENT_ALIASES)
 )
 # Sent by "send a test event" to that endpoint only, whatever it subscribes to.
 TEST_EVENT = "webhook.test"
@@ -76,10 +79,6 @@ def delivery_not_found() -> NotFound:
 class UrlPolicy:
     allow_private: bool
     resolve: Resolver = resolve_with_system
-
-
-def _unique_events(events: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(events))
 
 
 def create_endpoint(
@@ -103,7 +102,7 @@ def create_endpoint(
         env=env,
         url=url,
         description=description,
-        events=_unique_events(events),
+        events=check_event_names(events),
         enabled=True,
         secret=secret_box.seal(secret),
         created_at=utcnow(),
@@ -162,7 +161,7 @@ def update_endpoint(
         validate_endpoint_url(changes["url"], url_policy.allow_private, url_policy.resolve)
         endpoint.url = changes["url"]
     if "events" in changes:
-        endpoint.events = _unique_events(changes["events"])
+        endpoint.events = check_event_names(changes["events"])
     if "description" in changes:
         endpoint.description = changes["description"]
     if changes.get("enabled") is True and not endpoint.enabled:

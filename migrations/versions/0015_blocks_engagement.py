@@ -2,11 +2,10 @@
 earning rule's description, a badge's slug and rarity, a leaderboard's slug and prizes)
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2027-01-10 10:00:00.000000
 
-Nullable columns with no default: adding them is a catalog change, no table rewrite. (On
-its branch this revises 0013; the merge re-chains it after 0014.)
+Nullable columns with no default: adding them is a catalog change, no table rewrite.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -2,11 +2,10 @@
 description (the document's coupon shows them)
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2027-01-10 12:00:00.000000
 
 Nullable columns without defaults: adding them is a catalog change, no table rewrite.
-(Chained on 0013 on its branch; the lead re-chains it on merge.)
 """
 
 from __future__ import annotations
