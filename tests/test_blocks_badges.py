@@ -137,3 +137,19 @@ def test_an_unknown_rarity_is_a_422_pointing_at_it(client: FlaskClient, tenant: 
 
     assert response.status_code == 422
     assert response.json["errors"][0]["source"] == {"pointer": "/data/attributes/rarity"}
+
+
+def test_badge_awards_are_capped_per_user_per_minute(
+    make_app: Any, tenant: TenantKeys, worker: WorkerProcess
+) -> None:
+    client = make_app(blocks_badge_awards_per_minute=1).test_client()
+    first, second = (
+        create(client, tenant, slug="one")["id"],
+        create(client, tenant, slug="two")["id"],
+    )
+
+    answers = [award(client, tenant, badge_id) for badge_id in (first, second)]
+
+    assert [answer.status_code for answer in answers] == [201, 429]
+    assert answers[1].json["errors"][0]["code"] == "rate_limit_exceeded"
+    assert "Retry-After" in answers[1].headers

@@ -328,3 +328,15 @@ def test_a_bad_attribute_is_a_422_pointing_at_it(client: FlaskClient, tenant: Te
     assert error["source"] == {"pointer": "/data/attributes/per-user-limit"}
     assert generation.status_code == 422
     assert generation.json["errors"][0]["source"] == {"pointer": "/data/attributes/campaign-id"}
+
+
+def test_coupon_validations_are_capped_per_user_per_minute(
+    make_app: Any, tenant: TenantKeys
+) -> None:
+    client = make_app(blocks_coupon_validations_per_minute=2).test_client()
+    create(client, tenant)
+
+    answers = [validate(client, tenant) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert answers[2].json["errors"][0]["code"] == "rate_limit_exceeded"
