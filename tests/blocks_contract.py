@@ -4,6 +4,7 @@ tests make with them."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,12 @@ def endpoint_example(section: str, method: str, path: str) -> dict[str, Any]:
     """The documented example of `method path` (path as the document writes it)."""
     for example in EXAMPLES[section]["endpoints"]:
         if example["method"] == method and example["path"] == path:
-            return example  # type: ignore[no-any-return]
+            return copy.deepcopy(example)  # a test may change its copy, not the next test's
     raise KeyError(f"{section}: no example of {method} {path}")
 
 
 def object_example(section: str, name: str) -> dict[str, Any]:
-    return EXAMPLES[section]["objects"][name]  # type: ignore[no-any-return]
+    return copy.deepcopy(EXAMPLES[section]["objects"][name])  # type: ignore[no-any-return]
 
 
 def _kind(value: Any) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import Environment
 from app.tenancy import KeyStyle, create_api_key
-from tests.blocks_contract import endpoint_example, send
+from tests.blocks_contract import endpoint_example, send, with_attributes
 from tests.conftest import TenantKeys, WorkerProcess
 
 AWARD = endpoint_example("Points API", "POST", "/v1/rewards/points/award")
@@ -91,8 +91,7 @@ def test_a_publishable_key_records_streak_actions(
     client: FlaskClient, tenant: TenantKeys, publishable: dict[str, str], worker: WorkerProcess
 ) -> None:
     config = endpoint_example("Streaks API", "POST", "/v1/rewards/streaks/config")
-    body = config["request"]
-    body["data"]["attributes"]["streak-type"] = "daily-login"
+    body = with_attributes(config["request"], streak_type="daily-login")
     configured = send(client, "POST", "/v1/rewards/streaks/config", tenant.admin(), body)
     recorded = send(client, "POST", "/v1/rewards/streaks/record", publishable, RECORD["request"])
 

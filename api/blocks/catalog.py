@@ -26,20 +26,25 @@ from api.blocks.jsonapi import (
     Kebab,
     Many,
     PageMeta,
+    PageQuery,
     Single,
     native_model,
     one,
     page_count,
 )
-from api.blocks.writes import AcceptedDocument, dialect_write, translates
+from api.blocks.writes import (
+    WRITE_ERRORS,
+    WRITE_HEADERS,
+    AcceptedDocument,
+    dialect_write,
+    translates,
+)
 from api.endpoint import Access, endpoint
 from api.engagement.schemas import Category, ImageUrl
 from api.points.schemas import ParticipantId
 from api.rewards.schemas import CreateRewardRequest, FlatObject, Slug
 from api.runtime import runtime
-from api.schemas import QueryModel
 from api.validation import check_participant_id
-from api.write_path import IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC
 from app.models import Claim, Reward
 from app.rewards.catalog import (
     CatalogFilters,
@@ -116,9 +121,7 @@ def reward_attributes(reward: Reward) -> RewardOut:
 RewardResource = Single[Literal["reward"], RewardOut]
 
 
-class CatalogQuery(QueryModel):
-    page_number: int = Field(default=1, alias="page[number]", ge=1, le=1_000_000)
-    page_size: int = Field(default=20, alias="page[size]", ge=1, le=100)
+class CatalogQuery(PageQuery):
     filter_category: str | None = Field(
         default=None, alias="filter[category]", min_length=1, max_length=100
     )
@@ -157,14 +160,14 @@ def blocks_list_catalog(query: CatalogQuery) -> tuple[dict[str, Any], int]:
             principal.tenant_id,
             principal.env,
             filters,
-            offset=(query.page_number - 1) * query.page_size,
+            offset=query.offset,
             limit=query.page_size,
         )
         data = [
             {"id": str(reward.id), "type": "reward", "attributes": reward_attributes(reward)}
             for reward in rewards
         ]
-    meta = PageMeta(total_count=total, page_count=page_count(total, query.page_size))
+    meta = PageMeta(**query.meta_counts(total))
     return {"data": data, "meta": meta}, 200
 
 
@@ -329,9 +332,9 @@ def _reward_id(id_or_slug: str) -> uuid.UUID:
             "reward_expired",
         ),
         404: ("reward_not_found",),
-        422: ("validation_error", "IDEMPOTENCY_KEY_REUSED"),
+        422: WRITE_ERRORS[422],
     },
-    headers=(IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC),
+    headers=WRITE_HEADERS,
     write=True,
 )
 def blocks_redeem_reward(body: RedeemDocument) -> Response:
@@ -339,11 +342,6 @@ def blocks_redeem_reward(body: RedeemDocument) -> Response:
     reward_id = _reward_id(attributes.reward_id)
     payload = claim_payload(reward_id, attributes.user_id, True, attributes.metadata)
     return dialect_write(CLAIM_KIND, payload)
-
-
-class RedemptionsQuery(QueryModel):
-    page_number: int = Field(default=1, alias="page[number]", ge=1, le=1_000_000)
-    page_size: int = Field(default=20, alias="page[size]", ge=1, le=100)
 
 
 class ListedRedemption(Kebab):
@@ -370,10 +368,10 @@ class RedemptionsMeta(Kebab):
     summary="A user's redemptions, newest first",
     tag=TAG,
     access=Access.PARTICIPANT,
-    query=RedemptionsQuery,
+    query=PageQuery,
     responses={200: Many[Literal["reward-redemption"], ListedRedemption, RedemptionsMeta]},
 )
-def blocks_list_redemptions(user_id: str, query: RedemptionsQuery) -> tuple[dict[str, Any], int]:
+def blocks_list_redemptions(user_id: str, query: PageQuery) -> tuple[dict[str, Any], int]:
     check_participant_id(user_id)
     principal = current_principal()
     with runtime().session_factory() as session:
@@ -382,7 +380,7 @@ def blocks_list_redemptions(user_id: str, query: RedemptionsQuery) -> tuple[dict
             principal.tenant_id,
             principal.env,
             user_id,
-            offset=(query.page_number - 1) * query.page_size,
+            offset=query.offset,
             limit=query.page_size,
         )
     data = [

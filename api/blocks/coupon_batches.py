@@ -21,15 +21,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from sqlalchemy import select
 
 from api.audit import audit_change
 from api.auth import current_principal
-from api.blocks.coupons import COUPON_ATTRIBUTES, ConditionsAttributes, Limit, native_terms
+from api.blocks.coupons import COUPON_ATTRIBUTES, CouponTerms, native_terms
 from api.blocks.jsonapi import (
     PREFIX,
-    Attributes,
     Document,
     Kebab,
     UnnamedSingle,
@@ -38,7 +37,7 @@ from api.blocks.jsonapi import (
 )
 from api.blocks.writes import RESULT_DOCUMENTS, AcceptedDocument, accepted_document, translates
 from api.coupons.admin import codes_csv
-from api.coupons.schemas import Amount, DiscountType, GenerateRequest
+from api.coupons.schemas import GenerateRequest
 from api.endpoint import Access, endpoint
 from api.runtime import runtime
 from api.write_path import PREFER_HEADER_DOC, wants_async
@@ -59,22 +58,11 @@ CampaignId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 DocumentPrefix = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,18}$")]
 
 
-class GenerationAttributes(Attributes):
+class GenerationAttributes(CouponTerms):
     campaign_id: CampaignId
     count: int = Field(ge=1, le=GENERATE_MAX_CODES)
     prefix: DocumentPrefix | None = None
     length: int = Field(default=10, ge=6, le=32, description="Random characters per code")
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
-    discount_type: DiscountType
-    discount_value: Amount | None = None
-    min_order_amount: Amount | None = None
-    max_discount_amount: Amount | None = None
-    usage_limit: Limit | None = None
-    per_user_limit: Limit | None = None
-    starts_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
-    conditions: ConditionsAttributes | None = None
 
 
 GenerateDocument = Document[Literal["coupon-generation"], GenerationAttributes]

@@ -17,15 +17,21 @@ from api.blocks.jsonapi import (
     Kebab,
     Many,
     PageMeta,
+    PageQuery,
     Single,
     UnnamedSingle,
     document_code,
     native_model,
     one,
-    page_count,
 )
 from api.blocks.limits import Family, take_family_unit
-from api.blocks.writes import AcceptedDocument, dialect_write, translates
+from api.blocks.writes import (
+    WRITE_ERRORS,
+    WRITE_HEADERS,
+    AcceptedDocument,
+    dialect_write,
+    translates,
+)
 from api.coupons.participant import REFUSALS, order_payload
 from api.coupons.schemas import (
     Amount,
@@ -41,8 +47,6 @@ from api.coupons.schemas import (
 from api.endpoint import Access, endpoint
 from api.points.schemas import ParticipantId
 from api.runtime import runtime
-from api.schemas import QueryModel
-from api.write_path import IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC
 from app.coupons.definitions import create_coupon, get_coupon, list_coupons
 from app.coupons.redemption_batches import REDEEM_KIND
 from app.coupons.rules import as_number
@@ -69,8 +73,9 @@ class ConditionsAttributes(Attributes):
     new_customers_only: bool = False
 
 
-class CouponAttributes(Attributes):
-    code: OwnCode | None = Field(default=None, description="Omitted: a random code")
+class CouponTerms(Attributes):
+    """What a coupon gives and on what terms: a coupon's, or a generated batch's."""
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     discount_type: DiscountType
@@ -82,6 +87,10 @@ class CouponAttributes(Attributes):
     starts_at: AwareDatetime | None = None
     expires_at: AwareDatetime | None = None
     conditions: ConditionsAttributes | None = None
+
+
+class CouponAttributes(CouponTerms):
+    code: OwnCode | None = Field(default=None, description="Omitted: a random code")
     active: bool = True
 
 
@@ -187,9 +196,7 @@ def blocks_create_coupon(body: CouponDocument) -> tuple[dict[str, Any], int]:
         return one("coupon", str(coupon.id), coupon_attributes(coupon)), 201
 
 
-class CouponsQuery(QueryModel):
-    page_number: int = Field(default=1, alias="page[number]", ge=1, le=1_000_000)
-    page_size: int = Field(default=20, alias="page[size]", ge=1, le=100)
+class CouponsQuery(PageQuery):
     filter_active: bool | None = Field(default=None, alias="filter[active]")
     filter_expires_after: AwareDatetime | None = Field(
         default=None,
@@ -220,7 +227,7 @@ def blocks_list_coupons(query: CouponsQuery) -> tuple[dict[str, Any], int]:
             principal.env,
             active=query.filter_active,
             campaign=None,
-            offset=(query.page_number - 1) * query.page_size,
+            offset=query.offset,
             limit=query.page_size,
             expires_after=query.filter_expires_after,
             search=query.search,
@@ -229,7 +236,7 @@ def blocks_list_coupons(query: CouponsQuery) -> tuple[dict[str, Any], int]:
             {"id": str(coupon.id), "type": "coupon", "attributes": coupon_attributes(coupon)}
             for coupon in coupons
         ]
-    meta = PageMeta(total_count=total, page_count=page_count(total, query.page_size))
+    meta = PageMeta(**query.meta_counts(total))
     return {"data": data, "meta": meta}, 200
 
 
@@ -383,9 +390,9 @@ def _redemption_document(result: dict[str, Any], payload: dict[str, Any]) -> dic
     responses={201: RedemptionResource, 202: AcceptedDocument},
     errors={
         400: ("IDEMPOTENCY_KEY_INVALID", *(document_code(code) for code in REFUSALS)),
-        422: ("validation_error", "IDEMPOTENCY_KEY_REUSED"),
+        422: WRITE_ERRORS[422],
     },
-    headers=(IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC),
+    headers=WRITE_HEADERS,
     write=True,
 )
 def blocks_redeem_coupon(body: RedemptionDocument) -> Response:

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from flask import Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.schemas import ClientInput
+from api.schemas import ClientInput, QueryModel
 from api.validation import validation_failed
 from app.errors import DomainError
 
@@ -85,6 +85,21 @@ class UnnamedOut(BaseModel, Generic[T, A]):
 
 class UnnamedSingle(BaseModel, Generic[T, A]):
     data: UnnamedOut[T, A]
+
+
+class PageQuery(QueryModel):
+    """The document's paging parameters; list queries add their filters to it."""
+
+    page_number: int = Field(default=1, alias="page[number]", ge=1, le=1_000_000)
+    page_size: int = Field(default=20, alias="page[size]", ge=1, le=100)
+
+    @property
+    def offset(self) -> int:
+        return (self.page_number - 1) * self.page_size
+
+    def meta_counts(self, total: int) -> dict[str, int]:
+        """The page meta's counts: how many match, in how many pages."""
+        return {"total_count": total, "page_count": page_count(total, self.page_size)}
 
 
 class PageMeta(Kebab):

@@ -18,13 +18,19 @@ from api.blocks.jsonapi import (
     Kebab,
     Many,
     PageMeta,
+    PageQuery,
     Single,
     native_model,
     one,
-    page_count,
 )
 from api.blocks.limits import Family, take_family_unit
-from api.blocks.writes import AcceptedDocument, dialect_write, translates
+from api.blocks.writes import (
+    WRITE_ERRORS,
+    WRITE_HEADERS,
+    AcceptedDocument,
+    dialect_write,
+    translates,
+)
 from api.endpoint import Access, endpoint
 from api.points.schemas import (
     Action,
@@ -36,9 +42,7 @@ from api.points.schemas import (
     Reason,
 )
 from api.runtime import runtime
-from api.schemas import QueryModel
 from api.validation import check_participant_id
-from api.write_path import IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC
 from app.models import LedgerEntry
 from app.points.items import ACTION_MAX_CHARS, AWARD_KIND
 from app.points.kinds import DEDUCT_KIND
@@ -48,12 +52,7 @@ from app.points.queries import Direction, TransactionFilter, points_summary, tra
 bp = Blueprint("blocks_points", __name__, url_prefix=PREFIX)
 
 TAG = "23blocks: points"
-WRITE_HEADERS = (IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC)
-WRITE_ERRORS: dict[int, tuple[str, ...]] = {
-    400: ("IDEMPOTENCY_KEY_INVALID",),
-    422: ("validation_error", "IDEMPOTENCY_KEY_REUSED"),
-    429: ("rate_limit_exceeded",),
-}
+POINTS_WRITE_ERRORS = {**WRITE_ERRORS, 429: ("rate_limit_exceeded",)}
 
 
 class AwardAttributes(Attributes):
@@ -141,7 +140,7 @@ def _deduct_document(result: dict[str, Any], payload: dict[str, Any]) -> dict[st
     access=Access.PARTICIPANT,
     body=AwardDocument,
     responses={201: Transaction, 202: AcceptedDocument},
-    errors=WRITE_ERRORS,
+    errors=POINTS_WRITE_ERRORS,
     headers=WRITE_HEADERS,
     write=True,
 )
@@ -171,7 +170,7 @@ def blocks_award_points(body: AwardDocument) -> Response:
     access=Access.PARTICIPANT,
     body=DeductDocument,
     responses={201: Transaction, 202: AcceptedDocument},
-    errors={**WRITE_ERRORS, 400: (*WRITE_ERRORS[400], "insufficient_points")},
+    errors={**POINTS_WRITE_ERRORS, 400: (*WRITE_ERRORS[400], "insufficient_points")},
     headers=WRITE_HEADERS,
     write=True,
 )
@@ -234,9 +233,7 @@ def blocks_get_balance(user_id: str) -> tuple[dict[str, Any], int]:
     return one("points-balance", f"balance-{user_id}", attributes), 200
 
 
-class HistoryQuery(QueryModel):
-    page_number: int = Field(default=1, alias="page[number]", ge=1, le=1_000_000)
-    page_size: int = Field(default=20, alias="page[size]", ge=1, le=100)
+class HistoryQuery(PageQuery):
     filter_type: Direction | None = Field(default=None, alias="filter[type]")
     filter_action: str | None = Field(
         default=None, alias="filter[action]", min_length=1, max_length=ACTION_MAX_CHARS
@@ -279,7 +276,7 @@ def blocks_get_history(user_id: str, query: HistoryQuery) -> tuple[dict[str, Any
             principal.tenant_id,
             principal.env,
             user_id,
-            (query.page_number - 1) * query.page_size,
+            query.offset,
             query.page_size,
             TransactionFilter(
                 direction=query.filter_type,
@@ -305,5 +302,5 @@ def blocks_get_history(user_id: str, query: HistoryQuery) -> tuple[dict[str, Any
         }
         for entry in entries
     ]
-    meta = PageMeta(total_count=total, page_count=page_count(total, query.page_size))
+    meta = PageMeta(**query.meta_counts(total))
     return {"data": data, "meta": meta}, 200

@@ -9,7 +9,14 @@ from typing import Any, Literal
 from flask import Response, current_app
 
 from api.blocks.jsonapi import PREFIX, Kebab, Single, error_document
-from api.write_path import accept_write
+from api.write_path import IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC, accept_write
+
+# What every dialect write takes and may answer, besides its own refusals.
+WRITE_HEADERS = (IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC)
+WRITE_ERRORS: dict[int, tuple[str, ...]] = {
+    400: ("IDEMPOTENCY_KEY_INVALID",),
+    422: ("validation_error", "IDEMPOTENCY_KEY_REUSED"),
+}
 
 # A write's success document, from the native result and the payload that produced it.
 TranslateResult = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
