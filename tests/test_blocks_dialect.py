@@ -9,9 +9,10 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.blocks_contract import MEDIA_TYPE, endpoint_example, send, with_attributes
+from tests.blocks_contract import EXAMPLES, MEDIA_TYPE, endpoint_example, send, with_attributes
 from tests.builders import claim, create_reward, wait_for
 from tests.conftest import TenantKeys, WorkerProcess
+from tests.contract.extract_blocks_examples import SEED, extract
 
 AWARD = endpoint_example("Points API", "POST", "/v1/rewards/points/award")
 GAMIFY = "/api/v1/gamify"
@@ -136,3 +137,8 @@ def test_the_dialect_has_its_own_openapi_document_of_json_api_bodies(client: Fla
     assert {"page[number]", "page[size]", "filter[type]", "filter[from]"} <= {
         parameter["name"] for parameter in history["parameters"]
     }
+
+
+def test_the_contract_examples_are_the_references_own() -> None:
+    # CI checks out ../shared beside the project: the examples must be what it documents.
+    assert extract(SEED.read_text()) == EXAMPLES
