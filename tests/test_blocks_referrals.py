@@ -1,12 +1,18 @@
 """23blocks dialect, Referrals API: the reference's own examples, accepted and answered in
-its shape, over the native referral program, codes, tracking and completion."""
+its shape, over the native referral program, codes, tracking and completion; the
+configuration's minimum amount and expiration apply, and the referee's e-mail is kept."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
+from sqlalchemy import func, update
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.models import Referral
 from tests.blocks_contract import (
     MEDIA_TYPE,
     assert_conforms,
@@ -59,8 +65,10 @@ def test_the_documented_configuration_is_accepted_and_answers_what_the_engine_ap
     # The engine pays points only: the documented referee discount pays nothing.
     assert attributes["referee-reward"] == {"type": "points", "amount": 0}
     assert attributes["qualifying-action"] == "first_purchase"
-    assert attributes["min-qualifying-amount"] is None
-    assert attributes["expiration-days"] is None
+    assert attributes["min-qualifying-amount"] == 25.0
+    assert attributes["expiration-days"] == 30
+    native = client.get("/api/v1/gamify/admin/referral-program", headers=tenant.admin()).json
+    assert (native["min_qualifying_amount"], native["expiration_days"]) == (25.0, 30)
     points = configure(client, tenant, referee_reward={"type": "points", "amount": 100})
     assert points["data"]["attributes"]["referee-reward"] == {"type": "points", "amount": 100}
     one_sided = configure(
@@ -144,13 +152,12 @@ def test_a_users_referrals_are_listed_with_the_documented_meta(
     expired = send(client, "GET", path + "?filter[status]=expired", tenant.participant())
 
     assert everything.status_code == 200
-    # The engine keeps no referee e-mail; a pending referral has not completed.
-    assert_conforms(
-        everything.json,
-        LIST["response"],
-        "/data/*/attributes/referee-email",
-        "/data/*/attributes/completed-at",
-    )
+    # A pending referral has not completed.
+    assert_conforms(everything.json, LIST["response"], "/data/*/attributes/completed-at")
+    documented_email = TRACK["request"]["data"]["attributes"]["referee-email"]
+    assert {item["attributes"]["referee-email"] for item in everything.json["data"]} == {
+        documented_email
+    }
     assert everything.json["meta"] == {
         "total-referrals": 3,
         "successful": 1,
@@ -193,3 +200,66 @@ def test_a_bad_attribute_is_a_422_pointing_at_it(client: FlaskClient, tenant: Te
     assert response.status_code == 422
     [error] = response.json["errors"]
     assert error["source"] == {"pointer": "/data/attributes/referrer-reward/amount"}
+
+
+def test_a_completion_under_the_configured_minimum_is_refused_as_not_qualified(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
+) -> None:
+    configure(client, tenant)  # the documented min-qualifying-amount: 25.00
+    tracked = track(client, tenant, referral_code=code_of(client, tenant, "user-123"))
+    referral_id = tracked.json["data"]["id"]
+
+    short = complete(client, tenant, referral_id, qualifying_amount=24.99)
+    enough = complete(client, tenant, referral_id, qualifying_amount=25)
+
+    assert short.status_code == 400
+    assert short.json["errors"][0]["code"] == "referral_not_qualified"
+    assert enough.status_code == 200, enough.json
+    assert enough.json["data"]["attributes"]["status"] == "completed"
+
+
+def test_a_referral_past_the_configured_expiration_is_listed_expired_and_not_completed(
+    client: FlaskClient,
+    tenant: TenantKeys,
+    worker: WorkerProcess,
+    session_factory: sessionmaker[Session],
+) -> None:
+    configure(client, tenant)  # the documented expiration-days: 30
+    code = code_of(client, tenant, "user-123")
+    expiring, staying = (
+        track(client, tenant, referral_code=code, referee_id=referee).json["data"]["id"]
+        for referee in ("friend-1", "friend-2")
+    )
+    with session_factory.begin() as session:
+        session.execute(
+            update(Referral)
+            .where(Referral.id == uuid.UUID(expiring))
+            .values(expires_at=func.now() - timedelta(seconds=1))
+        )
+    path = "/v1/rewards/referrals/user/user-123"
+
+    expired = send(client, "GET", path + "?filter[status]=expired", tenant.participant())
+    refused = complete(client, tenant, expiring)
+
+    assert [item["id"] for item in expired.json["data"]] == [expiring]
+    assert expired.json["data"][0]["attributes"]["status"] == "expired"
+    assert expired.json["meta"] == {
+        "total-referrals": 2,
+        "successful": 0,
+        "pending": 1,
+        "expired": 1,
+        "total-rewards": 0,
+        "page-count": 1,
+    }
+    assert refused.status_code == 400
+    assert refused.json["errors"][0]["code"] == "referral_expired"
+    assert complete(client, tenant, staying).status_code == 200
+
+
+def test_a_malformed_referee_email_is_a_422_pointing_at_it(
+    client: FlaskClient, tenant: TenantKeys
+) -> None:
+    response = track(client, tenant, referee_email="not an e-mail")
+
+    assert response.status_code == 422
+    assert response.json["errors"][0]["source"] == {"pointer": "/data/attributes/referee-email"}

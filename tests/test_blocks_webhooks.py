@@ -1,5 +1,5 @@
 """23blocks dialect, webhooks: the reference's registration, answered as a JSON:API
-`webhook` resource, over the native webhook endpoints."""
+`webhook` resource, over the native webhook endpoints; the secret it sends signs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from flask.testing import FlaskClient
 
 from api.blocks.webhooks import EVENT_NAMES
 from tests.blocks_contract import MEDIA_TYPE, endpoint_example, send, with_attributes
-from tests.conftest import TenantKeys
+from tests.builders import GAMIFY
+from tests.conftest import TenantKeys, WorkerProcess
+from tests.webhook_receiver import WebhookReceiver, verified_event
 
 SECTION = "Webhooks"
 REGISTER = endpoint_example(SECTION, "POST", "/v1/rewards/webhooks")
@@ -42,14 +44,53 @@ def test_the_documented_registration_makes_a_native_endpoint_answered_as_a_webho
     assert native.json["events"] == ["tier.upgraded", "badge.awarded"]
 
 
-def test_the_engine_makes_the_signing_secret_whatever_the_caller_sends(
+def test_the_documented_secret_signs_the_deliveries_and_is_answered_back(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
+) -> None:
+    receiver = WebhookReceiver().start()
+    try:
+        body = with_attributes(REGISTER["request"], url=receiver.url, events=["points.awarded"])
+        response = send(client, "POST", "/v1/rewards/webhooks", tenant.admin(), body)
+        assert response.status_code == 201, response.json
+        documented = REGISTER["request"]["data"]["attributes"]["secret"]
+        assert response.json["data"]["attributes"]["secret"] == documented
+        test = client.post(
+            f"{GAMIFY}/admin/webhooks/{response.json['data']['id']}/test",
+            headers=tenant.admin(),
+        )
+        assert test.status_code == 202
+        [request] = receiver.wait_for_requests(1)
+        # Not base64 after whsec_: the key is the secret's own bytes (README, Webhooks).
+        assert verified_event(documented.encode(), request)["type"] == "webhook.test"
+    finally:
+        receiver.stop()
+
+
+def test_without_a_secret_the_engine_makes_one(client: FlaskClient, tenant: TenantKeys) -> None:
+    body = REGISTER["request"]
+    attributes = {
+        name: value for name, value in body["data"]["attributes"].items() if name != "secret"
+    }
+    attributes |= {"url": RECEIVER, "events": ["points.awarded"]}
+    response = send(
+        client,
+        "POST",
+        "/v1/rewards/webhooks",
+        tenant.admin(),
+        {"data": {"type": "webhook", "attributes": attributes}},
+    )
+
+    assert response.status_code == 201, response.json
+    assert response.json["data"]["attributes"]["secret"].startswith("whsec_")
+
+
+def test_a_secret_breaking_the_rule_is_a_422_pointing_at_it(
     client: FlaskClient, tenant: TenantKeys
 ) -> None:
-    response = register(client, tenant.admin(), events=["points.awarded"])
+    response = register(client, tenant.admin(), events=["points.awarded"], secret="too short")
 
-    secret = response.json["data"]["attributes"]["secret"]
-    assert secret.startswith("whsec_")
-    assert secret != REGISTER["request"]["data"]["attributes"]["secret"]
+    assert response.status_code == 422
+    assert response.json["errors"][0]["source"] == {"pointer": "/data/attributes/secret"}
 
 
 def test_every_documented_event_the_engine_publishes_can_be_subscribed(

@@ -3,19 +3,24 @@ what completes a referral, what completion pays, and the codes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from app.referrals.decisions import (
+    CompletionFacts,
     Payment,
     Qualifying,
     TrackFacts,
+    completion_refusal,
     completions,
     money,
     normalized_code,
     payments,
     qualifying_of,
+    referral_expires_at,
     track_refusal,
 )
 from app.referrals.program import ReferralTerms
@@ -120,3 +125,49 @@ def test_codes_have_the_exact_length_from_the_unambiguous_alphabet() -> None:
 
 def test_codes_are_matched_without_case_or_blanks() -> None:
     assert normalized_code("  ab3k9x ") == "AB3K9X"
+
+
+NOW = datetime(2027, 1, 20, 12, tzinfo=UTC)
+MINIMUM = ReferralTerms(500, 200, "purchase", None, min_qualifying_amount=Decimal("25.00"))
+
+
+def completion(**changes: object) -> CompletionFacts:
+    fields: dict[str, object] = {
+        "status": "pending",
+        "expires_at": None,
+        "terms": ACTIVE,
+        "amount": None,
+        "now": NOW,
+    }
+    fields.update(changes)
+    return CompletionFacts(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "refusal"),
+    [
+        ({}, None),
+        ({"status": "completed"}, "referral_already_completed"),
+        ({"status": "expired"}, "referral_expired"),
+        ({"expires_at": NOW}, "referral_expired"),
+        ({"expires_at": NOW + timedelta(seconds=1)}, None),
+        ({"terms": None}, "referral_program_inactive"),
+        ({"terms": MINIMUM}, "referral_not_qualified"),  # no amount: not shown to be enough
+        ({"terms": MINIMUM, "amount": Decimal("24.99")}, "referral_not_qualified"),
+        ({"terms": MINIMUM, "amount": Decimal("25.00")}, None),
+        # The first that applies: completed, then expired, then inactive, then the amount.
+        ({"status": "completed", "expires_at": NOW}, "referral_already_completed"),
+        ({"expires_at": NOW, "terms": None}, "referral_expired"),
+        ({"terms": replace(MINIMUM, active=False)}, "referral_program_inactive"),
+    ],
+)
+def test_completion_refusal_names_the_first_rule_broken(
+    changes: dict[str, object], refusal: str | None
+) -> None:
+    decided = completion_refusal(completion(**changes))
+    assert (decided.code if decided is not None else None) == refusal
+
+
+def test_a_referral_expires_the_programs_days_after_it_is_tracked() -> None:
+    assert referral_expires_at(ACTIVE, NOW) is None
+    assert referral_expires_at(replace(ACTIVE, expiration_days=30), NOW) == NOW + timedelta(30)

@@ -8,16 +8,18 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models import LedgerEntry, Operation, OutboxEvent, Participant
+from app.models import LedgerEntry, Operation, OutboxEvent, Participant, Referral
 from app.operations import UNFINISHED
+from app.referrals.expiry import sweep_referral_batch
 from app.text import CODE_ALPHABET
 from tests.builders import (
     GAMIFY,
@@ -166,6 +168,8 @@ def test_the_program_is_inactive_until_configured_and_tracking_says_so(
         "max_referrals_per_referrer": 5,
         "code_length": 9,
         "active": True,
+        "min_qualifying_amount": None,
+        "expiration_days": None,
         "updated_at": None,
     }
     assert client.get(PROGRAM, headers=tenant.admin()).json == configured
@@ -190,6 +194,10 @@ def test_the_program_is_admin_only_and_checked(client: FlaskClient, tenant: Tena
         {**body, "max_referrals_per_referrer": 0},
         {**body, "completion_action": ""},
         {**body, "referrer_points": "10"},
+        {**body, "min_qualifying_amount": -1},
+        {**body, "min_qualifying_amount": "25"},
+        {**body, "expiration_days": 0},
+        {**body, "expiration_days": 3651},
     ):
         response = client.put(PROGRAM, json=wrong, headers=tenant.admin())
         assert response.status_code == 422, wrong
@@ -237,6 +245,7 @@ def test_tracking_answers_the_referral_and_the_referrer_lists_it_pending(
         "referral_id": None,
         "referrer_id": "alice",
         "referee_id": "bob",
+        "referee_email": None,
         "referral_code": code,
         "status": "pending",
         "referrer_points": 0,
@@ -246,10 +255,17 @@ def test_tracking_answers_the_referral_and_the_referrer_lists_it_pending(
         "order_id": None,
         "created_at": None,
         "completed_at": None,
+        "expires_at": None,
     }
     listed = referrals_of(client, tenant, "alice")
     assert listed["referrals"] == [referral]
-    assert listed["totals"] == {"total": 1, "pending": 1, "completed": 0, "points_earned": 0}
+    assert listed["totals"] == {
+        "total": 1,
+        "pending": 1,
+        "completed": 0,
+        "expired": 0,
+        "points_earned": 0,
+    }
     assert referrals_of(client, tenant, "alice", status="completed")["referrals"] == []
     assert referrals_of(client, tenant, "bob")["totals"]["total"] == 0
 
@@ -355,7 +371,13 @@ def test_completing_by_hand_pays_both_sides_once(
     assert referral_payments(session_factory, tenant) == {"alice": 1, "bob": 1}
     listed = referrals_of(client, tenant, "alice")
     assert listed["referrals"] == [completed]
-    assert listed["totals"] == {"total": 1, "pending": 0, "completed": 1, "points_earned": 500}
+    assert listed["totals"] == {
+        "total": 1,
+        "pending": 0,
+        "completed": 1,
+        "expired": 0,
+        "points_earned": 500,
+    }
 
 
 def test_completion_refusals(client: FlaskClient, tenant: TenantKeys) -> None:
@@ -372,6 +394,161 @@ def test_completion_refusals(client: FlaskClient, tenant: TenantKeys) -> None:
             f"{GAMIFY}/referrals/complete", json=body, headers=tenant.participant()
         )
         assert response.status_code == 422, body
+
+
+def test_a_completion_under_the_minimum_amount_is_refused_and_pays_nothing(
+    client: FlaskClient, tenant: TenantKeys, session_factory: sessionmaker[Session]
+) -> None:
+    program = configure(client, tenant, completion_action="purchase", min_qualifying_amount=25)
+    assert program["min_qualifying_amount"] == 25.0
+    code = code_of(client, tenant, "alice")
+    by_hand = track(client, tenant, code, "bob")[1]
+    by_action = track(client, tenant, code, "carol")[1]
+
+    for amount in ({"qualifying_amount": 24.99}, {}):
+        status, answer = complete(client, tenant, referral_id=by_hand["referral_id"], **amount)
+        assert (status, answer["code"]) == (400, "referral_not_qualified"), amount
+        assert "25.00" in answer["detail"]
+    status, completed = complete(
+        client, tenant, referral_id=by_hand["referral_id"], qualifying_amount=25
+    )
+    assert (status, completed["status"]) == (200, "completed")
+    # By the completion action: an amount short of the minimum, or none, leaves it pending.
+    act(client, tenant, "carol", "purchase", amount=10, order_id="o-1")
+    act(client, tenant, "carol", "purchase", order_id="o-2")
+    pending = referrals_of(client, tenant, "alice", status="pending")["referrals"]
+    assert [referral["referral_id"] for referral in pending] == [by_action["referral_id"]]
+    act(client, tenant, "carol", "purchase", amount=30, order_id="o-3")
+    shown = {r["referee_id"]: r for r in referrals_of(client, tenant, "alice")["referrals"]}
+    assert (shown["carol"]["status"], shown["carol"]["order_id"]) == ("completed", "o-3")
+    settled(session_factory, tenant)
+    assert referral_payments(session_factory, tenant) == {"alice": 2, "bob": 1, "carol": 1}
+
+
+def _expire_now(session_factory: sessionmaker[Session], referral_id: str) -> None:
+    """Move the referral's expiry into the past (the workers run on the real clock)."""
+    with session_factory.begin() as session:
+        session.execute(
+            update(Referral)
+            .where(Referral.id == uuid.UUID(referral_id))
+            .values(expires_at=func.now() - timedelta(seconds=1))
+        )
+
+
+def test_a_pending_referral_past_its_expiry_is_expired_and_never_completes(
+    client: FlaskClient, tenant: TenantKeys, session_factory: sessionmaker[Session]
+) -> None:
+    configure(client, tenant, completion_action="purchase", expiration_days=30)
+    code = code_of(client, tenant, "alice")
+    bob = track(client, tenant, code, "bob")[1]
+    carol = track(client, tenant, code, "carol")[1]
+    lifetime = datetime.fromisoformat(bob["expires_at"]) - datetime.fromisoformat(bob["created_at"])
+    assert lifetime == timedelta(days=30)
+    # Referrals tracked before a change keep their expiry.
+    configure(client, tenant, completion_action="purchase", expiration_days=None)
+    dave = track(client, tenant, code, "dave")[1]
+    assert dave["expires_at"] is None
+
+    _expire_now(session_factory, bob["referral_id"])
+    # Expired at once for every read and completion, whether or not the sweep came by.
+    expired = referrals_of(client, tenant, "alice", status="expired")
+    assert [r["referral_id"] for r in expired["referrals"]] == [bob["referral_id"]]
+    assert expired["referrals"][0]["status"] == "expired"
+    assert expired["totals"] == {
+        "total": 3,
+        "pending": 2,
+        "completed": 0,
+        "expired": 1,
+        "points_earned": 0,
+    }
+    status, answer = complete(client, tenant, referral_id=bob["referral_id"])
+    assert (status, answer["code"]) == (400, "referral_expired")
+    act(client, tenant, "bob", "purchase", amount=50)
+    act(client, tenant, "carol", "purchase", amount=50)
+    shown = {
+        r["referee_id"]: r["status"] for r in referrals_of(client, tenant, "alice")["referrals"]
+    }
+    assert shown == {"bob": "expired", "carol": "completed", "dave": "pending"}
+    assert carol["referral_id"] != bob["referral_id"]
+    # The workers' sweep makes the stored status catch up.
+    wait_until(
+        lambda: stored_status(session_factory, bob["referral_id"]) == "expired",
+        10,
+        "the sweep to expire the referral",
+    )
+    settled(session_factory, tenant)
+    assert referral_payments(session_factory, tenant) == {"alice": 1, "carol": 1}
+
+
+def stored_status(session_factory: sessionmaker[Session], referral_id: str) -> str:
+    with session_factory() as session:
+        return str(
+            session.execute(
+                select(Referral.status).where(Referral.id == uuid.UUID(referral_id))
+            ).scalar_one()
+        )
+
+
+def test_the_sweep_expires_only_pending_referrals_past_their_time_once(
+    db_session: Session, tenant: TenantKeys
+) -> None:
+    now = datetime.now(UTC)
+    rows = {
+        "due": ("pending", now - timedelta(minutes=1)),
+        "later": ("pending", now + timedelta(minutes=1)),
+        "never": ("pending", None),
+        "completed": ("completed", now - timedelta(minutes=1)),
+    }
+    for referee, (status, expires_at) in rows.items():
+        db_session.add(
+            Referral(
+                tenant_id=tenant.tenant_id,
+                env="live",
+                referrer_id="alice",
+                referee_id=referee,
+                code="ALICE123",
+                status=status,
+                expires_at=expires_at,
+            )
+        )
+    db_session.flush()
+
+    assert sweep_referral_batch(db_session, now) == 1
+    assert sweep_referral_batch(db_session, now) == 0
+    statuses = dict(
+        db_session.execute(
+            select(Referral.referee_id, Referral.status).where(
+                Referral.tenant_id == tenant.tenant_id
+            )
+        ).all()
+    )
+    assert statuses == {
+        "due": "expired",
+        "later": "pending",
+        "never": "pending",
+        "completed": "completed",
+    }
+
+
+def test_the_referees_email_is_kept_and_listed(client: FlaskClient, tenant: TenantKeys) -> None:
+    configure(client, tenant)
+    code = code_of(client, tenant, "alice")
+    response = client.post(
+        f"{GAMIFY}/referrals/track",
+        json={"referral_code": code, "referee_id": "bob", "referee_email": "bob@example.com"},
+        headers=tenant.participant(),
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["referee_email"] == "bob@example.com"
+    [listed] = referrals_of(client, tenant, "alice")["referrals"]
+    assert listed["referee_email"] == "bob@example.com"
+    for wrong in ("not-an-email", "two@@example.com", "a b@example.com", "x" * 320 + "@e.io"):
+        refused = client.post(
+            f"{GAMIFY}/referrals/track",
+            json={"referral_code": code, "referee_id": "carol", "referee_email": wrong},
+            headers=tenant.participant(),
+        )
+        assert refused.status_code == 422, wrong
 
 
 def test_the_completion_action_completes_the_referral_and_pays_once(

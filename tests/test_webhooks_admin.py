@@ -236,6 +236,44 @@ def test_rotation_returns_the_new_secret_and_the_overlap_end(
     assert "whsec_" not in fetched.get_data(as_text=True)
 
 
+def test_a_caller_given_secret_is_kept_and_answered_once(
+    client: FlaskClient, tenant: TenantKeys
+) -> None:
+    created = create_webhook(client, tenant.admin(), RECEIVER, secret="whsec_your_secret_key")
+    assert created["secret"] == "whsec_your_secret_key"
+    fetched = client.get(f"{WEBHOOKS}/{created['id']}", headers=tenant.admin())
+    assert "whsec_your_secret_key" not in fetched.get_data(as_text=True)
+    rotated = client.post(
+        f"{WEBHOOKS}/{created['id']}/rotate-secret",
+        json={"secret": "another-own-secret-0001"},
+        headers=tenant.admin(),
+    )
+    assert rotated.status_code == 200, rotated.json
+    assert rotated.json["secret"] == "another-own-secret-0001"
+
+
+def test_a_secret_breaking_the_rule_is_a_validation_error_naming_it(
+    client: FlaskClient, tenant: TenantKeys
+) -> None:
+    created = create_webhook(client, tenant.admin(), RECEIVER)
+    for secret in ("too-short", "has blanks in the secret", "whsec_AAAAAAAAAAAAAAAA"):
+        response = client.post(
+            WEBHOOKS,
+            json={"url": RECEIVER, "events": ["points.awarded"], "secret": secret},
+            headers=tenant.admin(),
+        )
+        rotated = client.post(
+            f"{WEBHOOKS}/{created['id']}/rotate-secret",
+            json={"secret": secret},
+            headers=tenant.admin(),
+        )
+        for refused in (response, rotated):
+            assert (refused.status_code, refused.json["code"]) == (422, "validation_error")
+            assert "secret" in str(refused.json), refused.json
+    listed = client.get(WEBHOOKS, headers=tenant.admin())
+    assert listed.json["total"] == 1
+
+
 def test_delivery_log_is_empty_and_paginated_for_a_new_endpoint(
     client: FlaskClient, tenant: TenantKeys
 ) -> None:

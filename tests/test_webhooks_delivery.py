@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -291,6 +292,29 @@ def test_rotated_secret_signs_alongside_the_old_one_during_the_overlap(
     assert len(request.headers["webhook-signature"].split(" ")) == 2
     for secret in (webhook["secret"], new_secret):
         assert verified_event(secret, request)["type"] == "webhook.test"
+
+
+def test_a_callers_own_secrets_sign_deliveries_the_receiver_verifies_with_them(
+    client: FlaskClient, tenant: TenantKeys, receiver: WebhookReceiver
+) -> None:
+    # Not base64 after whsec_: the key is the string's own bytes (a raw secret).
+    own = "whsec_your_secret_key"
+    webhook = create_webhook(client, tenant.admin(), receiver.url, secret=own)
+    client.post(f"{GAMIFY}/admin/webhooks/{webhook['id']}/test", headers=tenant.admin())
+    [first] = receiver.wait_for_requests(1)
+    assert verified_event(own.encode(), first)["type"] == "webhook.test"
+    # whsec_ and base64: the decoded bytes, as a Standard Webhooks library reads the string.
+    next_own = "whsec_" + base64.b64encode(b"caller chosen key, 32 bytes long").decode()
+    rotated = client.post(
+        f"{GAMIFY}/admin/webhooks/{webhook['id']}/rotate-secret",
+        json={"secret": next_own},
+        headers=tenant.admin(),
+    )
+    assert rotated.json["secret"] == next_own
+    client.post(f"{GAMIFY}/admin/webhooks/{webhook['id']}/test", headers=tenant.admin())
+    [_, second] = receiver.wait_for_requests(2)
+    assert verified_event(next_own, second)["type"] == "webhook.test"
+    assert verified_event(own.encode(), second)["type"] == "webhook.test"  # the overlap
 
 
 def test_slow_receiver_is_capped_and_does_not_hold_up_another_endpoint(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import ipaddress
 import ssl
 import subprocess
@@ -12,7 +15,12 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
-from app.webhooks.signing import generate_secret, signature_header
+from app.webhooks.signing import (
+    caller_secret_problem,
+    generate_secret,
+    signature_header,
+    signing_key,
+)
 from app.webhooks.transport import (
     RESPONSE_BODY_LIMIT_BYTES,
     WebhookTransport,
@@ -65,6 +73,51 @@ def test_during_rotation_either_secret_verifies_and_a_stranger_does_not() -> Non
     Webhook(new).verify(body, headers)
     with pytest.raises(Exception, match="No matching signature"):
         Webhook(generate_secret()).verify(body, headers)
+
+
+KEY_24 = bytes(range(24))
+
+
+@pytest.mark.parametrize(
+    ("secret", "key", "verifier_secret"),
+    [
+        # whsec_ and valid base64 (padded or not): the decoded bytes, as the libraries read it.
+        ("whsec_" + base64.b64encode(KEY_24).decode(), KEY_24, None),
+        ("whsec_" + base64.b64encode(KEY_24[:17]).decode().rstrip("="), KEY_24[:17], None),
+        # The document's example is not base64 after whsec_: the whole string's bytes, what
+        # the libraries take as a raw secret (bytes in Python, format "raw" in JavaScript).
+        ("whsec_your_secret_key", b"whsec_your_secret_key", b"whsec_your_secret_key"),
+        ("my-own-signing-secret!", b"my-own-signing-secret!", b"my-own-signing-secret!"),
+    ],
+)
+def test_a_callers_secret_signs_with_the_key_the_standard_webhooks_libraries_read(
+    secret: str, key: bytes, verifier_secret: bytes | None
+) -> None:
+    assert caller_secret_problem(secret) is None
+    assert signing_key(secret) == key
+    body = b'{"type":"webhook.test","timestamp":"2026-01-01T00:00:00Z","data":{}}'
+    headers = _signed_headers([secret], body, "msg_9")
+    Webhook(verifier_secret if verifier_secret is not None else secret).verify(body, headers)
+    by_hand = hmac.new(
+        key, b"msg_9." + headers["webhook-timestamp"].encode() + b"." + body, hashlib.sha256
+    ).digest()
+    assert headers["webhook-signature"] == "v1," + base64.b64encode(by_hand).decode()
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("fifteen-chars-x", "16 to 200 printable ASCII"),
+        ("x" * 201, "16 to 200 printable ASCII"),
+        ("has a blank in the middle", "16 to 200 printable ASCII"),
+        ("tab\tseparated-secret", "16 to 200 printable ASCII"),
+        ("non-ascii-sécret-value", "16 to 200 printable ASCII"),
+        # Libraries would verify with 12 decoded bytes: too short a key.
+        ("whsec_" + base64.b64encode(bytes(12)).decode(), "at least 16 bytes"),
+    ],
+)
+def test_a_callers_secret_is_refused_when_it_breaks_the_rule(secret: str, problem: str) -> None:
+    assert problem in (caller_secret_problem(secret) or "")
 
 
 def test_transport_connects_to_the_checked_address_with_the_original_host(

@@ -209,10 +209,10 @@ def wait_for_deliveries(
     )
 
 
-def verified_event(secret: str, request: ReceivedRequest) -> dict[str, Any]:
-    """The delivered event, signed with `secret` (Standard Webhooks) and as the OpenAPI
-    document's `webhooks` describe its type (api/webhooks/events.py: no field more, none
-    missing)."""
+def verified_event(secret: str | bytes, request: ReceivedRequest) -> dict[str, Any]:
+    """The delivered event, signed with `secret` (Standard Webhooks; bytes: a raw key) and
+    as the OpenAPI document's `webhooks` describe its type (api/webhooks/events.py: no field
+    more, none missing)."""
     payload = dict(Webhook(secret).verify(request.body, request.headers))
     EVENT_DATA[payload["type"]].model_validate(payload["data"])
     return payload

@@ -43,6 +43,7 @@ from app.operations import operation_answer, operations_to_publish
 from app.outbox import events_to_dispatch
 from app.points.sweeps import Shard, sweep_lots
 from app.points.tier_sweeps import sweep_tiers
+from app.referrals.expiry import sweep_referrals
 from app.retention import Retention, purge_expired
 from workers.celery_app import (
     QUEUE_MAINTENANCE,
@@ -325,7 +326,8 @@ def sweep_lot_shard(index: int, shards: int) -> None:
     """Release pending lots and expire lots that are due (app.points.sweeps), then
     evaluate the rolling tiers that are due (app.points.tier_sweeps) and break the streaks
     past their deadline (app.engagement.streak_sweeps), of one shard of the participants;
-    and announce the expired coupons of the same shard of coupons (app.coupons.expiry)."""
+    announce the expired coupons of the same shard of coupons (app.coupons.expiry) and
+    expire the pending referrals past their time (app.referrals.expiry)."""
     rt = runtime()
     shard = Shard(index, shards)
     report = sweep_lots(rt.session_factory, shard=shard)
@@ -333,7 +335,10 @@ def sweep_lot_shard(index: int, shards: int) -> None:
     tiers = sweep_tiers(rt.session_factory, shard=shard)
     broken_streaks = sweep_streaks(rt.session_factory, shard=shard)
     expired_coupons = sweep_coupons(rt.session_factory, shard=shard)
+    expired_referrals = sweep_referrals(rt.session_factory, shard=shard)
     if report.to_dispatch or tiers or broken_streaks or expired_coupons:
         wake_webhook_dispatcher(current_app, rt.redis, rt.settings.redis_key_prefix)
     if report.released or report.expired:
         log.info("lots: %d released, %d expired", report.released, report.expired)
+    if expired_referrals:
+        log.info("referrals: %d expired", expired_referrals)

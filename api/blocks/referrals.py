@@ -1,11 +1,15 @@
 """23blocks Referrals API: a user's code, tracking, completion, a user's referrals and the
 program's configuration, over the native referral program, codes, writes and reads.
 
-What the engine has no rule for is answered as not applied rather than pretended: the
-configuration's answer shows the points each side is paid (a referee reward other than
-points pays nothing: referee-reward answers points 0), and min-qualifying-amount and
-expiration-days answer null (the engine does not check them). The engine keeps no
-referee e-mail: referee-email answers null.
+The configuration's min-qualifying-amount and expiration-days are the native program's
+(a completion under the minimum, or without an amount while one is set, is refused
+referral_not_qualified, or leaves the referral pending when the completion action brings
+it; a referral tracked while expiration-days is set expires that many days later: status
+expired, completion refused referral_expired), and tracking keeps referee-email for the
+listing. What the engine has no rule for is answered as not applied rather than
+pretended: the configuration's answer shows the points each side is paid, and a referee
+reward other than points (the document's percentage_discount) pays nothing, so
+referee-reward answers points 0.
 """
 
 from __future__ import annotations
@@ -26,25 +30,33 @@ from api.blocks.jsonapi import (
     Document,
     Kebab,
     Many,
+    PageQuery,
     Single,
     native_model,
     one,
     page_count,
 )
-from api.blocks.writes import AcceptedDocument, dialect_write, translates
+from api.blocks.writes import (
+    WRITE_ERRORS,
+    WRITE_HEADERS,
+    AcceptedDocument,
+    dialect_write,
+    translates,
+)
 from api.endpoint import Access, endpoint
 from api.points.schemas import ParticipantId
 from api.referrals.schemas import (
+    EXPIRATION_DAYS_DOC,
+    MIN_QUALIFYING_AMOUNT_DOC,
     ActionName,
     CompleteRequest,
     ReferralPoints,
     ReferralProgramPut,
+    TrackRequest,
 )
-from api.referrals.views import TRACK_REFUSALS
+from api.referrals.views import COMPLETION_REFUSALS, TRACK_REFUSALS, number
 from api.runtime import runtime
-from api.schemas import QueryModel
 from api.validation import check_participant_id
-from api.write_path import IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC
 from app.errors import parse_uuid
 from app.referrals.codes import referral_code, referral_code_made_at
 from app.referrals.decisions import referral_not_found
@@ -55,11 +67,6 @@ from app.referrals.reads import participant_referrals
 bp = Blueprint("blocks_referrals", __name__, url_prefix=PREFIX)
 
 TAG = "23blocks: referrals"
-WRITE_HEADERS = (IDEMPOTENCY_HEADER_DOC, PREFER_HEADER_DOC)
-WRITE_ERRORS: dict[int, tuple[str, ...]] = {
-    400: ("IDEMPOTENCY_KEY_INVALID",),
-    422: ("validation_error", "IDEMPOTENCY_KEY_REUSED"),
-}
 
 
 class CodeAttributes(Kebab):
@@ -117,11 +124,14 @@ class SideReward(Kebab):
     status: Literal["paid", "pending"]
 
 
+Status = Literal["pending", "completed", "expired"]
+
+
 class ReferralAttributes(Kebab):
     referrer_id: str
     referee_id: str
     referral_code: str
-    status: Literal["pending", "completed"]
+    status: Status
     referrer_reward: SideReward
     referee_reward: SideReward
     qualifying_action: str | None
@@ -166,7 +176,7 @@ class TrackAttributes(Attributes):
     referral_code: str = Field(min_length=1, max_length=64)
     referee_id: ParticipantId
     referee_email: str | None = Field(
-        default=None, max_length=320, description="Accepted; the engine does not keep it"
+        default=None, description="Kept and shown in the referrer's list (name@domain)"
     )
 
 
@@ -188,8 +198,14 @@ TrackDocument = Document[Literal["referral-tracking"], TrackAttributes]
 )
 def blocks_track_referral(body: TrackDocument) -> Response:
     attributes = body.attributes
-    payload = {"referral_code": attributes.referral_code, "referee_id": attributes.referee_id}
-    return dialect_write(REFERRAL_TRACK_KIND, payload)
+    native = native_model(
+        TrackRequest,
+        {},
+        referral_code=attributes.referral_code,
+        referee_id=attributes.referee_id,
+        referee_email=attributes.referee_email,
+    )
+    return dialect_write(REFERRAL_TRACK_KIND, native.payload())
 
 
 class CompletionAttributes(Attributes):
@@ -206,14 +222,15 @@ CompletionDocument = Document[Literal["referral-completion"], CompletionAttribut
     bp,
     "POST",
     "/referrals/complete",
-    summary="Complete a referral by its id: both sides are paid once (200 with the referral)",
+    summary="Complete a referral by its id: both sides are paid once (200 with the referral), "
+    "unless it expired or its amount falls short of the program's minimum",
     tag=TAG,
     access=Access.PARTICIPANT,
     body=CompletionDocument,
     responses={200: ReferralResource, 202: AcceptedDocument},
     errors={
         **WRITE_ERRORS,
-        400: (*WRITE_ERRORS[400], "referral_program_inactive"),
+        400: (*WRITE_ERRORS[400], *COMPLETION_REFUSALS),
         404: ("referral_not_found",),
         409: ("referral_already_completed",),
     },
@@ -236,21 +253,19 @@ def blocks_complete_referral(body: CompletionDocument) -> Response:
     return dialect_write(REFERRAL_COMPLETE_KIND, payload, success_status=200)
 
 
-class ReferralsQuery(QueryModel):
-    page_number: int = Field(default=1, alias="page[number]", ge=1, le=1_000_000)
-    page_size: int = Field(default=20, alias="page[size]", ge=1, le=100)
-    filter_status: Literal["pending", "completed", "expired"] | None = Field(
+class ReferralsQuery(PageQuery):
+    filter_status: Status | None = Field(
         default=None,
         alias="filter[status]",
-        description="expired: none (the engine's referrals do not expire)",
+        description="expired: still pending when the program's expiration-days ran out",
     )
 
 
 class ListedReferral(Kebab):
     referee_id: str
-    referee_email: str | None
+    referee_email: str | None = Field(description="null when tracking did not give one")
     referral_code: str
-    status: Literal["pending", "completed"]
+    status: Status
     reward_amount: int = Field(description="Points the referrer was paid")
     created_at: datetime
     completed_at: datetime | None
@@ -285,7 +300,7 @@ def blocks_list_user_referrals(user_id: str, query: ReferralsQuery) -> tuple[dic
             principal.env,
             user_id,
             status=query.filter_status,
-            offset=(query.page_number - 1) * query.page_size,
+            offset=query.offset,
             limit=query.page_size,
         )
     data = [
@@ -294,7 +309,7 @@ def blocks_list_user_referrals(user_id: str, query: ReferralsQuery) -> tuple[dic
             "type": "referral",
             "attributes": ListedReferral(
                 referee_id=referral["referee_id"],
-                referee_email=None,
+                referee_email=referral["referee_email"],
                 referral_code=referral["referral_code"],
                 status=referral["status"],
                 reward_amount=referral["referrer_points"],
@@ -305,12 +320,12 @@ def blocks_list_user_referrals(user_id: str, query: ReferralsQuery) -> tuple[dic
         for referral in listed["referrals"]
     ]
     totals = listed["totals"]
-    matching = 0 if query.filter_status == "expired" else totals[query.filter_status or "total"]
+    matching = totals[query.filter_status or "total"]
     meta = ReferralsMeta(
         total_referrals=totals["total"],
         successful=totals["completed"],
         pending=totals["pending"],
-        expired=0,
+        expired=totals["expired"],
         total_rewards=totals["points_earned"],
         page_count=page_count(matching, query.page_size),
     )
@@ -340,11 +355,9 @@ class ConfigAttributes(Attributes):
         default=None, description="The action that completes a referee's pending referral"
     )
     min_qualifying_amount: Decimal | None = Field(
-        default=None, description="Accepted; not checked by the engine (answered null)"
+        default=None, description=MIN_QUALIFYING_AMOUNT_DOC
     )
-    expiration_days: StrictInt | None = Field(
-        default=None, description="Accepted; referrals do not expire (answered null)"
-    )
+    expiration_days: StrictInt | None = Field(default=None, description=EXPIRATION_DAYS_DOC)
     max_referrals_per_user: StrictInt | None = None
     double_sided: bool = True
     active: bool = True
@@ -356,6 +369,8 @@ CONFIG_ATTRIBUTES = {
     "referee_points": "referee-reward",
     "completion_action": "qualifying-action",
     "max_referrals_per_referrer": "max-referrals-per-user",
+    "min_qualifying_amount": "min-qualifying-amount",
+    "expiration_days": "expiration-days",
 }
 
 
@@ -368,8 +383,8 @@ class ConfigOut(Kebab):
     referrer_reward: PaidReward
     referee_reward: PaidReward
     qualifying_action: str | None
-    min_qualifying_amount: None
-    expiration_days: None
+    min_qualifying_amount: float | None
+    expiration_days: int | None
     max_referrals_per_user: int | None
     double_sided: bool
     active: bool
@@ -402,6 +417,8 @@ def blocks_configure_referrals(body: ConfigDocument) -> tuple[dict[str, Any], in
         referee_points=referee_points,
         completion_action=attributes.qualifying_action,
         max_referrals_per_referrer=attributes.max_referrals_per_user,
+        min_qualifying_amount=number(attributes.min_qualifying_amount),
+        expiration_days=attributes.expiration_days,
         active=attributes.active,
     )
     principal = current_principal()
@@ -418,8 +435,10 @@ def blocks_configure_referrals(body: ConfigDocument) -> tuple[dict[str, Any], in
         referrer_reward=PaidReward(type="points", amount=terms.referrer_points),
         referee_reward=PaidReward(type="points", amount=terms.referee_points),
         qualifying_action=terms.completion_action,
-        min_qualifying_amount=None,
-        expiration_days=None,
+        min_qualifying_amount=(
+            float(terms.min_qualifying_amount) if terms.min_qualifying_amount is not None else None
+        ),
+        expiration_days=terms.expiration_days,
         max_referrals_per_user=terms.max_referrals_per_referrer,
         double_sided=terms.referee_points > 0,
         active=terms.active,

@@ -2,9 +2,11 @@
 webhook endpoints.
 
 The document's event names are the engine's own (reward.redeemed included, once the
-engine publishes it), so they pass as given. The engine signs with secrets it makes
-itself (whsec_ and 32 random bytes): a `secret` the caller sends is accepted but not
-used, and the answer's `secret` is the one that signs (shown this once).
+engine publishes it), so they pass as given. The `secret` the caller sends is the one that
+signs (checked by the native rule, app.webhooks.signing: 16 to 200 printable characters;
+the document's `whsec_your_secret_key` is not base64 after `whsec_`, so its key is the
+string's own bytes); without one the engine makes a whsec_ secret. The answer's `secret`
+is the one that signs (shown this once).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from api.blocks.jsonapi import PREFIX, Attributes, Document, Kebab, Single, nati
 from api.endpoint import Access, endpoint
 from api.runtime import runtime
 from api.webhooks.admin import url_policy
-from api.webhooks.schemas import URL_DESCRIPTION, CreateWebhookRequest
+from api.webhooks.schemas import SECRET_DESCRIPTION, URL_DESCRIPTION, CreateWebhookRequest
 from app.webhooks.endpoints import create_endpoint, endpoint_view
 
 bp = Blueprint("blocks_webhooks", __name__, url_prefix=PREFIX)
@@ -53,11 +55,7 @@ EVENT_NAMES = {
 class WebhookAttributes(Attributes):
     url: str = Field(min_length=1, max_length=2048, description=URL_DESCRIPTION)
     events: list[str] = Field(min_length=1, max_length=20)
-    secret: str | None = Field(
-        default=None,
-        max_length=255,
-        description="Accepted but not used: the engine makes the signing secret (answered)",
-    )
+    secret: str | None = Field(default=None, description=SECRET_DESCRIPTION)
     description: str | None = Field(default=None, max_length=500)
 
 
@@ -69,7 +67,10 @@ class WebhookOut(Kebab):
     events: list[str]
     description: str | None
     active: bool
-    secret: str = Field(description="The whsec_ signing secret: shown only in this answer")
+    secret: str = Field(
+        description="The signing secret (the one sent, or a whsec_ one the engine made): "
+        "shown only in this answer"
+    )
     created_at: datetime
 
 
@@ -77,12 +78,13 @@ class WebhookOut(Kebab):
     bp,
     "POST",
     "/webhooks",
-    summary="Register a webhook endpoint for reward events (201 with its signing secret)",
+    summary="Register a webhook endpoint for reward events, signed with the secret sent "
+    "(201 with it)",
     tag=TAG,
     access=Access.ADMIN,
     body=WebhookDocument,
     responses={201: Single[Literal["webhook"], WebhookOut]},
-    errors={422: ("invalid_webhook_url", "validation_error")},
+    errors={422: ("invalid_webhook_url", "invalid_webhook_secret", "validation_error")},
 )
 def blocks_register_webhook(body: WebhookDocument) -> tuple[dict[str, object], int]:
     attributes = body.attributes
@@ -92,6 +94,7 @@ def blocks_register_webhook(body: WebhookDocument) -> tuple[dict[str, object], i
         url=attributes.url,
         events=[EVENT_NAMES.get(name, name) for name in attributes.events],
         description=attributes.description,
+        secret=attributes.secret,
     )
     principal = current_principal()
     rt = runtime()
@@ -105,8 +108,14 @@ def blocks_register_webhook(body: WebhookDocument) -> tuple[dict[str, object], i
             description=native.description,
             url_policy=url_policy(),
             secret_box=rt.secret_box,
+            secret=native.secret,
         )
-        audit_change(session, "webhook.created", webhook.id, {"url": webhook.url})
+        audit_change(
+            session,
+            "webhook.created",
+            webhook.id,
+            {"url": webhook.url, "secret_given": native.secret is not None},
+        )
         view = endpoint_view(webhook)
     attributes_out = WebhookOut(
         url=view["url"],

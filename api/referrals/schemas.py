@@ -16,13 +16,30 @@ from app.referrals.program import (
     CODE_LENGTH_MAX,
     CODE_LENGTH_MIN,
     DEFAULT_CODE_LENGTH,
+    EXPIRATION_DAYS_MAX,
     REFERRAL_POINTS_MAX,
     ReferralTerms,
 )
 
 ReferralPoints = Annotated[StrictInt, Field(ge=0, le=REFERRAL_POINTS_MAX)]
 ActionName = Annotated[str, Field(min_length=1, max_length=ACTION_MAX_CHARS)]
-ReferralStatus = Literal["pending", "completed"]
+ReferralStatus = Literal["pending", "completed", "expired"]
+Amount = Annotated[
+    StrictInt | StrictFloat, Field(ge=0, le=float(QUALIFYING_AMOUNT_MAX), description="Money")
+]
+ExpirationDays = Annotated[StrictInt, Field(ge=1, le=EXPIRATION_DAYS_MAX)]
+# Kept as given, for the listings; only its shape is checked.
+RefereeEmail = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+MIN_QUALIFYING_AMOUNT_DOC = (
+    "A completion (by hand, or by the completion action with its `amount`) qualifies only "
+    "with a qualifying amount at least this; one without an amount does not (400 "
+    "referral_not_qualified by hand; by the action the referral stays pending). null: any"
+)
+EXPIRATION_DAYS_DOC = (
+    "A referral tracked from now on expires this many days after, if still pending "
+    "(status expired; completion refused 400 referral_expired); referrals tracked before "
+    "keep their expiry. null: they never expire"
+)
 
 
 class ReferralProgramPut(RequestModel):
@@ -45,6 +62,10 @@ class ReferralProgramPut(RequestModel):
         description="Length of the codes made from now on (codes made before keep theirs)",
     )
     active: StrictBool = True
+    min_qualifying_amount: Amount | None = Field(
+        default=None, description=MIN_QUALIFYING_AMOUNT_DOC
+    )
+    expiration_days: ExpirationDays | None = Field(default=None, description=EXPIRATION_DAYS_DOC)
 
     def terms(self) -> ReferralTerms:
         return ReferralTerms(
@@ -54,6 +75,8 @@ class ReferralProgramPut(RequestModel):
             self.max_referrals_per_referrer,
             self.code_length,
             self.active,
+            money(self.min_qualifying_amount),
+            self.expiration_days,
         )
 
 
@@ -65,6 +88,8 @@ class ReferralProgramView(BaseModel):
     max_referrals_per_referrer: int | None
     code_length: int
     active: bool
+    min_qualifying_amount: float | None
+    expiration_days: int | None
     updated_at: datetime | None
 
 
@@ -76,15 +101,30 @@ class ReferralCodeView(BaseModel):
 class TrackRequest(RequestModel):
     referral_code: str = Field(min_length=1, max_length=64)
     referee_id: ParticipantId
+    referee_email: RefereeEmail | None = Field(
+        default=None, description="Kept and shown in the referrer's listing"
+    )
     idempotency_key: IdempotencyKey
+
+    def payload(self) -> dict[str, Any]:
+        """The operation's payload (the e-mail only when given: older payloads lack it)."""
+        fields: dict[str, Any] = {
+            "referral_code": self.referral_code,
+            "referee_id": self.referee_id,
+        }
+        if self.referee_email is not None:
+            fields["referee_email"] = self.referee_email
+        return fields
 
 
 class CompleteRequest(RequestModel):
     referral_id: str | None = Field(default=None, max_length=64)
     referee_id: ParticipantId | None = None
     qualifying_action: ActionName | None = None
-    qualifying_amount: StrictInt | StrictFloat | None = Field(
-        default=None, ge=0, le=float(QUALIFYING_AMOUNT_MAX), description="e.g. the order total"
+    qualifying_amount: Amount | None = Field(
+        default=None,
+        description="e.g. the order total; required to qualify when the program has a "
+        "min_qualifying_amount",
     )
     order_id: str | None = Field(default=None, min_length=1, max_length=255)
     idempotency_key: IdempotencyKey
@@ -112,8 +152,11 @@ class ReferralView(BaseModel):
     referral_id: str
     referrer_id: str
     referee_id: str
+    referee_email: str | None
     referral_code: str
-    status: ReferralStatus
+    status: ReferralStatus = Field(
+        description="expired: still pending at expires_at (never completed after)"
+    )
     referrer_points: int = Field(description="Points paid to the referrer (0 while pending)")
     referee_points: int = Field(description="Points paid to the referee (0 while pending)")
     qualifying_action: str | None
@@ -121,12 +164,14 @@ class ReferralView(BaseModel):
     order_id: str | None
     created_at: datetime
     completed_at: datetime | None
+    expires_at: datetime | None = Field(description="null: it never expires")
 
 
 class ReferralTotals(BaseModel):
     total: int
     pending: int
     completed: int
+    expired: int
     points_earned: int = Field(description="Points the referrer was paid, over all referrals")
 
 

@@ -3,6 +3,7 @@ two writes (tracking, completion), accepted as operations like every write."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Response
@@ -39,6 +40,7 @@ from app.referrals.reads import participant_referrals
 
 bp = Blueprint("referrals", __name__, url_prefix="/api/v1/gamify")
 
+COMPLETION_REFUSALS = ("referral_program_inactive", "referral_expired", "referral_not_qualified")
 TRACK_REFUSALS = (
     "referral_program_inactive",
     "referral_invalid",
@@ -46,6 +48,11 @@ TRACK_REFUSALS = (
     "referral_already_tracked",
     "referral_limit_reached",
 )
+
+
+def number(amount: Decimal | None) -> float | None:
+    """An amount of money as the answers show it."""
+    return float(amount) if amount is not None else None
 
 
 def _program_view(stored: StoredReferralProgram) -> ReferralProgramView:
@@ -59,6 +66,8 @@ def _program_view(stored: StoredReferralProgram) -> ReferralProgramView:
             max_referrals_per_referrer=None,
             code_length=DEFAULT_CODE_LENGTH,
             active=False,
+            min_qualifying_amount=None,
+            expiration_days=None,
             updated_at=None,
         )
     return ReferralProgramView(
@@ -69,6 +78,8 @@ def _program_view(stored: StoredReferralProgram) -> ReferralProgramView:
         max_referrals_per_referrer=terms.max_referrals_per_referrer,
         code_length=terms.code_length,
         active=terms.active,
+        min_qualifying_amount=number(terms.min_qualifying_amount),
+        expiration_days=terms.expiration_days,
         updated_at=stored.updated_at,
     )
 
@@ -173,25 +184,22 @@ def get_participant_referrals(
     write=True,
 )
 def track(body: TrackRequest) -> Response:
-    return accept_write(
-        REFERRAL_TRACK_KIND,
-        {"referral_code": body.referral_code, "referee_id": body.referee_id},
-        body.idempotency_key,
-    )
+    return accept_write(REFERRAL_TRACK_KIND, body.payload(), body.idempotency_key)
 
 
 @endpoint(
     bp,
     "POST",
     "/referrals/complete",
-    summary="Complete a referral (by referral_id or referee_id): both sides are paid once",
+    summary="Complete a referral (by referral_id or referee_id): both sides are paid once, "
+    "unless it expired or its amount does not qualify",
     tag="referrals",
     access=Access.PARTICIPANT,
     body=CompleteRequest,
     responses={200: ReferralView, 202: OperationAccepted},
     errors={
         **IDEMPOTENCY_ERRORS,
-        400: (*IDEMPOTENCY_ERRORS[400], "referral_program_inactive"),
+        400: (*IDEMPOTENCY_ERRORS[400], *COMPLETION_REFUSALS),
         404: ("referral_not_found",),
         409: ("referral_already_completed",),
     },

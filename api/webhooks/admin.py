@@ -20,6 +20,7 @@ from api.webhooks.schemas import (
     RedeliveredCount,
     RedeliverFailedRequest,
     RotatedSecret,
+    RotateSecretRequest,
     UpdateWebhookRequest,
     Webhook,
     WebhookList,
@@ -51,6 +52,7 @@ NOT_FOUND = {404: ("webhook_not_found",)}
 DELIVERY_NOT_FOUND = {404: ("webhook_not_found", "delivery_not_found")}
 DISABLED = {409: ("webhook_disabled",)}
 INVALID_URL = {422: ("invalid_webhook_url", "validation_error")}
+INVALID_SECRET = {422: ("invalid_webhook_secret", "validation_error")}
 
 
 def _webhook_id(value: str) -> uuid.UUID:
@@ -75,7 +77,7 @@ def _wake_dispatcher() -> None:
     access=Access.ADMIN,
     body=CreateWebhookRequest,
     responses={201: CreatedWebhook},
-    errors=INVALID_URL,
+    errors={422: (*INVALID_URL[422], "invalid_webhook_secret")},
 )
 def create_webhook(body: CreateWebhookRequest) -> tuple[CreatedWebhook, int]:
     principal = current_principal()
@@ -89,8 +91,14 @@ def create_webhook(body: CreateWebhookRequest) -> tuple[CreatedWebhook, int]:
             description=body.description,
             url_policy=url_policy(),
             secret_box=runtime().secret_box,
+            secret=body.secret,
         )
-        audit_change(session, "webhook.created", webhook.id, {"url": webhook.url})
+        audit_change(
+            session,
+            "webhook.created",
+            webhook.id,
+            {"url": webhook.url, "secret_given": body.secret is not None},
+        )
         view = endpoint_view(webhook)
     return CreatedWebhook.model_validate({**view, "secret": secret}), 201
 
@@ -189,20 +197,28 @@ def delete_webhook(webhook_id: str) -> tuple[MessageBody, int]:
     bp,
     "POST",
     "/webhooks/<webhook_id>/rotate-secret",
-    summary="Rotate the signing secret (the old one signs too for 24 hours)",
+    summary="Rotate the signing secret (to yours if given; the old one signs too for 24 hours)",
     tag=TAG,
     access=Access.ADMIN,
+    body=RotateSecretRequest,
     responses={200: RotatedSecret},
-    errors=NOT_FOUND,
+    errors={**NOT_FOUND, **INVALID_SECRET},
 )
-def rotate_webhook_secret(webhook_id: str) -> tuple[RotatedSecret, int]:
+def rotate_webhook_secret(webhook_id: str, body: RotateSecretRequest) -> tuple[RotatedSecret, int]:
     principal = current_principal()
     with runtime().session_factory.begin() as session:
         parsed_id = _webhook_id(webhook_id)
         rotated = rotate_secret(
-            session, principal.tenant_id, principal.env, parsed_id, runtime().secret_box
+            session,
+            principal.tenant_id,
+            principal.env,
+            parsed_id,
+            runtime().secret_box,
+            secret=body.secret,
         )
-        audit_change(session, "webhook.secret_rotated", parsed_id)
+        audit_change(
+            session, "webhook.secret_rotated", parsed_id, {"secret_given": body.secret is not None}
+        )
     return RotatedSecret(
         secret=rotated.secret, previous_secret_expires_at=rotated.previous_secret_expires_at
     ), 200

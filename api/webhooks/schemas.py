@@ -8,6 +8,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, model_vali
 
 from api.schemas import PageQuery, RequestModel
 from app.outbox import check_event_names
+from app.webhooks.signing import CALLER_SECRET_RULE, caller_secret_problem
 
 EventType = Literal[
     "reward.reward_claimed",
@@ -30,6 +31,22 @@ EventType = Literal[
 ]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 URL_DESCRIPTION = "http(s) URL the events are POSTed to; must resolve to public addresses"
+SECRET_DESCRIPTION = (
+    "Your own signing secret; omitted: the engine makes one. "
+    + CALLER_SECRET_RULE
+    + ". The HMAC key is the decoded base64 of a whsec_<base64> secret, else the secret's "
+    "own bytes (README, Webhooks)"
+)
+
+
+def _acceptable_secret(secret: str) -> str:
+    problem = caller_secret_problem(secret)
+    if problem is not None:
+        raise ValueError(problem)
+    return secret
+
+
+CallerSecret = Annotated[str, AfterValidator(_acceptable_secret)]
 
 
 _EVENTS_DESCRIPTION = (
@@ -47,6 +64,13 @@ class CreateWebhookRequest(RequestModel):
     url: str = Field(min_length=1, max_length=2048, description=URL_DESCRIPTION)
     events: EventTypes
     description: str | None = Field(default=None, max_length=500)
+    secret: CallerSecret | None = Field(default=None, description=SECRET_DESCRIPTION)
+
+
+class RotateSecretRequest(RequestModel):
+    """An empty body (or none): the engine makes the new secret."""
+
+    secret: CallerSecret | None = Field(default=None, description=SECRET_DESCRIPTION)
 
 
 class UpdateWebhookRequest(RequestModel):
@@ -89,7 +113,10 @@ class Webhook(BaseModel):
 
 
 class CreatedWebhook(Webhook):
-    secret: str = Field(description="whsec_... signing secret: shown only in this response")
+    secret: str = Field(
+        description="The signing secret (yours as given, or a whsec_... one the engine made): "
+        "shown only in this response"
+    )
 
 
 class WebhookList(BaseModel):
@@ -100,7 +127,7 @@ class WebhookList(BaseModel):
 
 
 class RotatedSecret(BaseModel):
-    secret: str = Field(description="The new whsec_... signing secret: shown only here")
+    secret: str = Field(description="The new signing secret (yours as given): shown only here")
     previous_secret_expires_at: AwareDatetime
 
 

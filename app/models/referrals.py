@@ -13,12 +13,12 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Numeric, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, created_at_column, uuid_pk
 
-REFERRAL_PENDING, REFERRAL_COMPLETED = "pending", "completed"
+REFERRAL_PENDING, REFERRAL_COMPLETED, REFERRAL_EXPIRED = "pending", "completed", "expired"
 
 
 class ReferralProgram(Base):
@@ -32,6 +32,13 @@ class ReferralProgram(Base):
             "max_referrals_per_referrer IS NULL OR max_referrals_per_referrer >= 1",
             name="max_referrals_per_referrer",
         ),
+        CheckConstraint(
+            "min_qualifying_amount IS NULL OR min_qualifying_amount >= 0",
+            name="min_qualifying_amount",
+        ),
+        CheckConstraint(
+            "expiration_days IS NULL OR expiration_days BETWEEN 1 AND 3650", name="expiration_days"
+        ),
     )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
@@ -42,6 +49,10 @@ class ReferralProgram(Base):
     max_referrals_per_referrer: Mapped[int | None]
     code_length: Mapped[int]
     active: Mapped[bool]
+    # A completion qualifies only with an amount at least this (None: any, or none).
+    min_qualifying_amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    # Referrals tracked from now on expire this many days after (None: never).
+    expiration_days: Mapped[int | None]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime]
 
@@ -67,7 +78,13 @@ class Referral(Base):
     __table_args__ = (
         Index("uq_referrals_referee", "tenant_id", "env", "referee_id", unique=True),
         Index("ix_referrals_referrer", "tenant_id", "env", "referrer_id", "created_at"),
-        CheckConstraint("status IN ('pending', 'completed')", name="status"),
+        # What the expiry sweep reads: pending referrals by the time they expire.
+        Index(
+            "ix_referrals_due",
+            "expires_at",
+            postgresql_where=text("status = 'pending' AND expires_at IS NOT NULL"),
+        ),
+        CheckConstraint("status IN ('pending', 'completed', 'expired')", name="status"),
         CheckConstraint("referrer_id <> referee_id", name="not_self"),
     )
 
@@ -84,5 +101,9 @@ class Referral(Base):
     qualifying_action: Mapped[str | None] = mapped_column(String(100))
     qualifying_amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
     order_id: Mapped[str | None] = mapped_column(String(255))
+    referee_email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = created_at_column()
     completed_at: Mapped[datetime | None]
+    # Fixed when tracked (the program's expiration_days then); past it a pending referral
+    # is expired (judged at read and completion, flipped by the sweep: app.referrals.expiry).
+    expires_at: Mapped[datetime | None]

@@ -6,5 +6,6 @@ completion action (or it is completed by hand), both sides are paid once.
 - `decisions`: the rules, pure (tracking refusals, codes, what completes and pays);
 - `codes`: a participant's code, made on first ask;
 - `tracking`, `completion`: the two writes, run by the workers (`kinds`);
+- `expiry`: the periodic sweep that stores the status of referrals past their expiry;
 - `reads`: a referrer's referrals and totals.
 """

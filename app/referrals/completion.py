@@ -41,19 +41,33 @@ from app.points.items import AWARD_KIND, AwardItem, item_fields
 from app.points.lots import instant
 from app.referrals.decisions import Qualifying, payments
 
+# A referral's status as every answer shows it: a pending one past its expires_at is
+# expired already, before the sweep flips it (app.referrals.expiry), so reads, totals and
+# filters never disagree with a completion refused as expired
+# (app.referrals.decisions.is_expired is the same rule). Needs %(now)s.
+EFFECTIVE_STATUS = """
+    CASE WHEN r.status = 'pending' AND r.expires_at <= %(now)s THEN 'expired' ELSE r.status END
+"""
 # The referral body every answer and event shows (app.referrals.reads reads the same).
-REFERRAL_COLUMNS = """
+REFERRAL_COLUMNS = (
+    """
     json_build_object(
         'referral_id', r.id, 'referrer_id', r.referrer_id, 'referee_id', r.referee_id,
-        'referral_code', r.code, 'status', r.status, 'referrer_points', r.referrer_points,
+        'referee_email', r.referee_email, 'referral_code', r.code,
+        'status', """
+    + EFFECTIVE_STATUS
+    + """, 'referrer_points', r.referrer_points,
         'referee_points', r.referee_points, 'qualifying_action', r.qualifying_action,
         'qualifying_amount', r.qualifying_amount, 'order_id', r.order_id,
-        'created_at', r.created_at, 'completed_at', r.completed_at
+        'created_at', r.created_at, 'completed_at', r.completed_at, 'expires_at', r.expires_at
     )::text
 """
+)
 
 # The program's points are read in the statement that pays them: what an admin changes
-# applies to the referrals completed after. An inactive program completes nothing.
+# applies to the referrals completed after. An inactive program completes nothing; nor
+# does a referral past its expires_at, or a qualifying amount under the program's minimum
+# (none given: not shown to be enough; app.referrals.decisions.qualifies is the same rule).
 _COMPLETE = (
     """
     UPDATE referrals AS r
@@ -68,7 +82,9 @@ _COMPLETE = (
     WHERE program.tenant_id = %(tenant_id)s AND program.env = %(env)s AND program.active
       AND r.tenant_id = %(tenant_id)s AND r.env = %(env)s
       AND r.referee_id = ANY(CAST(%(referees)s AS text[])) AND r.referee_id = q.referee_id
-      AND r.status = 'pending'
+      AND r.status = 'pending' AND (r.expires_at IS NULL OR r.expires_at > %(now)s)
+      AND (program.min_qualifying_amount IS NULL
+           OR q.qualifying_amount >= program.min_qualifying_amount)
     RETURNING """  # noqa: S608 (constant fragments, no input)
     + REFERRAL_COLUMNS
 )
@@ -81,7 +97,7 @@ def referral_body(text: str) -> dict[str, Any]:
     body: dict[str, Any] = json.loads(text, parse_float=Decimal)
     amount = body["qualifying_amount"]
     body["qualifying_amount"] = float(amount) if amount is not None else None
-    for name in ("created_at", "completed_at"):
+    for name in ("created_at", "completed_at", "expires_at"):
         moment = instant(body[name])
         body[name] = moment.astimezone(UTC).isoformat() if moment is not None else None
     return body
@@ -98,8 +114,9 @@ def complete_referrals(
     `referral.completed` event and the payments of each, count them toward the referrers'
     referral_count leaderboards; returns the referrals completed
     and the payment operations, which the caller publishes after its commit
-    (app.operations.publish_after_commit). A referee without a pending referral, or a
-    program not active, completes nothing."""
+    (app.operations.publish_after_commit). A referee without a pending referral (or one
+    past its expiry, or whose amount falls short of the program's minimum), or a program
+    not active, completes nothing."""
     if not qualifying:
         return [], []
     rows = fetch_tuples(

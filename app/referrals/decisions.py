@@ -1,14 +1,17 @@
 """The referral rules, without I/O: which tracking is refused and why, how codes are
-made, which writes of a batch complete a referral, and what completion pays."""
+made, which writes of a batch complete a referral, which completion is refused and why,
+when a referral expires, and what completion pays."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.errors import Conflict, DomainError, NotFound
+from app.models.referrals import REFERRAL_COMPLETED, REFERRAL_EXPIRED, REFERRAL_PENDING
 from app.referrals.program import ReferralTerms
 
 QUALIFYING_AMOUNT_MAX = Decimal("9999999999999999.99")  # what numeric(18, 2) holds
@@ -44,6 +47,67 @@ def referral_not_found() -> NotFound:
 
 def referral_already_completed() -> Conflict:
     return Conflict("referral_already_completed", "This referral was already completed")
+
+
+def referral_expired() -> DomainError:
+    return DomainError("referral_expired", "This referral expired before it was completed")
+
+
+def referral_not_qualified(minimum: Decimal) -> DomainError:
+    return DomainError(
+        "referral_not_qualified",
+        f"A completion qualifies with a qualifying_amount of at least {minimum}",
+    )
+
+
+def referral_expires_at(terms: ReferralTerms, tracked_at: datetime) -> datetime | None:
+    """When a referral tracked now expires: the program's expiration_days then (a later
+    change of the program leaves it alone); None: never."""
+    if terms.expiration_days is None:
+        return None
+    return tracked_at + timedelta(days=terms.expiration_days)
+
+
+def is_expired(status: str, expires_at: datetime | None, now: datetime) -> bool:
+    """Expired: flipped by the sweep already, or pending and past its time (the sweep has
+    not come by yet). The SQL spelling is app.referrals.completion.EFFECTIVE_STATUS."""
+    if status == REFERRAL_EXPIRED:
+        return True
+    return status == REFERRAL_PENDING and expires_at is not None and expires_at <= now
+
+
+def qualifies(terms: ReferralTerms, amount: Decimal | None) -> bool:
+    """A completion qualifies without a minimum, or with an amount at least the minimum: a
+    completion that shows no amount cannot show it is enough (the completion statement,
+    app.referrals.completion._COMPLETE, asks the same)."""
+    minimum = terms.min_qualifying_amount
+    return minimum is None or (amount is not None and amount >= minimum)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionFacts:
+    """What completing one referral by hand decides against."""
+
+    status: str
+    expires_at: datetime | None
+    terms: ReferralTerms | None  # None: never configured
+    amount: Decimal | None  # the qualifying amount sent
+    now: datetime
+
+
+def completion_refusal(facts: CompletionFacts) -> DomainError | None:
+    """Why completing the referral is refused, the first that applies; None: it completes."""
+    if facts.status == REFERRAL_COMPLETED:
+        return referral_already_completed()
+    if is_expired(facts.status, facts.expires_at, facts.now):
+        return referral_expired()
+    terms = facts.terms
+    if terms is None or not terms.active:
+        return referral_program_inactive()
+    minimum = terms.min_qualifying_amount
+    if minimum is not None and not qualifies(terms, facts.amount):
+        return referral_not_qualified(minimum)
+    return None
 
 
 def normalized_code(code: str) -> str:

@@ -1,5 +1,6 @@
 """A tenant environment's referral program: what each side is paid, what completes a
-referral, the referrer's limit, the codes' length, whether it runs.
+referral (and the least amount that qualifies), the referrer's limit, how long a pending
+referral lasts, the codes' length, whether it runs.
 
 One row per tenant and environment in `referral_programs`; no row means not configured,
 and the program is inactive until an admin configures it (PUT replaces the whole).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -21,6 +23,7 @@ from app.models import ReferralProgram
 DEFAULT_CODE_LENGTH = 8
 CODE_LENGTH_MIN, CODE_LENGTH_MAX = 6, 32
 REFERRAL_POINTS_MAX = 1_000_000  # what one award may pay (app.points.items)
+EXPIRATION_DAYS_MAX = 3650
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,10 @@ class ReferralTerms:
     max_referrals_per_referrer: int | None  # None: no limit
     code_length: int = DEFAULT_CODE_LENGTH
     active: bool = True
+    # A completion qualifies only with an amount at least this; None: any amount, or none.
+    min_qualifying_amount: Decimal | None = None
+    # A referral tracked while this is set expires that many days after; None: never.
+    expiration_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,8 @@ _COLUMNS = (
     ReferralProgram.max_referrals_per_referrer,
     ReferralProgram.code_length,
     ReferralProgram.active,
+    ReferralProgram.min_qualifying_amount,
+    ReferralProgram.expiration_days,
     ReferralProgram.updated_at,
 )
 
@@ -67,6 +76,8 @@ def read_referral_program(
         row.max_referrals_per_referrer,
         row.code_length,
         row.active,
+        row.min_qualifying_amount,
+        row.expiration_days,
     )
     return StoredReferralProgram(terms, row.updated_at)
 
@@ -89,6 +100,8 @@ def put_referral_program(
         "max_referrals_per_referrer": terms.max_referrals_per_referrer,
         "code_length": terms.code_length,
         "active": terms.active,
+        "min_qualifying_amount": terms.min_qualifying_amount,
+        "expiration_days": terms.expiration_days,
         "updated_at": now,
     }
     statement = insert(ReferralProgram).values(tenant_id=tenant_id, env=env, **values)

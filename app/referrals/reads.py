@@ -7,17 +7,27 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.clock import utcnow
 from app.infra.pgcopy import fetch_tuples
-from app.referrals.completion import REFERRAL_COLUMNS, referral_body
+from app.referrals.completion import EFFECTIVE_STATUS, REFERRAL_COLUMNS, referral_body
 
-_TOTALS = """
+# By the status the answers show (EFFECTIVE_STATUS): a pending referral past its expiry
+# counts as expired before the sweep flips it.
+_TOTALS = (
+    """
     SELECT count(*),
            count(*) FILTER (WHERE status = 'pending'),
            count(*) FILTER (WHERE status = 'completed'),
+           count(*) FILTER (WHERE status = 'expired'),
            coalesce(sum(referrer_points), 0)
-    FROM referrals
-    WHERE tenant_id = %(tenant_id)s AND env = %(env)s AND referrer_id = %(participant_id)s
+    FROM (SELECT """  # noqa: S608 (constant fragments, no input)
+    + EFFECTIVE_STATUS
+    + """ AS status, r.referrer_points
+          FROM referrals AS r
+          WHERE r.tenant_id = %(tenant_id)s AND r.env = %(env)s
+            AND r.referrer_id = %(participant_id)s) AS shown
 """
+)
 _PAGE = (
     """
     SELECT """  # noqa: S608 (constant fragments, no input)
@@ -26,7 +36,9 @@ _PAGE = (
     FROM referrals AS r
     WHERE r.tenant_id = %(tenant_id)s AND r.env = %(env)s
       AND r.referrer_id = %(participant_id)s
-      AND (CAST(%(status)s AS text) IS NULL OR r.status = %(status)s)
+      AND (CAST(%(status)s AS text) IS NULL OR """
+    + EFFECTIVE_STATUS
+    + """ = %(status)s)
     ORDER BY r.created_at DESC, r.id
     OFFSET %(offset)s LIMIT %(limit)s
 """
@@ -44,9 +56,10 @@ def participant_referrals(
     limit: int,
 ) -> dict[str, Any]:
     """The participant's referrals as a referrer (of `status`, if given), and the totals of
-    all of them: how many, pending, completed, and the points the referrer was paid."""
-    key = {"tenant_id": tenant_id, "env": env, "participant_id": participant_id}
-    [(total, pending, completed, points)] = fetch_tuples(session, _TOTALS, key)
+    all of them: how many, pending, completed, expired, and the points the referrer was
+    paid."""
+    key = {"tenant_id": tenant_id, "env": env, "participant_id": participant_id, "now": utcnow()}
+    [(total, pending, completed, expired, points)] = fetch_tuples(session, _TOTALS, key)
     rows = fetch_tuples(session, _PAGE, {**key, "status": status, "offset": offset, "limit": limit})
     return {
         "participant_id": participant_id,
@@ -55,6 +68,7 @@ def participant_referrals(
             "total": total,
             "pending": pending,
             "completed": completed,
+            "expired": expired,
             "points_earned": int(points),
         },
     }

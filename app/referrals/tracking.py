@@ -1,4 +1,6 @@
-"""Tracking a referral: a referee signed up with a referrer's code.
+"""Tracking a referral: a referee signed up with a referrer's code (and, optionally, the
+referee's e-mail, kept for the listings). Its expiry is fixed now, from the program's
+expiration_days.
 
 Read under lock, decide, write. The referrer's code row is locked (FOR UPDATE) before
 its referrals are counted, so concurrent tracks against one referrer take turns and the
@@ -31,6 +33,7 @@ from app.referrals.decisions import (
     TrackFacts,
     normalized_code,
     referral_already_tracked,
+    referral_expires_at,
     referral_program_inactive,
     track_refusal,
 )
@@ -53,10 +56,10 @@ _INSERT = (
     """
     INSERT INTO referrals AS r (
         id, tenant_id, env, referrer_id, referee_id, code, status, referrer_points,
-        referee_points, created_at
+        referee_points, referee_email, created_at, expires_at
     )
     VALUES (%(id)s, %(tenant_id)s, %(env)s, %(referrer_id)s, %(referee_id)s, %(code)s,
-            'pending', 0, 0, %(now)s)
+            'pending', 0, 0, %(referee_email)s, %(now)s, %(expires_at)s)
     ON CONFLICT DO NOTHING
     RETURNING """  # noqa: S608 (constant fragments, no input)
     + REFERRAL_COLUMNS
@@ -80,10 +83,19 @@ def track_referral(session: Session, operation: Operation) -> dict[str, Any]:
     refusal = track_refusal(TrackFacts(terms, referrer_id, referee_id, referred, count))
     if refusal is not None:
         raise refusal
+    now = utcnow()
     [*made] = fetch_tuples(
         session,
         _INSERT,
-        {**key, "id": uuid.uuid4(), "referrer_id": referrer_id, "code": code, "now": utcnow()},
+        {
+            **key,
+            "id": uuid.uuid4(),
+            "referrer_id": referrer_id,
+            "code": code,
+            "referee_email": operation.payload.get("referee_email"),
+            "now": now,
+            "expires_at": referral_expires_at(terms, now),
+        },
     )
     if not made:
         raise referral_already_tracked()  # a concurrent track of this referee won

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, DomainError, NotFound
 from app.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from app.outbox import (
     BADGE_AWARDED,
@@ -40,7 +40,7 @@ from app.outbox import (
 )
 from app.webhooks.dispatch import disable_endpoints
 from app.webhooks.secret_box import SecretBox
-from app.webhooks.signing import generate_secret
+from app.webhooks.signing import caller_secret_problem, generate_secret
 from app.webhooks.transport import Resolver, resolve_with_system, validate_endpoint_url
 
 SUBSCRIBABLE_EVENTS = (
@@ -81,6 +81,17 @@ class UrlPolicy:
     resolve: Resolver = resolve_with_system
 
 
+def signing_secret(given: str | None) -> str:
+    """The caller's secret when it gives one (checked: app.webhooks.signing), else a new
+    one the engine makes."""
+    if given is None:
+        return generate_secret()
+    problem = caller_secret_problem(given)
+    if problem is not None:
+        raise DomainError("invalid_webhook_secret", f"secret {problem}", 422)
+    return given
+
+
 def create_endpoint(
     session: Session,
     tenant_id: uuid.UUID,
@@ -91,11 +102,12 @@ def create_endpoint(
     description: str | None,
     url_policy: UrlPolicy,
     secret_box: SecretBox,
+    secret: str | None = None,
 ) -> tuple[WebhookEndpoint, str]:
-    """The new endpoint and its signing secret (shown to the caller this once; stored
-    sealed when a SECRET_KEY is set)."""
+    """The new endpoint and its signing secret: the caller's `secret` if given, else one
+    made now (shown to the caller this once); stored sealed when a SECRET_KEY is set."""
     validate_endpoint_url(url, url_policy.allow_private, url_policy.resolve)
-    secret = generate_secret()
+    secret = signing_secret(secret)
     endpoint = WebhookEndpoint(
         id=uuid.uuid4(),
         tenant_id=tenant_id,
@@ -197,11 +209,13 @@ def rotate_secret(
     env: str,
     endpoint_id: uuid.UUID,
     secret_box: SecretBox,
+    secret: str | None = None,
 ) -> RotatedSecret:
-    """A new signing secret; the current one keeps signing alongside it for 24 hours."""
+    """A new signing secret (the caller's `secret` if given, else one made now); the
+    current one keeps signing alongside it for 24 hours."""
+    new_secret = signing_secret(secret)
     endpoint = get_endpoint(session, tenant_id, env, endpoint_id, lock=True)
     now = utcnow()
-    new_secret = generate_secret()
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = now + SECRET_ROTATION_OVERLAP
     endpoint.secret = secret_box.seal(new_secret)
