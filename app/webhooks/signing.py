@@ -38,13 +38,21 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def signing_key(secret: str) -> bytes:
-    """The HMAC key of a secret: the decoded base64 of a `whsec_<base64>` secret, the
-    secret's own bytes otherwise (module docstring)."""
+def _key_of(secret: str) -> bytes:
     encoded = secret.removeprefix(SECRET_PREFIX)
     if encoded != secret and _BASE64.fullmatch(encoded):
         return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     return secret.encode()
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a secret: the decoded base64 of a `whsec_<base64>` secret, the
+    secret's own bytes otherwise (module docstring). A stored secret too short to be one
+    the engine accepts is corrupt: ValueError, rather than signing with a weak key."""
+    key = _key_of(secret)
+    if len(key) < KEY_MIN_BYTES:
+        raise ValueError(f"a webhook signing key must have at least {KEY_MIN_BYTES} bytes")
+    return key
 
 
 def caller_secret_problem(secret: str) -> str | None:
@@ -54,7 +62,7 @@ def caller_secret_problem(secret: str) -> str | None:
             f"must be {CALLER_SECRET_MIN_CHARS} to {CALLER_SECRET_MAX_CHARS} printable ASCII "
             "characters without blanks"
         )
-    if len(signing_key(secret)) < KEY_MIN_BYTES:
+    if len(_key_of(secret)) < KEY_MIN_BYTES:
         # Standard Webhooks libraries would verify with the decoded bytes: too short a key.
         return f"whsec_ followed by base64 must decode to at least {KEY_MIN_BYTES} bytes"
     return None
