@@ -3,15 +3,30 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask.testing import FlaskClient
+from standardwebhooks import Webhook
 
 from api.blocks.webhooks import EVENT_NAMES
-from tests.blocks_contract import MEDIA_TYPE, endpoint_example, send, with_attributes
+from tests.blocks_contract import (
+    MEDIA_TYPE,
+    assert_conforms,
+    endpoint_example,
+    object_example,
+    send,
+    with_attributes,
+)
 from tests.builders import GAMIFY
 from tests.conftest import TenantKeys, WorkerProcess
-from tests.webhook_receiver import WebhookReceiver, verified_event
+from tests.test_blocks_tiers import award, create_ladder
+from tests.webhook_receiver import (
+    ReceivedRequest,
+    WebhookReceiver,
+    create_webhook,
+    verified_event,
+)
 
 SECTION = "Webhooks"
 REGISTER = endpoint_example(SECTION, "POST", "/v1/rewards/webhooks")
@@ -19,6 +34,10 @@ REGISTER = endpoint_example(SECTION, "POST", "/v1/rewards/webhooks")
 # (the suite allows private targets).
 RECEIVER = "http://127.0.0.1:9/webhooks/rewards"
 SUBSCRIBABLE_HERE = sorted(EVENT_NAMES)
+PAYLOAD = object_example(SECTION, "Webhook Payload")
+# The engine records the tier left by code and level: the reference's envelope answers its
+# name null (README, Coming from 23blocks).
+TIER_LEFT_NAME = "/data/previous_tier/name"
 
 
 def register(client: FlaskClient, headers: dict[str, str], **changes: object) -> Any:
@@ -147,3 +166,65 @@ def test_the_dialects_openapi_document_lists_the_commerce_endpoints(client: Flas
         ("GET", "/v1/rewards/catalog/redemptions/{user_id}"),
         ("POST", "/v1/rewards/webhooks"),
     } <= documented
+
+
+def _into_gold(request: ReceivedRequest) -> bool:
+    data = json.loads(request.body)["data"]
+    return (data.get("new_tier") or {}).get("code") == "gold"
+
+
+def test_an_endpoint_registered_here_receives_the_documented_payload_signed_with_its_secret(
+    client: FlaskClient, tenant: TenantKeys, worker: WorkerProcess
+) -> None:
+    receiver = WebhookReceiver().start()
+    try:
+        registered = send(
+            client,
+            "POST",
+            "/v1/rewards/webhooks",
+            tenant.admin(),
+            with_attributes(REGISTER["request"], url=receiver.url, events=["tier.upgraded"]),
+        )
+        assert registered.status_code == 201, registered.json
+        secret = registered.json["data"]["attributes"]["secret"]
+        native = create_webhook(client, tenant.admin(), f"{receiver.url}/native", ["tier.upgraded"])
+        create_ladder(client, tenant)
+        award(client, tenant, "user-123", 1000)  # into silver
+        award(client, tenant, "user-123", 4250)  # silver into gold
+
+        requests = receiver.wait_for(lambda seen: sum(map(_into_gold, seen)) == 2)
+        [blocks] = [r for r in requests if _into_gold(r) and r.path == "/hooks"]
+        [standard] = [r for r in requests if _into_gold(r) and r.path == "/hooks/native"]
+
+        # The documented secret is not base64 after whsec_: its key is its own bytes.
+        event = dict(Webhook(secret.encode()).verify(blocks.body, blocks.headers))
+        assert_conforms(event, PAYLOAD, TIER_LEFT_NAME)
+        assert event["id"] == blocks.webhook_id == standard.webhook_id
+        assert event["type"] == "tier.upgraded"
+        assert event["created_at"].endswith("Z")
+        data = event["data"]
+        assert data["user_id"] == "user-123"
+        assert "participant_id" not in data
+        assert (data["previous_tier"]["id"], data["previous_tier"]["level"]) == ("silver", 1)
+        assert data["new_tier"] == {"id": "gold", "name": "Gold", "code": "gold", "level": 2}
+        assert data["qualifying_points"] >= 5000
+
+        native_event = verified_event(native["secret"], standard)
+        assert set(native_event) == {"type", "timestamp", "data"}
+        assert native_event["data"]["participant_id"] == "user-123"
+        assert native_event["data"]["new_tier"] == {"code": "gold", "name": "Gold", "level": 2}
+    finally:
+        receiver.stop()
+
+
+def test_the_native_admin_api_shows_the_blocks_payload_format_and_can_switch_it(
+    client: FlaskClient, tenant: TenantKeys
+) -> None:
+    webhook_id = register(client, tenant.admin(), events=["points.awarded"]).json["data"]["id"]
+    url = f"{GAMIFY}/admin/webhooks/{webhook_id}"
+
+    assert client.get(url, headers=tenant.admin()).json["payload_format"] == "blocks"
+    switched = client.patch(url, json={"payload_format": "standard"}, headers=tenant.admin())
+    assert switched.status_code == 200, switched.json
+    assert switched.json["payload_format"] == "standard"
+    assert client.get(url, headers=tenant.admin()).json["payload_format"] == "standard"

@@ -37,6 +37,7 @@ def test_create_returns_the_signing_secret_once(client: FlaskClient, tenant: Ten
         "description": "fulfilment",
         "events": ["reward.reward_claimed", "points.awarded"],
         "enabled": True,
+        "payload_format": "standard",
         "disabled_reason": None,
         "failing_since": None,
         "previous_secret_expires_at": None,
@@ -73,6 +74,21 @@ def test_update_changes_only_the_fields_sent(client: FlaskClient, tenant: Tenant
         f"{WEBHOOKS}/{created['id']}", json={"url": None}, headers=tenant.admin()
     )
     assert null_url.status_code == 422
+
+
+def test_the_payload_format_is_set_on_create_and_switched_by_update(
+    client: FlaskClient, tenant: TenantKeys
+) -> None:
+    created = create_webhook(client, tenant.admin(), RECEIVER, payload_format="blocks")
+    assert created["payload_format"] == "blocks"
+    url = f"{WEBHOOKS}/{created['id']}"
+
+    switched = client.patch(url, json={"payload_format": "standard"}, headers=tenant.admin())
+    assert (switched.status_code, switched.json["payload_format"]) == (200, "standard")
+    for refused in ("soap", None):
+        response = client.patch(url, json={"payload_format": refused}, headers=tenant.admin())
+        assert response.status_code == 422, response.json
+    assert client.get(url, headers=tenant.admin()).json["payload_format"] == "standard"
 
 
 def test_delete_removes_the_endpoint(client: FlaskClient, tenant: TenantKeys) -> None:

@@ -7,6 +7,10 @@ signs (checked by the native rule, app.webhooks.signing: 16 to 200 printable cha
 the document's `whsec_your_secret_key` is not base64 after `whsec_`, so its key is the
 string's own bytes); without one the engine makes a whsec_ secret. The answer's `secret`
 is the one that signs (shown this once).
+
+Endpoints registered here get the reference's payload ({id, type, created_at, data} with
+user_id and tier ids: app.webhooks.payloads), so a receiver written against the reference
+works unchanged; the native admin API shows their payload_format and can switch it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from api.runtime import runtime
 from api.webhooks.admin import url_policy
 from api.webhooks.schemas import SECRET_DESCRIPTION, URL_DESCRIPTION, CreateWebhookRequest
 from app.webhooks.endpoints import create_endpoint, endpoint_view
+from app.webhooks.payloads import BLOCKS
 
 bp = Blueprint("blocks_webhooks", __name__, url_prefix=PREFIX)
 
@@ -95,6 +100,7 @@ def blocks_register_webhook(body: WebhookDocument) -> tuple[dict[str, object], i
         events=[EVENT_NAMES.get(name, name) for name in attributes.events],
         description=attributes.description,
         secret=attributes.secret,
+        payload_format=BLOCKS,
     )
     principal = current_principal()
     rt = runtime()
@@ -109,6 +115,7 @@ def blocks_register_webhook(body: WebhookDocument) -> tuple[dict[str, object], i
             url_policy=url_policy(),
             secret_box=rt.secret_box,
             secret=native.secret,
+            payload_format=native.payload_format,
         )
         audit_change(
             session,

@@ -92,6 +92,7 @@ def create_webhook(body: CreateWebhookRequest) -> tuple[CreatedWebhook, int]:
             url_policy=url_policy(),
             secret_box=runtime().secret_box,
             secret=body.secret,
+            payload_format=body.payload_format,
         )
         audit_change(
             session,

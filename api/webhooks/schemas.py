@@ -30,6 +30,13 @@ EventType = Literal[
     "reward.redeemed",
 ]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
+PayloadFormat = Literal["standard", "blocks"]
+PAYLOAD_FORMAT_DESCRIPTION = (
+    "The request body sent: standard (Standard Webhooks: {type, timestamp, data}) or blocks "
+    "(the 23blocks reference's {id, type, created_at, data}, data with user_id for "
+    "participant_id and tiers as {id, name, level, ...}; endpoints registered through "
+    "POST /v1/rewards/webhooks have it). Same signature headers either way (README, Webhooks)"
+)
 URL_DESCRIPTION = "http(s) URL the events are POSTed to; must resolve to public addresses"
 SECRET_DESCRIPTION = (
     "Your own signing secret; omitted: the engine makes one. "
@@ -65,6 +72,9 @@ class CreateWebhookRequest(RequestModel):
     events: EventTypes
     description: str | None = Field(default=None, max_length=500)
     secret: CallerSecret | None = Field(default=None, description=SECRET_DESCRIPTION)
+    payload_format: PayloadFormat = Field(
+        default="standard", description=PAYLOAD_FORMAT_DESCRIPTION
+    )
 
 
 class RotateSecretRequest(RequestModel):
@@ -81,6 +91,9 @@ class UpdateWebhookRequest(RequestModel):
     )
     events: EventTypes | None = None
     description: str | None = Field(default=None, max_length=500)
+    payload_format: PayloadFormat | None = Field(
+        default=None, description=PAYLOAD_FORMAT_DESCRIPTION
+    )
     enabled: bool | None = Field(
         default=None,
         description="false pauses the endpoint (its pending deliveries fail); true re-enables "
@@ -89,7 +102,7 @@ class UpdateWebhookRequest(RequestModel):
 
     @model_validator(mode="after")
     def _required_fields_are_not_null(self) -> UpdateWebhookRequest:
-        for name in ("url", "events", "enabled"):
+        for name in ("url", "events", "payload_format", "enabled"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -101,6 +114,7 @@ class Webhook(BaseModel):
     description: str | None
     events: list[str]
     enabled: bool
+    payload_format: PayloadFormat = Field(description=PAYLOAD_FORMAT_DESCRIPTION)
     disabled_reason: Literal["manual", "gone", "failing"] | None = Field(
         description="manual, gone (answered 410) or failing (failing continuously for 5 days)"
     )

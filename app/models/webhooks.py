@@ -21,6 +21,10 @@ class WebhookEndpoint(Base):
             "disabled_reason IS NULL OR disabled_reason IN ('manual', 'gone', 'failing')",
             name="disabled_reason",
         ),
+        CheckConstraint(
+            "payload_format IN ('standard', 'blocks')",
+            name="payload_format",
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -41,6 +45,12 @@ class WebhookEndpoint(Base):
     # Start of the current run of failed attempts (null after any success): an endpoint
     # failing continuously for WEBHOOK_DISABLE_AFTER_FAILING_SECONDS is disabled.
     failing_since: Mapped[datetime | None]
+    # How its request bodies are shaped (app.webhooks.payloads.PAYLOAD_FORMATS).
+    # "blocks": the 23blocks envelope and data names, for endpoints registered through
+    # that dialect, so a receiver written against its reference works unchanged.
+    payload_format: Mapped[str] = mapped_column(
+        String(16), default="standard", server_default="standard"
+    )
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime | None]
 

@@ -130,7 +130,8 @@ _CLAIM_DUE = text(
     FROM picked, webhook_endpoints e, outbox_events o
     WHERE d.id = picked.id AND e.id = d.endpoint_id AND o.id = d.event_id
     RETURNING d.id, d.attempts, d.event_id, d.event_type, o.created_at AS event_created_at,
-              o.payload, e.id AS endpoint_id, e.url, e.secret, e.failing_since,
+              o.payload, e.id AS endpoint_id, e.url, e.payload_format, e.secret,
+              e.failing_since,
               CASE WHEN e.previous_secret_expires_at > :now THEN e.previous_secret END
                   AS previous_secret
     """
@@ -167,6 +168,7 @@ class ClaimedDelivery:
     url: str
     signing_secrets: tuple[str, ...]
     endpoint_was_failing: bool  # at claim time; only then does a success touch the endpoint
+    payload_format: str  # the endpoint's, app.webhooks.payloads
 
     def __repr__(self) -> str:  # never print the secrets
         return f"ClaimedDelivery(id={self.id}, endpoint_id={self.endpoint_id})"
@@ -214,6 +216,7 @@ def claim_due_deliveries(
             url=row.url,
             signing_secrets=_signing_secrets(secret_box, row),
             endpoint_was_failing=row.failing_since is not None,
+            payload_format=row.payload_format,
         )
         for row in rows
     ]

@@ -13,13 +13,12 @@ finished attempts and claims more, so a slow receiver only ever holds its own
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -35,6 +34,7 @@ from app.webhooks.dispatch import (
     fan_out_events,
     record_attempts,
 )
+from app.webhooks.payloads import BLOCKS, blocks_body, encode_body, standard_body
 from app.webhooks.secret_box import SecretBox
 from app.webhooks.signing import signature_header
 from app.webhooks.transport import SendResult, WebhookTransport
@@ -65,17 +65,20 @@ class DispatchStats:
 
 
 def event_body(delivery: ClaimedDelivery) -> bytes:
-    """The Standard Webhooks payload: {type, timestamp, data}; the same on every attempt."""
-    created_at = delivery.event_created_at.astimezone(UTC)
-    return json.dumps(
-        {
-            "type": delivery.event_type,
-            "timestamp": created_at.isoformat().replace("+00:00", "Z"),
-            "data": delivery.payload,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+    """The payload in the endpoint's format (app.webhooks.payloads), read when the delivery
+    is claimed: the same on every attempt unless the endpoint's format is switched."""
+    if delivery.payload_format == BLOCKS:
+        return encode_body(
+            blocks_body(
+                delivery.event_id,
+                delivery.event_type,
+                delivery.event_created_at,
+                delivery.payload,
+            )
+        )
+    return encode_body(
+        standard_body(delivery.event_type, delivery.event_created_at, delivery.payload)
+    )
 
 
 def send_delivery(transport: WebhookTransport, delivery: ClaimedDelivery) -> SendResult:

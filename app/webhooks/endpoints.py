@@ -39,6 +39,7 @@ from app.outbox import (
     check_event_names,
 )
 from app.webhooks.dispatch import disable_endpoints
+from app.webhooks.payloads import STANDARD
 from app.webhooks.secret_box import SecretBox
 from app.webhooks.signing import caller_secret_problem, generate_secret
 from app.webhooks.transport import Resolver, resolve_with_system, validate_endpoint_url
@@ -103,9 +104,11 @@ def create_endpoint(
     url_policy: UrlPolicy,
     secret_box: SecretBox,
     secret: str | None = None,
+    payload_format: str = STANDARD,
 ) -> tuple[WebhookEndpoint, str]:
     """The new endpoint and its signing secret: the caller's `secret` if given, else one
-    made now (shown to the caller this once); stored sealed when a SECRET_KEY is set."""
+    made now (shown to the caller this once); stored sealed when a SECRET_KEY is set.
+    `payload_format` shapes its request bodies (app.webhooks.payloads)."""
     validate_endpoint_url(url, url_policy.allow_private, url_policy.resolve)
     secret = signing_secret(secret)
     endpoint = WebhookEndpoint(
@@ -117,6 +120,7 @@ def create_endpoint(
         events=check_event_names(events),
         enabled=True,
         secret=secret_box.seal(secret),
+        payload_format=payload_format,
         created_at=utcnow(),
     )
     session.add(endpoint)
@@ -165,8 +169,9 @@ def update_endpoint(
     changes: dict[str, Any],
     url_policy: UrlPolicy,
 ) -> WebhookEndpoint:
-    """Apply `changes` (url, events, description, enabled). Disabling fails the pending
-    deliveries (redeliver them after re-enabling); enabling clears the failure record."""
+    """Apply `changes` (url, events, description, payload_format, enabled). Disabling fails
+    the pending deliveries (redeliver them after re-enabling); enabling clears the failure
+    record."""
     endpoint = get_endpoint(session, tenant_id, env, endpoint_id, lock=True)
     now = utcnow()
     if "url" in changes:
@@ -176,6 +181,8 @@ def update_endpoint(
         endpoint.events = check_event_names(changes["events"])
     if "description" in changes:
         endpoint.description = changes["description"]
+    if "payload_format" in changes:
+        endpoint.payload_format = changes["payload_format"]
     if changes.get("enabled") is True and not endpoint.enabled:
         endpoint.enabled = True
         endpoint.disabled_reason = None
@@ -233,6 +240,7 @@ def endpoint_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "description": endpoint.description,
         "events": list(endpoint.events),
         "enabled": endpoint.enabled,
+        "payload_format": endpoint.payload_format,
         "disabled_reason": endpoint.disabled_reason,
         "failing_since": endpoint.failing_since,
         "previous_secret_expires_at": overlap_ends if overlap_ends and overlap_ends > now else None,
