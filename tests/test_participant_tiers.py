@@ -101,7 +101,7 @@ def test_an_admin_sets_a_tier_by_hand_and_a_locked_tier_does_not_climb(
     assert response.json["current_tier"]["code"] == "silver"
     assert datetime.fromisoformat(response.json["tier_locked_until"]) == locked_until
     [downgraded] = events_of(session_factory, tenant, "tier.downgraded")
-    assert downgraded["previous_tier"] == {"code": "gold", "level": 2}
+    assert downgraded["previous_tier"] == {"code": "gold", "name": "Gold", "level": 2}
     assert downgraded["new_tier"]["code"] == "silver" and downgraded["reason"] == "fraud review"
     # Locked: an award that would climb past gold leaves the tier where the admin put it.
     crossing = award(client, tenant, "ben", 10000)
@@ -230,7 +230,7 @@ def test_a_rolling_tier_lapses_when_its_points_leave_the_window(
 
     assert tier_code_of(session_factory, tenant, "eva") is None
     [downgraded] = events_of(session_factory, tenant, "tier.downgraded")
-    assert downgraded["previous_tier"] == {"code": "gold", "level": 2}
+    assert downgraded["previous_tier"] == {"code": "gold", "name": "Gold", "level": 2}
     assert (downgraded["new_tier"], downgraded["qualifying_points"]) == (None, 0)
 
 

@@ -582,7 +582,7 @@ def test_crossing_a_tier_threshold_reports_the_upgrade_once_and_the_tier_multipl
     upgrades = events_of(session_factory, tenant, "tier.upgraded")
     assert len(upgrades) == 1
     assert upgrades[0]["new_tier"]["code"] == "gold"
-    assert upgrades[0]["previous_tier"] == {"code": "bronze", "level": 1}
+    assert upgrades[0]["previous_tier"] == {"code": "bronze", "name": "Bronze", "level": 1}
 
 
 def test_points_view_shows_the_next_tier_and_the_points_still_needed(

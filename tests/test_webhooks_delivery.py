@@ -391,7 +391,11 @@ def test_the_lifecycle_events_are_delivered_signed_like_the_others(
         250,
         0,
     )
-    assert by_type["tier.downgraded"]["previous_tier"] == {"code": "gold", "level": 2}
+    assert by_type["tier.downgraded"]["previous_tier"] == {
+        "code": "gold",
+        "name": "Gold",
+        "level": 2,
+    }
     assert by_type["tier.downgraded"]["new_tier"]["code"] == "silver"
 
 

@@ -71,7 +71,7 @@ class PointsReleased(EventData):
 class TierRef(EventData):
     code: str
     level: int
-    name: str | None = None  # on the tier entered
+    name: str | None = None
 
 
 class TierChanged(EventData):

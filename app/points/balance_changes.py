@@ -151,7 +151,14 @@ def _last_upgrade(applied: Sequence[Applied]) -> TierUpgrade | None:
     if not upgrades:
         return None
     first, last = upgrades[0], upgrades[-1]
-    return TierUpgrade(last.code, last.name, last.level, first.previous_code, first.previous_level)
+    return TierUpgrade(
+        last.code,
+        last.name,
+        last.level,
+        first.previous_code,
+        first.previous_level,
+        first.previous_name,
+    )
 
 
 @dataclass(frozen=True, slots=True)

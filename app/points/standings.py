@@ -33,6 +33,8 @@ class TierUpgrade:
     level: int
     previous_code: str | None
     previous_level: int | None
+    # In the tier events (not in the award's answer, whose shape the contract fixes).
+    previous_name: str | None = None
 
     def as_body(self) -> dict[str, Any]:
         return {
@@ -253,6 +255,7 @@ class Standing:
             level=reached.level,
             previous_code=previous.code if previous else None,
             previous_level=previous.level if previous else None,
+            previous_name=previous.name if previous else None,
         )
 
 
@@ -318,7 +321,11 @@ def upgraded_payload(
     participant_id: str, transaction_id: str, upgrade: TierUpgrade, qualifying: int
 ) -> dict[str, Any]:
     previous = (
-        {"code": upgrade.previous_code, "level": upgrade.previous_level}
+        {
+            "code": upgrade.previous_code,
+            "name": upgrade.previous_name,
+            "level": upgrade.previous_level,
+        }
         if upgrade.previous_code is not None
         else None
     )

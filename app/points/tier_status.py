@@ -199,9 +199,7 @@ def set_tier(
             {
                 "participant_id": participant_id,
                 "transaction_id": None,
-                "previous_tier": (
-                    {"code": previous.code, "level": previous.level} if previous else None
-                ),
+                "previous_tier": previous.reference() if previous else None,
                 "new_tier": wanted.reference(),
                 "qualifying_points": total_earned,
                 "reason": reason,

@@ -198,7 +198,7 @@ def _downgraded_payload(
     tier = evaluation.tier
     return {
         "participant_id": participant_id,
-        "previous_tier": {"code": previous.code, "level": previous.level},
+        "previous_tier": previous.reference(),
         "new_tier": tier.reference() if tier is not None else None,
         "qualifying_points": evaluation.qualifying_points,
         "reason": "rolling_window",

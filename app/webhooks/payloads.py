@@ -29,8 +29,8 @@ _CALLER_DATA = frozenset({"metadata"})
 
 def blocks_data(value: Any) -> Any:
     """Event data as the 23blocks reference names it: participant_id -> user_id wherever it
-    appears, tier references gain `id` (the tier code) and always carry `name` (null when
-    the event does not record it: a tier left is referenced by code and level only), and
+    appears, tier references gain `id` (the tier code) and always carry `name` (null in
+    events recorded before the tier left carried its name), and
     everything else is kept as it is."""
     if isinstance(value, list):
         return [blocks_data(item) for item in value]
