@@ -142,3 +142,19 @@ def test_the_dialect_has_its_own_openapi_document_of_json_api_bodies(client: Fla
 def test_the_contract_examples_are_the_references_own() -> None:
     # CI checks out ../shared beside the project: the examples must be what it documents.
     assert extract(SEED.read_text()) == EXAMPLES
+
+
+def test_every_endpoint_the_reference_documents_is_served(client: FlaskClient) -> None:
+    served = {
+        (method.upper(), path)
+        for path, operations in client.get("/v1/rewards/openapi.json").json["paths"].items()
+        for method in operations
+    }
+    documented = {
+        (example["method"], example["path"])
+        for section in EXAMPLES.values()
+        for example in section["endpoints"]
+    }
+
+    assert len(documented) == 39
+    assert documented - served == set()
