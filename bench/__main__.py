@@ -20,6 +20,7 @@ from bench.actions import action_flow
 from bench.coupons import coupon_flow
 from bench.expiry import expiry_sweep
 from bench.services import Database, Services
+from bench.soak import SoakOptions, soak_tables
 from bench.spread import KINDS, SpreadOptions, spread_writes
 
 
@@ -57,7 +58,7 @@ def main() -> int:
         "--scenarios",
         default="hot,async,batch,bulk,webhooks,actions",
         help="comma list of: hot, async, batch, batch-expiry, bulk, webhooks, actions, spread, "
-        "expiry, coupons",
+        "expiry, coupons, soak",
     )
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--api-connections", type=int, default=1000)
@@ -90,6 +91,30 @@ def main() -> int:
         type=int,
         default=200,
         help="spread: requests per (kind, clients) of the statement-counting pass (0: none)",
+    )
+    soak = SoakOptions()
+    parser.add_argument("--soak-events", type=int, default=soak.events, help="soak: events")
+    parser.add_argument("--soak-seconds", type=float, default=soak.seconds, help="soak: duration")
+    parser.add_argument(
+        "--soak-retention-seconds",
+        type=float,
+        default=soak.retention_s,
+        help="soak: outbox, delivery and audit retention, and the operations' age window",
+    )
+    parser.add_argument(
+        "--soak-sample-seconds", type=float, default=soak.sample_s, help="soak: sample period"
+    )
+    parser.add_argument(
+        "--soak-vacuum-seconds",
+        type=float,
+        default=soak.vacuum_s,
+        help="soak: VACUUM (ANALYZE) the purged tables this often, as autovacuum would (0: never)",
+    )
+    parser.add_argument(
+        "--soak-delivered-share",
+        type=float,
+        default=soak.delivered_share,
+        help="soak: share of the events delivered to a local receiver (the rest: unsubscribed)",
     )
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -190,6 +215,16 @@ def main() -> int:
                     results.append(scenarios.bulk_awarding(engine, api_url, awards=args.awards))
                 elif name == "webhooks":
                     results.append(scenarios.webhook_fanout(args.events))
+                elif name == "soak":
+                    options = SoakOptions(
+                        events=args.soak_events,
+                        seconds=args.soak_seconds,
+                        retention_s=args.soak_retention_seconds,
+                        sample_s=args.soak_sample_seconds,
+                        vacuum_s=args.soak_vacuum_seconds,
+                        delivered_share=args.soak_delivered_share,
+                    )
+                    results.append(soak_tables(engine, services, database, options))
                 elif name == "spread" and spread_options is not None:
                     results.append(spread_writes(engine, services, database, spread_options))
                 else:
@@ -206,7 +241,7 @@ def main() -> int:
     path = args.out / f"bench-{report['date']}.json".replace(":", "")
     path.write_text(json.dumps(report, indent=2))
     print(f"\nJSON: {path}\nlogs: {logs}")
-    return 1 if any(s["violations"] for s in report["scenarios"]) else 0  # type: ignore[index, union-attr]
+    return 1 if any(s["violations"] for s in report["scenarios"]) else 0  # type: ignore[index, union-attr, attr-defined]
 
 
 def _print_table(report: dict[str, object]) -> None:
@@ -247,10 +282,27 @@ _COLUMNS = (
 )
 
 
+# The soak's rows: one per purged table, sizes in MB (pg_total_relation_size).
+_SOAK_COLUMNS = (
+    ("table", "table", 18),
+    ("warm-up MB", "warmup_mb", 10),
+    ("max MB", "max_mb", 8),
+    ("end MB", "end_mb", 8),
+    ("end/warm-up", "end_over_warmup", 11),
+    ("warm-up rows", "warmup_rows", 12),
+    ("end rows", "end_rows", 10),
+    ("MB/h after", "growth_mb_per_h", 10),
+)
+
+
 def _print_rows(rows: list[dict[str, object]]) -> None:
-    print("    " + " ".join(f"{heading:>{width}}" for heading, _, width in _COLUMNS))
+    columns = _SOAK_COLUMNS if "table" in rows[0] else _COLUMNS
+    print("    " + " ".join(f"{heading:>{width}}" for heading, _, width in columns))
     for row in rows:
-        print("    " + " ".join(f"{row.get(key, '')!s:>{width}}" for _, key, width in _COLUMNS))
+        print("    " + " ".join(f"{row.get(key, '')!s:>{width}}" for _, key, width in columns))
+    if columns is _SOAK_COLUMNS:
+        print("    MB/h after: least-squares growth over the samples from the warm-up on")
+        return
     print(
         "    web .. machine: CPU ms per write; tasks/w: Celery tasks per write;"
         " stmts/w, txns/w: SQL statements and BEGINs per write (counting pass)"

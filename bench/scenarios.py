@@ -28,6 +28,8 @@ class ScenarioResult:
     violations: list[str] = field(default_factory=list)
     # A scenario measured at several settings: one row of figures per setting.
     table: list[dict[str, float | int | str]] = field(default_factory=list)
+    # A scenario followed over time: what it read at each moment (kept in the JSON only).
+    samples: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -235,6 +237,7 @@ def as_json(results: list[ScenarioResult]) -> list[dict[str, Any]]:
     return [
         {"name": result.name, "figures": result.figures, "violations": result.violations}
         | ({"table": result.table} if result.table else {})
+        | ({"samples": result.samples} if result.samples else {})
         for result in results
     ]
 

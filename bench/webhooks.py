@@ -47,7 +47,7 @@ def serve(port: int) -> None:
     server.serve_forever()
 
 
-def _wait_for_port(port: int, timeout: float = 10) -> None:
+def wait_for_port(port: int, timeout: float = 10) -> None:
     import socket
 
     deadline = time.monotonic() + timeout
@@ -59,7 +59,13 @@ def _wait_for_port(port: int, timeout: float = 10) -> None:
     raise RuntimeError(f"receiver on port {port} did not start")
 
 
-def _setup(engine: Engine, receiver_url: str, endpoints: int) -> uuid.UUID:
+def receiving_tenant(
+    engine: Engine,
+    receiver_url: str,
+    endpoints: int,
+    events: tuple[str, ...] = ("reward.reward_claimed",),
+) -> uuid.UUID:
+    """A tenant with `endpoints` enabled endpoints at the receiver, subscribed to `events`."""
     tenant_id = uuid.uuid4()
     with engine.begin() as connection:
         connection.execute(insert(Tenant).values(id=tenant_id, name="bench"))
@@ -70,7 +76,7 @@ def _setup(engine: Engine, receiver_url: str, endpoints: int) -> uuid.UUID:
                     tenant_id=tenant_id,
                     env="live",
                     url=receiver_url,
-                    events=["reward.reward_claimed"],
+                    events=list(events),
                     enabled=True,
                     secret=generate_secret(),
                 )
@@ -119,9 +125,10 @@ def main() -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     try:
         database.migrate()
-        _wait_for_port(receiver_port)
+        wait_for_port(receiver_port)
         engine = create_engine(database.url)
-        tenant_id = _setup(engine, f"http://127.0.0.1:{receiver_port}/hooks", args.endpoints)
+        receiver_url = f"http://127.0.0.1:{receiver_port}/hooks"
+        tenant_id = receiving_tenant(engine, receiver_url, args.endpoints)
         env = {
             **os.environ,
             "DATABASE_URL": database.url,
