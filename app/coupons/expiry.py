@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.clock import utcnow
 from app.infra.pgcopy import fetch_tuples
 from app.outbox import COUPON_EXPIRED, record_events
-from app.points.sweeps import WHOLE, Shard, shard_filter
+from app.points.sweeps import WHOLE, Shard, drain_in_batches, shard_filter
 
 SWEEP_BATCH_COUPONS = 1_000
 
@@ -76,10 +76,8 @@ def sweep_coupons(
 ) -> int:
     """Announce every expired coupon (of `shard`), a batch per transaction; how many."""
     started = now()
-    announced = 0
-    while True:
-        with session_factory.begin() as session:
-            batch = sweep_coupon_batch(session, started, shard, limit)
-        announced += batch
-        if batch < limit:
-            return announced
+    return drain_in_batches(
+        session_factory,
+        lambda session: sweep_coupon_batch(session, started, shard, limit),
+        limit,
+    )

@@ -62,6 +62,20 @@ class Shard(NamedTuple):
 WHOLE = Shard(0, 1)
 
 
+def drain_in_batches(
+    session_factory: sessionmaker[Session], batch: Callable[[Session], int], limit: int
+) -> int:
+    """Run `batch` (which handles up to `limit` due rows) a transaction at a time until one
+    handles fewer; how many it handled in all."""
+    handled = 0
+    while True:
+        with session_factory.begin() as session:
+            done = batch(session)
+        handled += done
+        if done < limit:
+            return handled
+
+
 def shard_filter(column: str) -> str:
     """The SQL condition that `column` (a participant key) is in the statement's shard
     (parameters `shard` and `shards`)."""

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.clock import utcnow
 from app.infra.pgcopy import fetch_tuples
-from app.points.sweeps import WHOLE, Shard, shard_filter
+from app.points.sweeps import WHOLE, Shard, drain_in_batches, shard_filter
 
 SWEEP_BATCH_REFERRALS = 1_000
 
@@ -58,10 +58,8 @@ def sweep_referrals(
 ) -> int:
     """Expire every due referral (of `shard`), a batch per transaction; how many."""
     started = now()
-    expired = 0
-    while True:
-        with session_factory.begin() as session:
-            batch = sweep_referral_batch(session, started, shard, limit)
-        expired += batch
-        if batch < limit:
-            return expired
+    return drain_in_batches(
+        session_factory,
+        lambda session: sweep_referral_batch(session, started, shard, limit),
+        limit,
+    )
