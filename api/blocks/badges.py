@@ -24,8 +24,13 @@ from api.blocks.jsonapi import (
     one,
 )
 from api.blocks.limits import Family, take_family_unit
-from api.blocks.points import WRITE_ERRORS, WRITE_HEADERS
-from api.blocks.writes import AcceptedDocument, dialect_write, translates
+from api.blocks.writes import (
+    WRITE_ERRORS,
+    WRITE_HEADERS,
+    AcceptedDocument,
+    dialect_write,
+    translates,
+)
 from api.endpoint import Access, endpoint
 from api.engagement.schemas import BadgeCreate
 from api.points.schemas import ParticipantId
@@ -244,7 +249,12 @@ def _award_document(result: dict[str, Any], payload: dict[str, Any]) -> dict[str
     access=Access.PARTICIPANT,
     body=BadgeAwardDocument,
     responses={201: Single[Literal["user-badge"], UserBadgeOut], 202: AcceptedDocument},
-    errors={**WRITE_ERRORS, 404: ("badge_not_found",), 409: ("badge_already_awarded",)},
+    errors={
+        **WRITE_ERRORS,
+        404: ("badge_not_found",),
+        409: ("badge_already_awarded",),
+        429: ("rate_limit_exceeded",),
+    },
     headers=WRITE_HEADERS,
     write=True,
 )

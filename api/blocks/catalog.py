@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 from flask import Blueprint, Response
 from pydantic import AwareDatetime, Field
-from sqlalchemy import select
 
 from api.auth import current_principal
 from api.blocks.jsonapi import (
@@ -45,14 +44,15 @@ from api.points.schemas import ParticipantId
 from api.rewards.schemas import CreateRewardRequest, FlatObject, Slug
 from api.runtime import runtime
 from api.validation import check_participant_id
-from app.models import Claim, Reward
+from app.models import Reward
 from app.rewards.catalog import (
     CatalogFilters,
     create_reward,
+    find_reward_id,
     list_claimable_rewards,
     reward_not_found,
 )
-from app.rewards.claims import CLAIM_KIND, claim_payload, list_participant_claims
+from app.rewards.claims import CLAIM_KIND, claim_payload, claim_time, list_participant_claims
 
 bp = Blueprint("blocks_catalog", __name__, url_prefix=PREFIX)
 
@@ -276,9 +276,7 @@ RedemptionResource = Single[Literal["reward-redemption"], RedemptionOut]
 @translates(CLAIM_KIND)
 def _redemption_document(result: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     with runtime().session_factory() as session:
-        claimed_at = session.execute(
-            select(Claim.claimed_at).where(Claim.id == uuid.UUID(result["claim_id"]))
-        ).scalar_one()
+        claimed_at = claim_time(session, uuid.UUID(result["claim_id"]))
     attributes = RedemptionOut(
         user_id=result["participant_id"],
         reward_id=payload["reward_id"],
@@ -300,15 +298,8 @@ def _redemption_document(result: dict[str, Any], payload: dict[str, Any]) -> dic
 def _reward_id(id_or_slug: str) -> uuid.UUID:
     """The reward named by its id or its slug; 404 reward_not_found for any other."""
     principal = current_principal()
-    query = select(Reward.id).where(
-        Reward.tenant_id == principal.tenant_id, Reward.env == principal.env
-    )
-    try:
-        query = query.where(Reward.id == uuid.UUID(id_or_slug))
-    except ValueError:
-        query = query.where(Reward.slug == id_or_slug)
     with runtime().session_factory() as session:
-        found = session.execute(query).scalar_one_or_none()
+        found = find_reward_id(session, principal.tenant_id, principal.env, id_or_slug)
     if found is None:
         raise reward_not_found()
     return found

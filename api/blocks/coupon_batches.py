@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
 from pydantic import Field
-from sqlalchemy import select
 
 from api.audit import audit_change
 from api.auth import current_principal
@@ -41,7 +40,7 @@ from api.coupons.schemas import GenerateRequest
 from api.endpoint import Access, endpoint
 from api.runtime import runtime
 from api.write_path import PREFER_HEADER_DOC, wants_async
-from app.coupons.definitions import create_coupon, generated_codes_page
+from app.coupons.definitions import campaign_coupon_ids, create_coupon, generated_codes_page
 from app.coupons.generation import GENERATE_KIND, GENERATE_MAX_CODES, record_generation
 from app.errors import NotFound
 from app.models import Coupon, Operation, OperationStatus
@@ -190,17 +189,7 @@ def campaign_not_found() -> NotFound:
 def _campaign_coupons(campaign: str) -> list[uuid.UUID]:
     principal = current_principal()
     with runtime().session_factory() as session:
-        return list(
-            session.scalars(
-                select(Coupon.id)
-                .where(
-                    Coupon.tenant_id == principal.tenant_id,
-                    Coupon.env == principal.env,
-                    Coupon.campaign == campaign,
-                )
-                .order_by(Coupon.created_at, Coupon.id)
-            )
-        )
+        return campaign_coupon_ids(session, principal.tenant_id, principal.env, campaign)
 
 
 @endpoint(

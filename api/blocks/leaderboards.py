@@ -4,13 +4,11 @@ board and shown on the entries they go to)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from flask import Blueprint
 from pydantic import Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.audit import audit_change
@@ -32,10 +30,14 @@ from api.runtime import runtime
 from api.schemas import QueryModel
 from api.validation import check_participant_id, validation_failed
 from app.clock import utcnow
-from app.engagement.leaderboard_reads import Entry, LeaderboardReader, find_leaderboard
+from app.engagement.leaderboard_reads import (
+    Entry,
+    LeaderboardReader,
+    find_leaderboard,
+    leaderboard_prizes,
+)
 from app.engagement.leaderboards import ALL_TIME, MONTHLY, WEEKLY, LeaderboardDef
 from app.engagement.program_definitions import create_leaderboard
-from app.models import Leaderboard
 
 bp = Blueprint("blocks_leaderboards", __name__, url_prefix=PREFIX)
 
@@ -220,13 +222,6 @@ def period_label(board: LeaderboardDef, start: date) -> str:
     return start.isoformat()
 
 
-def _prizes(session: Session, leaderboard_id: str) -> dict[int, str]:
-    prizes = session.execute(
-        select(Leaderboard.prizes).where(Leaderboard.id == uuid.UUID(leaderboard_id))
-    ).scalar_one_or_none()
-    return {int(prize["rank"]): str(prize["prize"]) for prize in prizes or []}
-
-
 def _entry(entry: Entry, prizes: dict[int, str]) -> EntryOut:
     return EntryOut(
         rank=entry.rank,
@@ -254,7 +249,7 @@ def blocks_get_leaderboard(leaderboard_id: str, query: EntriesQuery) -> tuple[di
     with runtime().session_factory() as session:
         reader = _board(session, leaderboard_id, query.period)
         entries, _ = reader.page(query.limit, 0)
-        prizes = _prizes(session, reader.board.id)
+        prizes = leaderboard_prizes(session, reader.board.id)
     attributes = BoardOut(
         name=reader.board.name,
         period=period_label(reader.board, reader.period_start),

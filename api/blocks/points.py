@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 from flask import Blueprint, Response
 from pydantic import AwareDatetime, Field
-from sqlalchemy import select
 
 from api.auth import current_principal
 from api.blocks.jsonapi import (
@@ -43,11 +42,16 @@ from api.points.schemas import (
 )
 from api.runtime import runtime
 from api.validation import check_participant_id
-from app.models import LedgerEntry
 from app.points.items import ACTION_MAX_CHARS, AWARD_KIND
 from app.points.kinds import DEDUCT_KIND
 from app.points.lots import EXPIRES_IN_DAYS_MAX
-from app.points.queries import Direction, TransactionFilter, points_summary, transactions_page
+from app.points.queries import (
+    Direction,
+    TransactionFilter,
+    points_summary,
+    transaction_created_at,
+    transactions_page,
+)
 
 bp = Blueprint("blocks_points", __name__, url_prefix=PREFIX)
 
@@ -96,14 +100,8 @@ Transaction = Single[Literal["points-transaction"], TransactionAttributes]
 
 
 def _transaction_created_at(transaction_id: str) -> datetime:
-    principal = current_principal()
     with runtime().session_factory() as session:
-        return session.execute(
-            select(LedgerEntry.created_at).where(
-                LedgerEntry.id == transaction_id,
-                LedgerEntry.tenant_id == principal.tenant_id,
-            )
-        ).scalar_one()
+        return transaction_created_at(session, current_principal().tenant_id, transaction_id)
 
 
 def _transaction(result: dict[str, Any], payload: dict[str, Any], credit: bool) -> dict[str, Any]:

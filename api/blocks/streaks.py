@@ -21,8 +21,13 @@ from api.blocks.jsonapi import (
     native_model,
     one,
 )
-from api.blocks.points import WRITE_ERRORS, WRITE_HEADERS
-from api.blocks.writes import AcceptedDocument, dialect_write, translates
+from api.blocks.writes import (
+    WRITE_ERRORS,
+    WRITE_HEADERS,
+    AcceptedDocument,
+    dialect_write,
+    translates,
+)
 from api.endpoint import Access, endpoint
 from api.engagement.program_schemas import StreakCreate
 from api.points.schemas import ParticipantId

@@ -292,3 +292,16 @@ def generated_codes_page(
     params = {"coupon_id": coupon_id, "offset": offset, "limit": limit}
     [(total,)] = fetch_tuples(session, _CODES_COUNT, params)
     return fetch_tuples(session, _CODES_PAGE, params), int(total)
+
+
+def campaign_coupon_ids(
+    session: Session, tenant_id: uuid.UUID, env: str, campaign: str
+) -> list[uuid.UUID]:
+    """The ids of the tenant environment's coupons of `campaign`, oldest first."""
+    return list(
+        session.scalars(
+            select(Coupon.id)
+            .where(Coupon.tenant_id == tenant_id, Coupon.env == env, Coupon.campaign == campaign)
+            .order_by(Coupon.created_at, Coupon.id)
+        )
+    )

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.engagement.leaderboard_cache import Keys, participant_of, rebuild
@@ -228,3 +229,11 @@ _AROUND = f"""
 
 def default_period(board: LeaderboardDef, now: datetime) -> date:
     return board.period_start(now)
+
+
+def leaderboard_prizes(session: Session, leaderboard_id: str) -> dict[int, str]:
+    """The prize of each rank that has one (the 23blocks dialect's `rewards`)."""
+    prizes = session.execute(
+        select(Leaderboard.prizes).where(Leaderboard.id == uuid.UUID(leaderboard_id))
+    ).scalar_one_or_none()
+    return {int(prize["rank"]): str(prize["prize"]) for prize in prizes or []}

@@ -240,3 +240,12 @@ def _transaction(entry: Row[Any]) -> dict[str, Any]:
         "available_at": entry.available_at if entry.is_credit else None,
         "metadata": entry.metadata_,
     }
+
+
+def transaction_created_at(session: Session, tenant_id: uuid.UUID, transaction_id: str) -> datetime:
+    """When a ledger entry of the tenant's was written."""
+    return session.execute(
+        select(LedgerEntry.created_at).where(
+            LedgerEntry.id == uuid.UUID(transaction_id), LedgerEntry.tenant_id == tenant_id
+        )
+    ).scalar_one()

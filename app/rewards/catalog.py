@@ -320,3 +320,15 @@ def catalog_view(reward: Reward) -> dict[str, Any]:
         "expires_at": reward.expires_at,
         **_presentation(reward),
     }
+
+
+def find_reward_id(
+    session: Session, tenant_id: uuid.UUID, env: str, id_or_slug: str
+) -> uuid.UUID | None:
+    """The tenant environment's reward with that id, or else that slug."""
+    query = select(Reward.id).where(Reward.tenant_id == tenant_id, Reward.env == env)
+    try:
+        query = query.where(Reward.id == uuid.UUID(id_or_slug))
+    except ValueError:
+        query = query.where(Reward.slug == id_or_slug)
+    return session.execute(query).scalar_one_or_none()

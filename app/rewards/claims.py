@@ -222,3 +222,8 @@ def eligibility_for(
         )
         for reward in rewards
     }
+
+
+def claim_time(session: Session, claim_id: uuid.UUID) -> datetime:
+    """When a claim was made."""
+    return session.execute(select(Claim.claimed_at).where(Claim.id == claim_id)).scalar_one()
