@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from api.audit import audit_change
 from api.auth import current_principal
@@ -17,8 +17,8 @@ from api.blocks.jsonapi import (
     Attributes,
     Document,
     Kebab,
+    Listed,
     Many,
-    ResourceOut,
     Single,
     native_model,
     one,
@@ -135,8 +135,7 @@ class BadgesQuery(QueryModel):
     filter_rarity: Rarity | None = Field(default=None, alias="filter[rarity]")
 
 
-class BadgeList(BaseModel):
-    data: list[ResourceOut[Literal["badge"], BadgeOut]]
+BadgeList = Listed[Literal["badge"], BadgeOut]
 
 
 @endpoint(

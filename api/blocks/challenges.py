@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, Field
 
 from api.audit import audit_change
 from api.auth import current_principal
@@ -16,7 +16,7 @@ from api.blocks.jsonapi import (
     Attributes,
     Document,
     Kebab,
-    ResourceOut,
+    Listed,
     Single,
     UnnamedSingle,
     native_model,
@@ -122,8 +122,7 @@ class ChallengesQuery(QueryModel):
     )
 
 
-class ChallengeList(BaseModel):
-    data: list[ResourceOut[Literal["challenge"], ChallengeOut]]
+ChallengeList = Listed[Literal["challenge"], ChallengeOut]
 
 
 @endpoint(

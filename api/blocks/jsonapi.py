@@ -71,6 +71,12 @@ class Single(BaseModel, Generic[T, A]):
     data: ResourceOut[T, A]
 
 
+class Listed(BaseModel, Generic[T, A]):
+    """A list the reference answers without meta."""
+
+    data: list[ResourceOut[T, A]]
+
+
 class Many(BaseModel, Generic[T, A, M]):
     data: list[ResourceOut[T, A]]
     meta: M

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, Field
 
 from api.auth import current_principal
 from api.blocks.jsonapi import (
@@ -15,7 +15,7 @@ from api.blocks.jsonapi import (
     Attributes,
     Document,
     Kebab,
-    ResourceOut,
+    Listed,
     Single,
     native_model,
     one,
@@ -61,8 +61,7 @@ class TierOut(Kebab):
     created_at: datetime
 
 
-class TierList(BaseModel):
-    data: list[ResourceOut[Literal["loyalty-tier"], TierOut]]
+TierList = Listed[Literal["loyalty-tier"], TierOut]
 
 
 def _tier_out(tier: Tier, members: int) -> TierOut:
