@@ -22,6 +22,7 @@ from api.blocks.jsonapi import (
     Single,
     native_model,
     one,
+    resource,
 )
 from api.blocks.limits import Family, take_family_unit
 from api.blocks.writes import (
@@ -160,11 +161,7 @@ def blocks_list_badges(query: BadgesQuery) -> tuple[dict[str, Any], int]:
         ]
         unlocks = badge_unlock_counts(session, [badge.id for badge in badges])
         data = [
-            {
-                "id": str(badge.id),
-                "type": "badge",
-                "attributes": _badge_out(badge, unlocks.get(badge.id, 0)),
-            }
+            resource("badge", str(badge.id), _badge_out(badge, unlocks.get(badge.id, 0)))
             for badge in badges
         ]
     return {"data": data}, 200
@@ -295,17 +292,17 @@ def blocks_user_badges(user_id: str) -> tuple[dict[str, Any], int]:
     with runtime().session_factory() as session:
         held = participant_badges(session, principal.tenant_id, principal.env, user_id)
     data = [
-        {
-            "id": _user_badge_id(badge["badge_id"], user_id),
-            "type": "user-badge",
-            "attributes": EarnedBadgeOut(
+        resource(
+            "user-badge",
+            _user_badge_id(badge["badge_id"], user_id),
+            EarnedBadgeOut(
                 badge_id=badge["badge_id"],
                 badge_name=badge["name"],
                 badge_image=badge["image_url"],
                 points_awarded=badge["points_reward"] or 0,
                 awarded_at=badge["awarded_at"],
             ),
-        }
+        )
         for badge in held
     ]
     meta = UserBadgesMeta(

@@ -30,6 +30,7 @@ from api.blocks.jsonapi import (
     native_model,
     one,
     page_count,
+    resource,
 )
 from api.blocks.writes import (
     WRITE_ERRORS,
@@ -163,10 +164,7 @@ def blocks_list_catalog(query: CatalogQuery) -> tuple[dict[str, Any], int]:
             offset=query.offset,
             limit=query.page_size,
         )
-        data = [
-            {"id": str(reward.id), "type": "reward", "attributes": reward_attributes(reward)}
-            for reward in rewards
-        ]
+        data = [resource("reward", str(reward.id), reward_attributes(reward)) for reward in rewards]
     meta = PageMeta(**query.meta_counts(total))
     return {"data": data, "meta": meta}, 200
 
@@ -375,10 +373,10 @@ def blocks_list_redemptions(user_id: str, query: PageQuery) -> tuple[dict[str, A
             limit=query.page_size,
         )
     data = [
-        {
-            "id": claim["claim_id"],
-            "type": "reward-redemption",
-            "attributes": ListedRedemption(
+        resource(
+            "reward-redemption",
+            claim["claim_id"],
+            ListedRedemption(
                 reward_id=claim["reward_id"],
                 reward_name=claim["reward_name"],
                 points_spent=claim["points_deducted"] or 0,
@@ -388,7 +386,7 @@ def blocks_list_redemptions(user_id: str, query: PageQuery) -> tuple[dict[str, A
                 used_at=claim["used_at"],
                 cancelled_at=claim["cancelled_at"],
             ),
-        }
+        )
         for claim in claims
     ]
     meta = RedemptionsMeta(

@@ -21,6 +21,7 @@ from api.blocks.jsonapi import (
     UnnamedSingle,
     native_model,
     one,
+    resource,
 )
 from api.blocks.writes import (
     WRITE_ERRORS,
@@ -146,10 +147,7 @@ def blocks_list_challenges(query: ChallengesQuery) -> tuple[dict[str, Any], int]
             participant_id=query.filter_user_id,
             active=query.filter_active,
         )
-    data = [
-        {"id": view["challenge_id"], "type": "challenge", "attributes": _challenge_out(view)}
-        for view in views
-    ]
+    data = [resource("challenge", view["challenge_id"], _challenge_out(view)) for view in views]
     return {"data": data}, 200
 
 

@@ -23,6 +23,7 @@ from api.blocks.jsonapi import (
     document_code,
     native_model,
     one,
+    resource,
 )
 from api.blocks.limits import Family, take_family_unit
 from api.blocks.writes import (
@@ -232,10 +233,7 @@ def blocks_list_coupons(query: CouponsQuery) -> tuple[dict[str, Any], int]:
             expires_after=query.filter_expires_after,
             search=query.search,
         )
-        data = [
-            {"id": str(coupon.id), "type": "coupon", "attributes": coupon_attributes(coupon)}
-            for coupon in coupons
-        ]
+        data = [resource("coupon", str(coupon.id), coupon_attributes(coupon)) for coupon in coupons]
     meta = PageMeta(**query.meta_counts(total))
     return {"data": data, "meta": meta}, 200
 

@@ -113,8 +113,13 @@ class PageMeta(Kebab):
     page_count: int
 
 
+def resource(resource_type: str, resource_id: str, attributes: BaseModel) -> dict[str, Any]:
+    """One resource object, as a document's data or an item of its list."""
+    return {"id": resource_id, "type": resource_type, "attributes": attributes}
+
+
 def one(resource_type: str, resource_id: str, attributes: BaseModel) -> dict[str, Any]:
-    return {"data": {"id": resource_id, "type": resource_type, "attributes": attributes}}
+    return {"data": resource(resource_type, resource_id, attributes)}
 
 
 def page_count(total: int, size: int) -> int:

@@ -21,6 +21,7 @@ from api.blocks.jsonapi import (
     Single,
     native_model,
     one,
+    resource,
 )
 from api.blocks.limits import Family, take_family_unit
 from api.blocks.writes import (
@@ -284,10 +285,10 @@ def blocks_get_history(user_id: str, query: HistoryQuery) -> tuple[dict[str, Any
             ),
         )
     data = [
-        {
-            "id": entry["transaction_id"],
-            "type": "points-transaction",
-            "attributes": HistoryEntry(
+        resource(
+            "points-transaction",
+            entry["transaction_id"],
+            HistoryEntry(
                 amount=abs(entry["amount"]),
                 type=entry["direction"],
                 action=entry["action"],
@@ -297,7 +298,7 @@ def blocks_get_history(user_id: str, query: HistoryQuery) -> tuple[dict[str, Any
                 expires_at=entry["expires_at"],
                 created_at=entry["created_at"],
             ),
-        }
+        )
         for entry in entries
     ]
     meta = PageMeta(**query.meta_counts(total))

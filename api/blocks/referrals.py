@@ -35,6 +35,7 @@ from api.blocks.jsonapi import (
     native_model,
     one,
     page_count,
+    resource,
 )
 from api.blocks.writes import (
     WRITE_ERRORS,
@@ -304,10 +305,10 @@ def blocks_list_user_referrals(user_id: str, query: ReferralsQuery) -> tuple[dic
             limit=query.page_size,
         )
     data = [
-        {
-            "id": referral["referral_id"],
-            "type": "referral",
-            "attributes": ListedReferral(
+        resource(
+            "referral",
+            referral["referral_id"],
+            ListedReferral(
                 referee_id=referral["referee_id"],
                 referee_email=referral["referee_email"],
                 referral_code=referral["referral_code"],
@@ -316,7 +317,7 @@ def blocks_list_user_referrals(user_id: str, query: ReferralsQuery) -> tuple[dic
                 created_at=referral["created_at"],
                 completed_at=referral["completed_at"],
             ),
-        }
+        )
         for referral in listed["referrals"]
     ]
     totals = listed["totals"]

@@ -21,6 +21,7 @@ from api.blocks.jsonapi import (
     Single,
     native_model,
     one,
+    resource,
 )
 from api.endpoint import Access, endpoint
 from api.engagement.schemas import EarningRuleCreate
@@ -155,8 +156,5 @@ def blocks_list_rules() -> tuple[dict[str, Any], int]:
     principal = current_principal()
     with runtime().session_factory() as session:
         rules = list_rules(session, principal.tenant_id, principal.env)
-        data = [
-            {"id": str(rule.id), "type": "points-rule", "attributes": _rule_out(rule)}
-            for rule in rules
-        ]
+        data = [resource("points-rule", str(rule.id), _rule_out(rule)) for rule in rules]
     return {"data": data, "meta": CountMeta(total_count=len(data))}, 200

@@ -19,6 +19,7 @@ from api.blocks.jsonapi import (
     Single,
     native_model,
     one,
+    resource,
 )
 from api.endpoint import Access, endpoint
 from api.points.participant_tiers import set_tier_by_hand
@@ -96,11 +97,7 @@ def blocks_list_tiers() -> tuple[dict[str, Any], int]:
     with runtime().session_factory() as session:
         counts = tier_member_counts(session, principal.tenant_id, principal.env)
         data = [
-            {
-                "id": tier.code,
-                "type": "loyalty-tier",
-                "attributes": _tier_out(tier, counts.get(tier.code, 0)),
-            }
+            resource("loyalty-tier", tier.code, _tier_out(tier, counts.get(tier.code, 0)))
             for tier in list_tiers(session, principal.tenant_id, principal.env)
         ]
     return {"data": data}, 200
