@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from flask import Blueprint
+from flask import Blueprint, g
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -20,10 +20,20 @@ bp = Blueprint("audit", __name__, url_prefix="/api/v1/gamify/admin")
 
 
 def audit_change(
-    session: Session, action: str, target_id: uuid.UUID, details: dict[str, Any] | None = None
+    session: Session,
+    action: str,
+    target_id: uuid.UUID | str,
+    details: dict[str, Any] | None = None,
 ) -> None:
-    """Record an admin change by the calling key, in the change's own transaction."""
+    """Record an admin change by the calling key, in the change's own transaction.
+
+    A change made through the admin console (api/console) says so: its details carry
+    `"via": "console"` (the console sets `g.audit_via`), whichever view or helper audits it.
+    """
     principal = current_principal()
+    via = g.get("audit_via")
+    if via is not None:
+        details = {**(details or {}), "via": via}
     record_audit(
         session,
         tenant_id=principal.tenant_id,
