@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from api import audit, health, metrics, openapi, operations, points
     from api.blocks import blueprints as blocks_blueprints
     from api.blocks.jsonapi import set_media_type
+    from api.console import console_blueprint
     from api.coupons import admin as coupons_admin
     from api.coupons import participant as coupons_participant
     from api.engagement import actions as engagement_actions
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         coupons_participant.bp,
         coupons_admin.bp,
         *blocks_blueprints(),
+        console_blueprint(),
     ):
         app.register_blueprint(blueprint)
     app.after_request(set_media_type)

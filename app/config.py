@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     # first, comma-separated; or a file of them, one per line.
     secret_key: SecretStr | None = Field(default=None, repr=False)
     secret_key_file: Path | None = None
+    # The admin console (api/console): how long a sign-in lasts, and the key its cookies
+    # are signed with (unset: derived from SECRET_KEY's newest key; neither set: the
+    # console does not open sessions).
+    console_session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
+    console_secret_key: SecretStr | None = Field(default=None, repr=False)
     # GET /metrics answers only with `Authorization: Bearer <this>`; unset, it is not served.
     metrics_token: str | None = Field(default=None, min_length=16)
     # A worker serves its metrics on this port (unset: it does not), on this address.
@@ -125,7 +130,9 @@ class Settings(BaseSettings):
             return []
         return [key.strip() for key in listed if key.strip()]
 
-    @field_validator("metrics_token", "worker_metrics_port", "secret_key", mode="before")
+    @field_validator(
+        "metrics_token", "worker_metrics_port", "secret_key", "console_secret_key", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

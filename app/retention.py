@@ -7,7 +7,8 @@ purge never blocks a writer and never holds a lock for long.
 - finished webhook deliveries (succeeded or failed), past DELIVERY_RETENTION_DAYS;
 - dispatched outbox events past OUTBOX_RETENTION_DAYS, once none of their deliveries is
   left: an event is kept as long as a delivery of it is (its retry needs the payload);
-- audit entries past AUDIT_RETENTION_DAYS.
+- audit entries past AUDIT_RETENTION_DAYS;
+- admin console sessions once expired (signed out or not: an expired one opens nothing).
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ _PURGE_AUDIT = text(
       ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED)
     """
 )
+_PURGE_CONSOLE_SESSIONS = text(
+    """
+    DELETE FROM console_sessions WHERE id IN (
+      SELECT id FROM console_sessions WHERE expires_at < :cutoff
+      ORDER BY expires_at LIMIT :batch FOR UPDATE SKIP LOCKED)
+    """
+)
 
 
 @dataclass(frozen=True)
@@ -78,10 +86,17 @@ class Purged:
     deliveries: int = 0
     events: int = 0
     audit_entries: int = 0
+    console_sessions: int = 0
 
     @property
     def total(self) -> int:
-        return self.operations + self.deliveries + self.events + self.audit_entries
+        return (
+            self.operations
+            + self.deliveries
+            + self.events
+            + self.audit_entries
+            + self.console_sessions
+        )
 
 
 def purge_expired(
@@ -118,6 +133,7 @@ def purge_expired(
     )
     purged.events = run(lambda s: _purge(s, _PURGE_EVENTS, event_cutoff, batch))
     purged.audit_entries = run(lambda s: _purge(s, _PURGE_AUDIT, started - retention.audit, batch))
+    purged.console_sessions = run(lambda s: _purge(s, _PURGE_CONSOLE_SESSIONS, started, batch))
     return purged
 
 

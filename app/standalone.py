@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,6 +36,8 @@ log = logging.getLogger("rewards.standalone")
 
 DEMO_TENANT_NAME = "Demo tenant (standalone)"
 READY_TIMEOUT_SECONDS = 60
+# The console's cookie-signing key when none is configured (see _console_secret_env).
+CONSOLE_SECRET_FILE = "console-secret"  # noqa: S105 (a file name)
 
 
 def _start_postgres(data_dir: Path, stack: ExitStack) -> str:
@@ -135,6 +138,18 @@ def _wait_ready(url: str, processes: list[subprocess.Popen[Any]]) -> None:
     raise RuntimeError(f"{url} did not become ready in {READY_TIMEOUT_SECONDS}s")
 
 
+def _console_secret_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+    """The admin console signs its cookies with CONSOLE_SECRET_KEY or SECRET_KEY; with
+    neither given, standalone keeps a random one in the data directory, made once."""
+    if settings.console_secret_key is not None or settings.secret_keys():
+        return {}
+    path = data_dir / CONSOLE_SECRET_FILE
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return {"CONSOLE_SECRET_KEY": path.read_text().strip()}
+
+
 def run_standalone(settings: Settings, *, host: str, port: int) -> None:
     configure_logging(settings)
     data_dir = settings.rewards_data_dir.expanduser().resolve()
@@ -159,7 +174,12 @@ def run_standalone(settings: Settings, *, host: str, port: int) -> None:
         state_file.write_text(json.dumps({"database_url": database_url, "redis_url": redis_url}))
         stack.callback(state_file.unlink, missing_ok=True)
 
-        child_env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+        child_env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            **_console_secret_env(settings, data_dir),
+        }
         rewards = [sys.executable, "-m", "app.cli"]
         # The children's banners and logs go to stderr: stdout carries only our JSON line.
         worker = subprocess.Popen(
@@ -181,12 +201,21 @@ def run_standalone(settings: Settings, *, host: str, port: int) -> None:
             """-d '{"name": "10% Off Coupon", "type": "coupon"}'"""
         )
         sys.stdout.write(
-            json.dumps({"api_url": base_url, "docs_url": f"{base_url}/docs", **demo, "try": curl})
+            json.dumps(
+                {
+                    "api_url": base_url,
+                    "docs_url": f"{base_url}/docs",
+                    "console_url": f"{base_url}/console/",
+                    **demo,
+                    "try": curl,
+                }
+            )
             + "\n"
         )
         sys.stdout.flush()
         sys.stderr.write(
             f"\nrewards-engine is running at {base_url} (docs: {base_url}/docs)\n"
+            f"  admin console: {base_url}/console/ (sign in with the admin key)\n"
             f"  admin key (shown once):       {demo['admin_key']}\n"
             f"  participant key (shown once): {demo['participant_key']}\n"
             f"  try: {curl}\n"

@@ -298,6 +298,7 @@ def sweep_operations() -> int:
         rows_purged.labels("webhook_deliveries").inc(purged.deliveries)
         rows_purged.labels("outbox_events").inc(purged.events)
         rows_purged.labels("audit_entries").inc(purged.audit_entries)
+        rows_purged.labels("console_sessions").inc(purged.console_sessions)
     return len(stalled)
 
 

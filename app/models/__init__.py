@@ -1,6 +1,7 @@
 """All mapped tables; importing this package registers them on `Base.metadata`."""
 
 from app.models.audit import AuditEntry
+from app.models.console import ConsoleSession
 from app.models.coupons import Coupon, CouponCode, CouponRedemption
 from app.models.engagement import (
     Action,
@@ -42,6 +43,7 @@ __all__ = [
     "Challenge",
     "ChallengeProgress",
     "Claim",
+    "ConsoleSession",
     "Coupon",
     "CouponCode",
     "CouponRedemption",
