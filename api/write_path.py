@@ -166,8 +166,15 @@ def _record_and_answer(
     quota: ParticipantQuota | None,
 ) -> Response:
     rt = runtime()
-    write = Write(principal.tenant_id, principal.env, kind, payload, idempotency_key)
     async_requested = wants_async()
+    write = Write(
+        principal.tenant_id,
+        principal.env,
+        kind,
+        payload,
+        idempotency_key,
+        async_requested=async_requested,
+    )
     # A sync request listens before its write can reach a worker, so the answer cannot
     # arrive before anyone listens for it.
     waiter = None if async_requested else rt.completions.expect(write.operation_id)

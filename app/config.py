@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # console does not open sessions).
     console_session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
     console_secret_key: SecretStr | None = Field(default=None, repr=False)
+    # The console's overview lists active rewards with fewer units left than this.
+    console_low_stock_threshold: int = Field(default=10, ge=0, le=1_000_000)
     # GET /metrics answers only with `Authorization: Bearer <this>`; unset, it is not served.
     metrics_token: str | None = Field(default=None, min_length=16)
     # A worker serves its metrics on this port (unset: it does not), on this address.

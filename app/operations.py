@@ -84,6 +84,9 @@ class Write:
     # The request's X-Request-ID (or, for a write a worker records, the id of the operation
     # it runs): the worker logs it while running the operation (app/logs.py).
     request_id: str | None = field(default_factory=REQUEST_ID.get)
+    # Whether its request asked for `Prefer: respond-async` (True) or waits for the answer
+    # (False); None when no request waits on it (Operation.async_requested).
+    async_requested: bool | None = None
 
 
 _OPERATIONS = cast(Table, Operation.__table__)
@@ -98,14 +101,14 @@ _RETURNED = tuple(column.name for column in _OPERATIONS.c if column.name != "pay
 _INSERT_OPERATIONS = """
 INSERT INTO operations
     (id, tenant_id, env, kind, idempotency_key, fingerprint, payload, partition_key, status,
-     attempts, request_id)
+     attempts, request_id, async_requested)
 SELECT id, tenant_id, env, kind, idempotency_key, fingerprint, payload::jsonb, partition_key,
-       %(status)s, 0, request_id
+       %(status)s, 0, request_id, async_requested
 FROM unnest(%(ids)b::uuid[], %(tenant_ids)b::uuid[], %(envs)b::text[], %(kinds)b::text[],
             %(idempotency_keys)b::text[], %(fingerprints)b::text[], %(payloads)b::text[],
-            %(partition_keys)b::text[], %(request_ids)b::text[])
+            %(partition_keys)b::text[], %(request_ids)b::text[], %(async_requested)b::bool[])
     AS w(id, tenant_id, env, kind, idempotency_key, fingerprint, payload, partition_key,
-         request_id)
+         request_id, async_requested)
 ON CONFLICT (tenant_id, env, idempotency_key) DO NOTHING
 RETURNING """ + ", ".join(_RETURNED)
 _SELECT_BY_KEY = select(*_OPERATIONS.c).where(
@@ -153,6 +156,7 @@ def submit_operations(
                         for write in writes
                     ],
                     "request_ids": [write.request_id for write in writes],
+                    "async_requested": [write.async_requested for write in writes],
                 },
             )
         }

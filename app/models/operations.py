@@ -67,3 +67,9 @@ class Operation(Base):
     finished_at: Mapped[datetime | None]
     # The X-Request-ID of the request that made it: on the worker's log lines about it.
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # How the request that made it wanted its answer: true for `Prefer: respond-async`
+    # (answered 202 at once), false for a request that waited for it (answered 202 only if
+    # the wait ran out); null for writes no request waits on (bulk jobs, code generations,
+    # writes a worker records). Set by the INSERT that records the write, it costs that
+    # statement one more array; the console's 202 share reads it (app/console_overview.py).
+    async_requested: Mapped[bool | None]

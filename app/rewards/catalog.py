@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, cast, func, literal, not_, or_, select, text
+from sqlalchemy import ColumnElement, and_, case, cast, func, literal, not_, null, or_, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -101,6 +101,24 @@ def available_codes(reward: Reward) -> int | None:
         unallocated = reward.codes_loaded - reward.codes_allocated
         remaining = unallocated if remaining is None else min(remaining, unallocated)
     return remaining
+
+
+# available_codes(reward) in SQL, beside it so the two cannot drift apart (the console's
+# low-stock list reads it). Each limit that does not apply is NULL, and PostgreSQL's
+# least() and greatest() skip NULLs (so each NULL is spelled out): both NULL is unlimited.
+AVAILABLE_UNITS: ColumnElement[int | None] = func.least(
+    case(
+        (Reward.total_inventory.is_(None), null()),
+        else_=func.greatest(Reward.total_inventory - Reward.claims_count, 0),
+    ),
+    case(
+        (
+            and_(Reward.codes_loaded > 0, not_(_GENERATES_CODES)),
+            Reward.codes_loaded - Reward.codes_allocated,
+        ),
+        else_=null(),
+    ),
+)
 
 
 def _check_window(available_from: datetime | None, expires_at: datetime | None) -> None:
