@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.models import Operation, OutboxEvent, Reward, WebhookDelivery, WebhookEndpoint
@@ -46,42 +48,15 @@ def seed_overview(session_factory: sessionmaker[Session], tenant_id: uuid.UUID) 
                     async_requested=async_requested,
                 )
             )
-        events = [
-            OutboxEvent(
+        session.add(
+            WebhookEndpoint(
                 id=uuid.uuid4(),
                 tenant_id=tenant_id,
                 env="live",
-                type="points.awarded",
-                payload={},
-                created_at=now - timedelta(seconds=seconds_ago),
-            )
-            for seconds_ago in (125, 3)
-        ]
-        session.add_all(events)
-        endpoint = WebhookEndpoint(
-            id=uuid.uuid4(),
-            tenant_id=tenant_id,
-            env="live",
-            url="https://receiver.example/failing-hook",
-            events=["points.awarded"],
-            secret="whsec_test",
-            failing_since=now - timedelta(minutes=10),
-        )
-        session.add(endpoint)
-        session.flush()
-        session.add(
-            WebhookDelivery(
-                id=uuid.uuid4(),
-                endpoint_id=endpoint.id,
-                event_id=events[0].id,
-                event_type="points.awarded",
-                status="pending",
-                attempts=2,
-                next_attempt_at=now + timedelta(minutes=5),
-                last_attempt_at=now,
-                last_response_status=503,
-                last_error="HTTP 503",
-                created_at=now,
+                url="https://receiver.example/failing-hook",
+                events=["points.awarded"],
+                secret="whsec_test",
+                failing_since=now - timedelta(minutes=10),
             )
         )
         session.add(
@@ -98,11 +73,74 @@ def seed_overview(session_factory: sessionmaker[Session], tenant_id: uuid.UUID) 
         )
 
 
+def seed_waiting_events(
+    session_factory: sessionmaker[Session], tenant_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Two events waiting for the dispatcher, one with a delivery in backoff to the
+    tenant's failing endpoint."""
+    now = datetime.now(UTC)
+    with session_factory.begin() as session:
+        endpoint = session.execute(
+            select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id)
+        ).scalar_one()
+        events = [
+            OutboxEvent(
+                id=uuid.uuid4(),
+                tenant_id=tenant_id,
+                env="live",
+                type="points.awarded",
+                payload={},
+                created_at=now - timedelta(seconds=seconds_ago),
+            )
+            for seconds_ago in (125, 3)
+        ]
+        session.add_all(events)
+        session.flush()
+        session.add(
+            WebhookDelivery(
+                id=uuid.uuid4(),
+                endpoint_id=endpoint.id,
+                event_id=events[0].id,
+                event_type="points.awarded",
+                status="pending",
+                attempts=2,
+                next_attempt_at=now + timedelta(minutes=5),
+                last_attempt_at=now,
+                last_response_status=503,
+                last_error="HTTP 503",
+                created_at=now,
+            )
+        )
+        return [event.id for event in events]
+
+
 @pytest.fixture
-def seeded_tenant(make_tenant: Any, session_factory: sessionmaker[Session]) -> TenantKeys:
+def seeded_tenant(make_tenant: Any, session_factory: sessionmaker[Session]) -> Iterator[TenantKeys]:
     tenant: TenantKeys = make_tenant()
     seed_overview(session_factory, tenant.tenant_id)
-    return tenant
+    # The suite's worker dispatches any waiting event within a second: the events are
+    # held locked, as a dispatcher holds what it fans out, for the test's duration (its
+    # fan-out skips locked events). Should it take them between their commit and the
+    # lock, they are seeded again.
+    with session_factory() as holder:
+        for _ in range(5):
+            event_ids = seed_waiting_events(session_factory, tenant.tenant_id)
+            held = holder.execute(
+                select(OutboxEvent.id)
+                .where(OutboxEvent.id.in_(event_ids), OutboxEvent.dispatched_at.is_(None))
+                .with_for_update()
+            ).all()
+            if len(held) == len(event_ids):
+                yield tenant
+                holder.rollback()
+                return
+            holder.rollback()
+            with session_factory.begin() as session:
+                session.execute(
+                    delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(event_ids))
+                )
+                session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(event_ids)))
+    pytest.fail("the suite's worker dispatched the seeded events five times over")
 
 
 def signed_in(client: FlaskClient, key: str) -> FlaskClient:
