@@ -157,6 +157,65 @@ def test_award_points_and_see_the_balance_and_the_ledger_line(
     driver.save_screenshot(str(DOCS / "console-participant.png"))
 
 
+def test_run_a_bulk_job_to_the_end_and_see_its_error_count(
+    console_browser: WebDriver, live_api: str, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    driver = console_browser
+    # Awarding to 5,000 new participants takes about a second (measured here: 1.0 s from
+    # the upload to the job's end), many times what showing the job page after the upload
+    # takes: the page is shown before the job ends, so only the polling can show the end.
+    rows = 5_000
+    awards = tmp_path / "awards.csv"
+    awards.write_text(
+        "participant_id,amount,reason\n"
+        + "".join(f"bulk-{n},{n % 50 + 1},browser bulk\n" for n in range(rows - 1))
+        + "bulk-bad,lots,typo\n"
+    )
+    driver.get(f"{live_api}/console/bulk")
+    driver.find_element(By.ID, "f-file").send_keys(str(awards))
+    driver.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+    wait_for(driver, expected_conditions.title_contains("Bulk job"))
+    first_shown = driver.find_element(By.ID, "job-progress")
+    assert first_shown.get_attribute("data-status") in ("queued", "processing")
+
+    # htmx swaps the progress section in every second until the job says it is done.
+    wait_for(driver, expected_conditions.staleness_of(first_shown))
+    wait_for(
+        driver,
+        expected_conditions.text_to_be_present_in_element_attribute(
+            (By.ID, "job-progress"), "data-status", "succeeded"
+        ),
+    )
+    bar = driver.find_element(By.ID, "job-bar")
+    assert (bar.get_attribute("value"), bar.get_attribute("max")) == (str(rows), str(rows))
+    assert driver.find_element(By.ID, "job-awarded").text == str(rows - 1)
+    assert driver.find_element(By.ID, "job-failed").text == "1"
+    link = driver.find_element(By.ID, "error-csv")
+    assert (link.get_attribute("href") or "").endswith("/errors.csv")
+
+
+def test_rotate_a_webhook_secret_and_see_the_new_one(
+    console_browser: WebDriver, live_api: str
+) -> None:
+    driver = console_browser
+    driver.get(f"{live_api}/console/webhooks/new")
+    driver.find_element(By.ID, "f-url").send_keys("http://127.0.0.1:9/browser-hooks")
+    driver.find_element(By.CSS_SELECTOR, "input[name=events][value='points.awarded']").click()
+    driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+    first = wait_for(
+        driver, expected_conditions.visibility_of_element_located((By.ID, "new-secret"))
+    ).text  # type: ignore[attr-defined]
+    driver.find_element(By.LINK_TEXT, "Go to the endpoint").click()
+    wait_for(driver, expected_conditions.title_contains("Webhook: http://127.0.0.1:9/"))
+
+    driver.find_element(By.CSS_SELECTOR, "form[aria-labelledby=rotate-heading] button").click()
+    wait_for(driver, expected_conditions.title_contains("Signing secret rotated"))
+
+    rotated = driver.find_element(By.ID, "new-secret").text
+    assert rotated.startswith("whsec_") and rotated != first
+    assert "previous secret also signs" in driver.find_element(By.TAG_NAME, "main").text
+
+
 def test_a_post_without_the_csrf_token_is_refused_and_does_nothing(
     console_browser: WebDriver, live_api: str
 ) -> None:

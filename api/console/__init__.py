@@ -83,6 +83,8 @@ PAGE_MODULES = (
     "api.console.audit_log",
     "api.console.rewards",
     "api.console.participants",
+    "api.console.bulk_jobs",
+    "api.console.webhooks",
 )
 
 

@@ -11,6 +11,7 @@ from typing import IO, Any, Protocol
 from flask import Blueprint, Response, request, stream_with_context
 from sqlalchemy.orm import Session
 
+from api.audit import audit_change
 from api.auth import current_principal
 from api.endpoint import Access, endpoint
 from api.runtime import runtime
@@ -88,23 +89,51 @@ def accept_upload(stage: StageUpload) -> Response:
     """Stage the request's file as a bulk job (`stage`: a caller of
     app.points.bulk.stage_upload) and answer 202 with the operation to poll, new or
     replayed."""
-    principal = current_principal()
     upload_format = _upload_format()
     key = resolve_idempotency_key(None)
+    submission = start_upload(
+        stage, upload_format=upload_format, idempotency_key=key, body=request.stream
+    )
+    # A bulk job is always answered at once, whatever it has done (its status says).
+    return accepted_response(submission.operation, async_requested=False)
+
+
+def start_upload(
+    stage: StageUpload,
+    *,
+    upload_format: UploadFormat,
+    idempotency_key: str | None,
+    body: IO[bytes],
+    audit_action: str | None = None,
+) -> Submission:
+    """Stage `body` as the calling key's bulk job (`stage`: a caller of
+    app.points.bulk.stage_upload), or find the one recorded under `idempotency_key`; a new
+    job is published once committed. The API's upload and the console's both start here.
+
+    `audit_action` records a new job in the audit log, in the transaction that records
+    it (the console's uploads: every change made there is audited; a replay is none)."""
+    principal = current_principal()
     rt = runtime()
     with rt.session_factory.begin() as session:
         submission = stage(
             session,
             tenant_id=principal.tenant_id,
             env=principal.env,
-            idempotency_key=key,
+            idempotency_key=idempotency_key,
             upload_format=upload_format,
-            body=request.stream,
+            body=body,
         )
+        if submission.created and audit_action is not None:
+            payload = submission.operation.payload
+            audit_change(
+                session,
+                audit_action,
+                submission.operation.id,
+                {name: payload.get(name) for name in ("format", "rows", "invalid_rows")},
+            )
     if submission.created:
         rt.recorder.publish([submission.operation])
-    # A bulk job is always answered at once, whatever it has done (its status says).
-    return accepted_response(submission.operation, async_requested=False)
+    return submission
 
 
 def find_upload(operation_id: str, kind: str, not_found: NotFound) -> Operation:
@@ -191,11 +220,20 @@ def streamed_csv(
     errors={404: ("operation_not_found",)},
 )
 def bulk_error_report(operation_id: str) -> Response:
-    operation = find_upload(
+    return award_error_report(find_award_upload(operation_id))
+
+
+def find_award_upload(operation_id: str) -> Operation:
+    """The caller's bulk award with this id (404 operation_not_found for any other)."""
+    return find_upload(
         operation_id,
         AWARD_BULK_KIND,
         NotFound("operation_not_found", "No bulk award exists with this operation_id"),
     )
+
+
+def award_error_report(operation: Operation) -> Response:
+    """The bulk award's failed rows as a CSV download (the API's and the console's)."""
     return error_report(
         operation,
         REPORT_HEADER,

@@ -80,6 +80,11 @@ def _wake_dispatcher() -> None:
     errors={422: (*INVALID_URL[422], "invalid_webhook_secret")},
 )
 def create_webhook(body: CreateWebhookRequest) -> tuple[CreatedWebhook, int]:
+    return register_webhook(body), 201
+
+
+def register_webhook(body: CreateWebhookRequest) -> CreatedWebhook:
+    """Register an endpoint for the calling key, audited; its secret is in the answer only."""
     principal = current_principal()
     with runtime().session_factory.begin() as session:
         webhook, secret = create_endpoint(
@@ -101,7 +106,7 @@ def create_webhook(body: CreateWebhookRequest) -> tuple[CreatedWebhook, int]:
             {"url": webhook.url, "secret_given": body.secret is not None},
         )
         view = endpoint_view(webhook)
-    return CreatedWebhook.model_validate({**view, "secret": secret}), 201
+    return CreatedWebhook.model_validate({**view, "secret": secret})
 
 
 @endpoint(
@@ -157,6 +162,11 @@ def get_webhook(webhook_id: str) -> tuple[Webhook, int]:
     errors={**NOT_FOUND, **INVALID_URL},
 )
 def update_webhook(webhook_id: str, body: UpdateWebhookRequest) -> tuple[Webhook, int]:
+    return change_webhook(webhook_id, body), 200
+
+
+def change_webhook(webhook_id: str, body: UpdateWebhookRequest) -> Webhook:
+    """Apply the fields set in `body` to the endpoint, audited."""
     principal = current_principal()
     parsed_id = _webhook_id(webhook_id)
     with runtime().session_factory.begin() as session:
@@ -171,8 +181,7 @@ def update_webhook(webhook_id: str, body: UpdateWebhookRequest) -> tuple[Webhook
         audit_change(
             session, "webhook.updated", webhook.id, {"changed": sorted(body.model_fields_set)}
         )
-        view = Webhook.model_validate(endpoint_view(webhook))
-    return view, 200
+        return Webhook.model_validate(endpoint_view(webhook))
 
 
 @endpoint(
@@ -206,6 +215,12 @@ def delete_webhook(webhook_id: str) -> tuple[MessageBody, int]:
     errors={**NOT_FOUND, **INVALID_SECRET},
 )
 def rotate_webhook_secret(webhook_id: str, body: RotateSecretRequest) -> tuple[RotatedSecret, int]:
+    return rotate_webhook_signing_secret(webhook_id, body), 200
+
+
+def rotate_webhook_signing_secret(webhook_id: str, body: RotateSecretRequest) -> RotatedSecret:
+    """A new signing secret for the endpoint (the caller's, if given), audited; the answer
+    is the only place it is shown."""
     principal = current_principal()
     with runtime().session_factory.begin() as session:
         parsed_id = _webhook_id(webhook_id)
@@ -222,7 +237,7 @@ def rotate_webhook_secret(webhook_id: str, body: RotateSecretRequest) -> tuple[R
         )
     return RotatedSecret(
         secret=rotated.secret, previous_secret_expires_at=rotated.previous_secret_expires_at
-    ), 200
+    )
 
 
 @endpoint(
@@ -263,6 +278,11 @@ def list_webhook_deliveries(webhook_id: str, query: DeliveriesQuery) -> tuple[De
     errors={**DELIVERY_NOT_FOUND, **DISABLED},
 )
 def redeliver_webhook_delivery(webhook_id: str, delivery_id: str) -> tuple[Delivery, int]:
+    return redeliver_one_delivery(webhook_id, delivery_id), 202
+
+
+def redeliver_one_delivery(webhook_id: str, delivery_id: str) -> Delivery:
+    """Queue the delivery again (a fresh retry schedule), audited, and wake the dispatcher."""
     principal = current_principal()
     parsed_webhook_id = _webhook_id(webhook_id)
     parsed_delivery_id = parse_uuid(delivery_id, delivery_not_found())
@@ -270,9 +290,12 @@ def redeliver_webhook_delivery(webhook_id: str, delivery_id: str) -> tuple[Deliv
         delivery = redeliver(
             session, principal.tenant_id, principal.env, parsed_webhook_id, parsed_delivery_id
         )
+        audit_change(
+            session, "webhook.redelivered", parsed_webhook_id, {"delivery_id": str(delivery.id)}
+        )
         view = Delivery.model_validate(delivery_view(delivery))
     _wake_dispatcher()
-    return view, 202
+    return view
 
 
 @endpoint(
@@ -289,15 +312,26 @@ def redeliver_webhook_delivery(webhook_id: str, delivery_id: str) -> tuple[Deliv
 def redeliver_failed_webhook_deliveries(
     webhook_id: str, body: RedeliverFailedRequest
 ) -> tuple[RedeliveredCount, int]:
+    return redeliver_failed_deliveries(webhook_id, body), 202
+
+
+def redeliver_failed_deliveries(webhook_id: str, body: RedeliverFailedRequest) -> RedeliveredCount:
+    """Queue again every failed delivery created since `body.since`, audited."""
     principal = current_principal()
     parsed_id = _webhook_id(webhook_id)
     with runtime().session_factory.begin() as session:
         count = redeliver_failed_since(
             session, principal.tenant_id, principal.env, parsed_id, body.since
         )
+        audit_change(
+            session,
+            "webhook.failed_redelivered",
+            parsed_id,
+            {"since": body.since.isoformat(), "redelivered": count},
+        )
     if count:
         _wake_dispatcher()
-    return RedeliveredCount(redelivered=count), 202
+    return RedeliveredCount(redelivered=count)
 
 
 @endpoint(
@@ -311,11 +345,19 @@ def redeliver_failed_webhook_deliveries(
     errors={**NOT_FOUND, **DISABLED},
 )
 def send_webhook_test_event(webhook_id: str) -> tuple[Delivery, int]:
+    return queue_test_event(webhook_id), 202
+
+
+def queue_test_event(webhook_id: str) -> Delivery:
+    """A webhook.test event for this endpoint only, audited; the dispatcher is woken."""
     principal = current_principal()
     with runtime().session_factory.begin() as session:
         delivery = send_test_event(
             session, principal.tenant_id, principal.env, _webhook_id(webhook_id)
         )
+        audit_change(
+            session, "webhook.test_sent", delivery.endpoint_id, {"delivery_id": str(delivery.id)}
+        )
         view = Delivery.model_validate(delivery_view(delivery))
     _wake_dispatcher()
-    return view, 202
+    return view

@@ -44,6 +44,17 @@ class Operation(Base):
             "created_at",
             postgresql_where=text("status = 'queued'"),
         ),
+        # The console's list of a tenant's bulk jobs, newest first: a handful of rows among
+        # millions of single writes, so the index is partial (a single write never pays
+        # for it) and the list never scans the table.
+        Index(
+            "ix_operations_bulk_jobs",
+            "tenant_id",
+            "env",
+            "kind",
+            "created_at",
+            postgresql_where=text("kind IN ('points.award_bulk', 'actions.bulk')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

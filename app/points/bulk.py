@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -500,3 +500,29 @@ def failed_rows_page(
         FailedRow(row_number, participant_id, amount, reason, error or "")
         for row_number, participant_id, amount, reason, error in rows
     ]
+
+
+def list_bulk_awards(
+    session: Session, tenant_id: uuid.UUID, env: str, *, offset: int, limit: int
+) -> tuple[list[Operation], int]:
+    """The tenant's bulk awards still kept (IDEMPOTENCY_RETENTION_HOURS), newest first,
+    and how many there are: one statement, on the partial index ix_operations_bulk_jobs."""
+    conditions = (
+        Operation.tenant_id == tenant_id,
+        Operation.env == env,
+        Operation.kind == AWARD_BULK_KIND,
+    )
+    rows = session.execute(
+        select(Operation, func.count().over())
+        .where(*conditions)
+        .order_by(Operation.created_at.desc(), Operation.id)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    if rows:
+        return [operation for operation, _ in rows], int(rows[0][1])
+    if offset == 0:
+        return [], 0
+    # A page past the end: its total is still worth saying.
+    total = session.execute(select(func.count()).select_from(Operation).where(*conditions))
+    return [], int(total.scalar_one())
