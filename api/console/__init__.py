@@ -71,6 +71,7 @@ PAGE_MODULES = (
     "api.console.pages",
     "api.console.overview",
     "api.console.audit_log",
+    "api.console.program",
 )
 
 
