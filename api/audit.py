@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from flask import Blueprint, g
@@ -14,7 +14,7 @@ from api.auth import current_principal
 from api.endpoint import Access, endpoint
 from api.runtime import runtime
 from api.schemas import PageQuery
-from app.audit import list_audit_entries, record_audit
+from app.audit import list_audit_entries, record_audit, record_audit_once
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/gamify/admin")
 
@@ -31,9 +31,6 @@ def audit_change(
     `"via": "console"` (the console sets `g.audit_via`), whichever view or helper audits it.
     """
     principal = current_principal()
-    via = g.get("audit_via")
-    if via is not None:
-        details = {**(details or {}), "via": via}
     record_audit(
         session,
         tenant_id=principal.tenant_id,
@@ -41,7 +38,30 @@ def audit_change(
         actor_key_id=principal.key_id,
         action=action,
         target_id=target_id,
-        details=details,
+        details=_marked(details),
+    )
+
+
+def _marked(details: dict[str, Any] | None) -> dict[str, Any] | None:
+    via = g.get("audit_via")
+    return details if via is None else {**(details or {}), "via": via}
+
+
+def audit_write_once(
+    session: Session, action: str, idempotency_key: str, details: dict[str, Any]
+) -> None:
+    """Audit a queued write by the calling key, once per idempotency key (its target): a
+    replay of the write, which changes nothing, adds no entry."""
+    principal = current_principal()
+    record_audit_once(
+        session,
+        tenant_id=principal.tenant_id,
+        env=principal.env,
+        actor_key_id=principal.key_id,
+        action=action,
+        target_id=idempotency_key,
+        details=_marked(details),
+        within=timedelta(hours=runtime().settings.idempotency_retention_hours),
     )
 
 

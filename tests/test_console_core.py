@@ -16,23 +16,7 @@ from app.clock import set_clock
 from app.models import AuditEntry, ConsoleSession, Environment
 from app.tenancy import create_api_key, revoke_api_key
 from tests.conftest import TenantKeys
-
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def form_csrf(html: str) -> str:
-    match = CSRF_INPUT.search(html)
-    assert match, "the page carries a csrf_token field"
-    return match.group(1)
-
-
-def sign_in(client: FlaskClient, key: str, **environ: Any) -> Any:
-    page = client.get("/console/login", **environ)
-    return client.post(
-        "/console/login",
-        data={"api_key": key, "csrf_token": form_csrf(page.text)},
-        **environ,
-    )
+from tests.console_support import form_csrf, session_csrf, sign_in
 
 
 @pytest.fixture
@@ -41,10 +25,6 @@ def console(client: FlaskClient, tenant: TenantKeys) -> FlaskClient:
     answer = sign_in(client, tenant.admin_key)
     assert answer.status_code == 303, answer.text
     return client
-
-
-def session_csrf(client: FlaskClient) -> str:
-    return form_csrf(client.get("/console/").text)
 
 
 def test_sign_in_with_an_admin_key_redirects_to_the_overview(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.coupons.generation import GENERATE_KIND
 from app.models import AuditEntry, Operation
 from tests.conftest import TenantKeys
-from tests.test_console_core import form_csrf, sign_in
+from tests.console_support import form_csrf, sign_in
 
 PROGRAM = "/console/program"
 

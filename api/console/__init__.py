@@ -71,6 +71,8 @@ PAGE_MODULES = (
     "api.console.pages",
     "api.console.overview",
     "api.console.audit_log",
+    "api.console.rewards",
+    "api.console.participants",
     "api.console.program",
 )
 

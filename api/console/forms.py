@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from flask import request
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import MultiDict
 
+from api.endpoint import request_invalid
 from app.errors import DomainError
 
 M = TypeVar("M", bound=BaseModel)
@@ -195,6 +197,18 @@ class FormReader:
         if self.errors:
             raise FormInvalid(self.errors)
         return parsed
+
+
+def parse_console_query(model: type[M], args: Mapping[str, str] | None = None) -> M:
+    """The query string (or `args`) validated by `model`, empty parameters left out (a
+    filter form's "any" choice sends `name=`); a bad value is the API's 422, which the
+    console renders as a page."""
+    given = request.args if args is None else args
+    values = {name: value for name, value in given.items() if value.strip()}
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise request_invalid("query", exc) from None
 
 
 def form_value(value: Any) -> str:

@@ -4,8 +4,9 @@ response headers every page gets, and queued writes through the API's write path
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Response, current_app, g, render_template, request, url_for
 from markupsafe import Markup
@@ -14,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from api.console import bp
 from api.console.signin import (
     CSRF_FIELD,
+    UPLOAD_LIMIT_ATTRIBUTE,
     ConsoleOff,
     CsrfRefused,
     current_sign_in,
@@ -22,7 +24,17 @@ from api.console.signin import (
 from api.write_path import accept_write
 from app.errors import DomainError
 
-__all__ = ["NAV", "WriteAnswer", "render_page", "signed_in", "submit_write"]
+__all__ = [
+    "NAV",
+    "WriteAnswer",
+    "accepts_upload",
+    "is_htmx",
+    "render_page",
+    "signed_in",
+    "submit_write",
+]
+
+V = TypeVar("V", bound=Callable[..., Any])
 
 # (label, endpoint): an entry is shown once a module declares its endpoint, so pages built
 # later appear by themselves.
@@ -43,6 +55,21 @@ def render_page(template: str, *, title: str, status: int = 200, **context: Any)
     """`template` (extending console/layout.html) as an HTML response titled `title`."""
     body = render_template(template, title=title, **context)
     return Response(body, status=status, mimetype="text/html")
+
+
+def is_htmx() -> bool:
+    """Whether htmx sent the request (it then wants a fragment, not a page)."""
+    return request.headers.get("HX-Request") == "true"
+
+
+def accepts_upload(max_bytes: int) -> Callable[[V], V]:
+    """Let a view's request body be up to `max_bytes` (uploads); put it under @bp.post."""
+
+    def mark(view: V) -> V:
+        setattr(view, UPLOAD_LIMIT_ATTRIBUTE, max_bytes)
+        return view
+
+    return mark
 
 
 def new_form_token() -> str:
@@ -92,6 +119,8 @@ def page_headers(response: Response) -> Response:
 
 
 def _error_page(status: int, heading: str, detail: str) -> Response:
+    if is_htmx():
+        return render_page("console/alert.html", title=heading, status=status, detail=detail)
     return render_page(
         "console/error.html", title=heading, status=status, heading=heading, detail=detail
     )

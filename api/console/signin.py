@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Response, g, redirect, request, url_for
+from flask import Response, current_app, g, redirect, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -45,6 +45,8 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Reachable without a session (everything else under /console needs one).
 OPEN_ENDPOINTS = frozenset({"console.login", "console.login_submit", "console.static"})
 LOGIN_FORM_SECONDS = 3600
+# Set on a view function (pages.accepts_upload): its request body may be this large.
+UPLOAD_LIMIT_ATTRIBUTE = "console_max_body_bytes"
 MAX_KEY_CHARS = 200
 _HKDF_INFO = b"rewards-engine console cookies"
 
@@ -163,6 +165,10 @@ def require_sign_in_and_csrf() -> BaseResponse | None:
     """Every console request: the audit marker; then, but for the open endpoints, a live
     session; and for every unsafe method the CSRF token, before any view runs."""
     g.audit_via = "console"
+    view = current_app.view_functions.get(request.endpoint or "")
+    upload_limit = getattr(view, UPLOAD_LIMIT_ATTRIBUTE, None)
+    if upload_limit is not None:
+        request.max_content_length = upload_limit  # before the form is read below
     cookie_secret(runtime().settings)  # raises ConsoleOff: the error page says what to set
     if request.endpoint in OPEN_ENDPOINTS:
         if request.method in UNSAFE_METHODS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -160,7 +161,9 @@ def deactivate_reward_definition(reward_id: str) -> tuple[MessageBody, int]:
     return MessageBody(message="Reward deactivated"), 200
 
 
-def _codes_from_text(body: str, is_csv: bool) -> list[str]:
+def codes_from_text(body: str, is_csv: bool) -> list[str]:
+    """The codes of an uploaded text: one per line, or a CSV's first column (a header
+    row named `code` skipped). The admin console's file upload reads files with it too."""
     if not is_csv:
         return body.splitlines()
     rows = csv.reader(io.StringIO(body))
@@ -176,7 +179,7 @@ def _uploaded_codes() -> list[str]:
             text = request.get_data().decode("utf-8")
         except UnicodeDecodeError:
             raise DomainError("invalid_body", "The code list must be UTF-8 text", 400) from None
-        return _codes_from_text(text, is_csv=request.mimetype == "text/csv")
+        return codes_from_text(text, is_csv=request.mimetype == "text/csv")
     if request.is_json:
         return parse_json_body(CodesUpload).codes
     raise DomainError(
@@ -212,18 +215,23 @@ def upload_reward_codes(reward_id: str) -> tuple[CodesUploadResult, int]:
         raise DomainError(
             "validation_error", f"At most {MAX_CODES_PER_UPLOAD} codes per upload", 422
         )
+    return store_codes(parsed_id, codes), 200
+
+
+def store_codes(reward_id: uuid.UUID, codes: list[str]) -> CodesUploadResult:
+    """Add `codes` to the reward's stock, audited (the API's upload and the console's)."""
     principal = current_principal()
     with runtime().session_factory.begin() as session:
-        result = upload_codes(session, principal.tenant_id, principal.env, parsed_id, codes)
+        result = upload_codes(session, principal.tenant_id, principal.env, reward_id, codes)
         audit_change(
             session,
             "reward.codes_uploaded",
-            parsed_id,
+            reward_id,
             {"added": result.added, "duplicates": result.duplicates},
         )
     return CodesUploadResult(
         added=result.added, duplicates=result.duplicates, available_codes=result.available_codes
-    ), 200
+    )
 
 
 @endpoint(

@@ -12,3 +12,11 @@ document.addEventListener("htmx:beforeRequest", function (event) {
   var bar = document.getElementById(form.dataset.progress);
   if (bar) bar.value = 0;
 });
+// A refusal (4xx) carries its message as a fragment: show it where the answer would go.
+document.addEventListener("htmx:beforeSwap", function (event) {
+  var status = event.detail.xhr.status;
+  if (status >= 400 && status < 500) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});
