@@ -561,3 +561,30 @@ def test_the_program_pages_are_titled_labelled_and_refuse_unknown_ones(
         console.post(f"{PROGRAM}/tiers", data={"csrf_token": form_csrf(index.text)}).status_code
         == 405
     )
+
+
+def test_malformed_keys_and_values_get_pages_never_a_500(
+    console: FlaskClient, tenant: TenantKeys, session_factory: sessionmaker[Session]
+) -> None:
+    for case in CASES:
+        assert console.get(f"{PROGRAM}/{case.resource}/not-a-key/edit").status_code == 404
+    assert console.get(f"{PROGRAM}/coupons/not-a-key/codes.csv").status_code == 404
+
+    hostile = {
+        "referrer_points": "1e999",
+        "referee_points": "NaN",
+        "min_qualifying_amount": "inf",
+        "completion_action": "buy\x00",
+        "expiration_days": "9" * 60,
+    }
+    answer = submit(console, f"{PROGRAM}/referrals", hostile)
+    assert answer.status_code == 422
+    assert "whole number" in field_error(answer.text, "referrer_points")
+    assert "must be a number" in field_error(answer.text, "min_qualifying_amount")
+    assert "NUL" in field_error(answer.text, "completion_action")
+    assert "less than or equal" in field_error(answer.text, "expiration_days")
+
+    deep = submit(console, f"{PROGRAM}/settings", {"holidays": "[" * 100_000})
+    assert deep.status_code == 422
+    assert field_error(deep.text, "holidays")
+    assert console_audit(session_factory, tenant.tenant_id, "referral_program.") == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 import types
 import uuid
@@ -256,7 +257,11 @@ def _read_number(reader: FormReader, control: Control) -> int | float | None:
     text = reader.raw(control.name)
     if _WHOLE_NUMBER.fullmatch(text):
         return int(text)
-    return reader.number(control.name)
+    value = reader.number(control.name)
+    if value is not None and not math.isfinite(value):
+        reader.errors.add(control.name, "must be a number")
+        return None
+    return value
 
 
 def _read_decimal(reader: FormReader, control: Control) -> Decimal | None:
