@@ -548,6 +548,9 @@ def test_the_program_pages_are_titled_labelled_and_refuse_unknown_ones(
 ) -> None:
     index = console.get(PROGRAM)
     assert "<title>Program" in index.text
+    # The nav marks the program section on its inner pages too.
+    for page in (PROGRAM, f"{PROGRAM}/tiers", f"{PROGRAM}/tiers/new", f"{PROGRAM}/settings"):
+        assert f'<a href="{PROGRAM}" aria-current="page">Program</a>' in console.get(page).text
     for case in CASES:
         assert f'href="{PROGRAM}/{case.resource}"' in index.text
         new = console.get(f"{PROGRAM}/{case.resource}/new").text
