@@ -44,7 +44,17 @@ forms):
   the signed-in key and its details carry `"via": "console"` (set by the before_request).
 - **Queued writes** (award, deduct, ...) go through `api.write_path.accept_write` like
   the API's; see `pages.submit_write`, which takes the form's idempotency token
-  (`form_token()` in the template renders the hidden field) and returns the answer.
+  (`form_token()` in the template renders the hidden field) and returns the answer;
+  audit them with `api.audit.audit_write_once` (one entry per token, however often the
+  form is sent). api/console/participants.py is the example.
+- **Prefer the API's own code**: a console view may call an API view function directly
+  (`create_reward_definition(body=...)`: `@endpoint` returns the function as written) or a
+  helper it uses, so rules, errors and audit actions cannot drift apart.
+- **Uploads**: put `@accepts_upload(max_bytes)` under `@bp.post(...)` (the body limit is
+  1 MiB otherwise); an htmx form with `data-progress="<progress id>"` feeds its
+  `<progress>` from the upload's progress (static/console.js). `is_htmx()` tells a view
+  to answer a fragment; a 4xx fragment is swapped in like a success (console.js), so
+  refusals show where the answer would have.
 
 Errors raised in a console view (DomainError, 404, 413) are rendered as HTML pages by
 this blueprint's handlers, never as the API's JSON.
