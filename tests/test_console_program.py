@@ -9,14 +9,20 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from html.parser import HTMLParser
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from flask.testing import FlaskClient
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.datastructures import MultiDict
 
+from api.console.forms import FormReader
+from api.console.model_forms import Kind, controls_of, read_form
 from app.coupons.generation import GENERATE_KIND
 from app.models import AuditEntry, Operation
 from tests.conftest import TenantKeys
@@ -591,3 +597,73 @@ def test_malformed_keys_and_values_get_pages_never_a_500(
     assert deep.status_code == 422
     assert field_error(deep.text, "holidays")
     assert console_audit(session_factory, tenant.tenant_id, "referral_program.") == []
+
+
+class _EveryKind(BaseModel):
+    name: Annotated[str, Field(max_length=50)]
+    notes: Annotated[str, Field(max_length=2000)] | None = None
+    link: Annotated[str, Field(max_length=2048, pattern=r"^https?://")] | None = None
+    count: Annotated[int, Field(strict=True, ge=1)] = 3
+    amount: int | float | None = None
+    price: Decimal | None = None
+    day: date | None = None
+    at: AwareDatetime | None = None
+    kind: Literal["a", "b"] = "a"
+    on: bool = True
+    tags: list[str] | None = None
+    extra: dict[str, Any] | None = None
+    nested: _EveryKindPart | None = None
+
+
+class _EveryKindPart(BaseModel):
+    x: int
+
+
+_EveryKind.model_rebuild()
+
+
+def test_each_field_type_gets_its_control_and_reads_back_typed() -> None:
+    controls = {control.name: control for control in controls_of(_EveryKind)}
+    kinds = {name: (control.kind, control.json_shape) for name, control in controls.items()}
+    assert kinds == {
+        "name": (Kind.TEXT, ""),
+        "notes": (Kind.LONG_TEXT, ""),
+        "link": (Kind.TEXT, ""),
+        "count": (Kind.INTEGER, ""),
+        "amount": (Kind.NUMBER, ""),
+        "price": (Kind.DECIMAL, ""),
+        "day": (Kind.DATE, ""),
+        "at": (Kind.DATETIME, ""),
+        "kind": (Kind.CHOICE, ""),
+        "on": (Kind.CHECKBOX, ""),
+        "tags": (Kind.JSON, "list"),
+        "extra": (Kind.JSON, "object"),
+        "nested": (Kind.JSON, "object"),
+    }
+    assert controls["kind"].options == ("a", "b")
+    assert controls["name"].required and not controls["count"].required
+
+    posted = MultiDict(
+        {
+            "name": " Ann ",
+            "count": "7",
+            "amount": "2",
+            "price": "0.1",
+            "day": "2030-02-03",
+            "at": "2030-02-03T04:05",
+            "kind": "b",
+            "tags": '["x"]',
+            "extra": "{}",
+            "nested": "[]",
+        }
+    )
+    reader = FormReader(posted)
+    values = read_form(reader, controls.values())
+    assert values["name"] == "Ann" and values["notes"] is None
+    assert values["count"] == 7 and values["amount"] == 2 and isinstance(values["amount"], int)
+    assert values["price"] == Decimal("0.1")
+    assert values["day"] == date(2030, 2, 3)
+    assert values["at"] == datetime(2030, 2, 3, 4, 5, tzinfo=UTC)
+    assert values["on"] is False and values["tags"] == ["x"] and values["extra"] == {}
+    assert values["nested"] is None
+    assert reader.errors.get("nested") == ['must be a JSON object, e.g. {"key": "value"}']

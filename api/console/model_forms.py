@@ -23,7 +23,6 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from annotated_types import MaxLen
 from pydantic import AwareDatetime, BaseModel, FutureDatetime, NaiveDatetime, PastDatetime
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -134,8 +133,9 @@ def _is_prose(field: FieldInfo, metadata: Iterable[Any]) -> bool:
     ]
     if any(getattr(constraint, "pattern", None) for constraint in constraints):
         return False
+    # pydantic keeps max_length as an annotated_types.MaxLen (or on a metadata object).
     return any(
-        isinstance(constraint, MaxLen) and constraint.max_length >= LONG_TEXT_CHARS
+        (getattr(constraint, "max_length", None) or 0) >= LONG_TEXT_CHARS
         for constraint in constraints
     )
 
