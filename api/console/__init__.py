@@ -85,6 +85,7 @@ PAGE_MODULES = (
     "api.console.participants",
     "api.console.bulk_jobs",
     "api.console.webhooks",
+    "api.console.program",
 )
 
 

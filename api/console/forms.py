@@ -69,10 +69,12 @@ class FieldErrors:
             errors.add((code_fields or {}).get(error.code), error.detail)
             return errors
         for entry in entries:
-            name = _field_of(list(entry.get("loc", ())))
+            loc = list(entry.get("loc", ()))
+            name = _field_of(loc)
             if name is not None and field_names:
                 name = field_names.get(name, name)
-            errors.add(name, _message(str(entry.get("msg", "is not valid"))))
+            message = _message(str(entry.get("msg", "is not valid")))
+            errors.add(name, _within(loc, name, message))
         return errors
 
     def merged(self, other: FieldErrors) -> FieldErrors:
@@ -90,6 +92,14 @@ def _field_of(loc: list[Any]) -> str | None:
     if loc and loc[0] in _REQUEST_PARTS:
         loc = loc[1:]
     return str(loc[0]) if loc and isinstance(loc[0], str) else None
+
+
+def _within(loc: list[Any], name: str | None, message: str) -> str:
+    """A message about a part of a field (a key of a JSON field) names that part."""
+    if loc and loc[0] in _REQUEST_PARTS:
+        loc = loc[1:]
+    inner = [str(part) for part in loc[1:]] if name is not None else []
+    return f"{'.'.join(inner)}: {message}" if inner else message
 
 
 def _message(msg: str) -> str:

@@ -92,11 +92,17 @@ def form_token() -> Markup:
     )
 
 
+def _in_section(endpoint: str) -> bool:
+    # A section's inner pages are named after its page (console.program_section, ...).
+    current = request.endpoint or ""
+    return current == endpoint or current.startswith(endpoint + "_")
+
+
 @bp.context_processor
 def layout_context() -> dict[str, Any]:
     sign_in = current_sign_in()
     nav = [
-        (label, url_for(endpoint), endpoint == request.endpoint)
+        (label, url_for(endpoint), _in_section(endpoint))
         for label, endpoint in NAV
         if endpoint in current_app.view_functions
     ]

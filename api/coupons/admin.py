@@ -36,7 +36,7 @@ from app.coupons.definitions import (
     update_coupon,
 )
 from app.coupons.generation import record_generation
-from app.models import Coupon
+from app.models import Coupon, Operation
 
 bp = Blueprint("coupons_admin", __name__, url_prefix="/api/v1/gamify/admin")
 
@@ -176,8 +176,17 @@ def deactivate_coupon_definition(id_or_code: str) -> Response:
     headers=(IDEMPOTENCY_HEADER_DOC,),
 )
 def generate_coupon_codes(coupon_id: str, body: GenerateRequest) -> Response:
+    operation = submit_code_generation(coupon_id, body, resolve_idempotency_key(None))
+    # A generation is always answered at once, whatever it has done (its status says).
+    return accepted_response(operation, async_requested=False)
+
+
+def submit_code_generation(
+    coupon_id: str, body: GenerateRequest, idempotency_key: str | None
+) -> Operation:
+    """Record a generation job of the coupon's codes (or find the earlier one of the key),
+    audited, and publish it once committed: the API's view and the console's form."""
     principal = current_principal()
-    key = resolve_idempotency_key(None)
     rt = runtime()
     with rt.session_factory.begin() as session:
         coupon = get_coupon(session, principal.tenant_id, principal.env, coupon_id)
@@ -189,14 +198,13 @@ def generate_coupon_codes(coupon_id: str, body: GenerateRequest) -> Response:
             count=body.count,
             prefix=body.prefix.upper(),
             length=body.length,
-            idempotency_key=key,
+            idempotency_key=idempotency_key,
         )
         if submission.created:
             audit_change(session, "coupon.codes_generated", coupon.id, {"count": body.count})
     if submission.created:
         rt.recorder.publish([submission.operation])
-    # A generation is always answered at once, whatever it has done (its status says).
-    return accepted_response(submission.operation, async_requested=False)
+    return submission.operation
 
 
 def codes_csv(coupon_ids: Sequence[uuid.UUID], filename: str) -> Response:

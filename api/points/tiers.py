@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from api.audit import audit_change
 from api.auth import current_principal
 from api.endpoint import Access, endpoint
 from api.points.schemas import TierCreate, TierList, TierUpdate, TierView
@@ -65,6 +66,7 @@ def post_tier(body: TierCreate) -> tuple[TierView, int]:
     fields: dict[str, Any] = body.model_dump(exclude={"code"})
     with runtime().session_factory.begin() as session:
         tier = create_tier(session, principal.tenant_id, principal.env, body.code, fields)
+        audit_change(session, "tier.created", tier.id, {"code": tier.code, "level": tier.level})
         return _view(tier), 201
 
 
@@ -100,6 +102,9 @@ def patch_tier(code: str, body: TierUpdate) -> tuple[TierView, int]:
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
     with runtime().session_factory.begin() as session:
         tier = update_tier(session, principal.tenant_id, principal.env, code, changes)
+        if changes:
+            details = {"code": tier.code, "changed": sorted(changes)}
+            audit_change(session, "tier.updated", tier.id, details)
         return _view(tier), 200
 
 
@@ -116,5 +121,6 @@ def patch_tier(code: str, body: TierUpdate) -> tuple[TierView, int]:
 def remove_tier(code: str) -> Response:
     principal = current_principal()
     with runtime().session_factory.begin() as session:
-        delete_tier(session, principal.tenant_id, principal.env, code)
+        tier_id = delete_tier(session, principal.tenant_id, principal.env, code)
+        audit_change(session, "tier.deleted", tier_id, {"code": code})
     return Response(status=204)

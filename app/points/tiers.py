@@ -172,8 +172,9 @@ def update_tier(
     return tier
 
 
-def delete_tier(session: Session, tenant_id: uuid.UUID, env: str, code: str) -> None:
-    """Delete a tier. Its members keep their lifetime points and fall to the tier those reach."""
+def delete_tier(session: Session, tenant_id: uuid.UUID, env: str, code: str) -> uuid.UUID:
+    """Delete a tier (its id returned). Its members keep their lifetime points and fall to
+    the tier those reach."""
     deleted = session.execute(
         delete(Tier)
         .where(Tier.tenant_id == tenant_id, Tier.env == env, Tier.code == code)
@@ -181,6 +182,7 @@ def delete_tier(session: Session, tenant_id: uuid.UUID, env: str, code: str) -> 
     ).first()
     if deleted is None:
         raise tier_not_found()
+    return uuid.UUID(str(deleted[0]))
 
 
 # The credits that count for a rolling tier, by participant, newest first.
