@@ -95,8 +95,6 @@ def test_sign_in_shows_the_overview_with_the_tenant(
     assert str(console_tenant.tenant_id) in console_browser.find_element(By.TAG_NAME, "header").text
     nav = console_browser.find_element(By.CSS_SELECTOR, "nav[aria-label]")
     assert "Rewards" in nav.text and "Participants" in nav.text and "Audit log" in nav.text
-    DOCS.mkdir(exist_ok=True)
-    console_browser.save_screenshot(str(DOCS / "console-overview.png"))
 
 
 def test_create_a_reward_then_upload_codes_and_see_the_count(
@@ -214,6 +212,21 @@ def test_rotate_a_webhook_secret_and_see_the_new_one(
     rotated = driver.find_element(By.ID, "new-secret").text
     assert rotated.startswith("whsec_") and rotated != first
     assert "previous secret also signs" in driver.find_element(By.TAG_NAME, "main").text
+
+
+def test_the_overview_counts_the_writes_made_above(
+    console_browser: WebDriver, live_api: str
+) -> None:
+    """The award and the bulk job above are on the overview's last hour (and in its
+    screenshot for the README)."""
+    driver = console_browser
+    driver.get(f"{live_api}/console/")
+    total = driver.find_element(By.ID, "writes-hour-total").text
+    assert int(total) >= 2, total
+    # A bar (legend swatches carry no title) for the writes of this last hour.
+    assert driver.find_elements(By.CSS_SELECTOR, ".overview-charts svg.chart rect > title")
+    DOCS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(DOCS / "console-overview.png"))
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_does_nothing(
