@@ -373,7 +373,7 @@ def test_a_rule_without_its_required_fields_is_refused_naming_each(
     }
 
 
-@pytest.mark.parametrize("rule_id", [str(uuid.uuid4()), "not-a-uuid", "1"])
+@pytest.mark.parametrize("rule_id", ["3b9f5a0e-8c1d-4f7e-9a2b-6c4d8e1f0a7b", "not-a-uuid", "1"])
 def test_an_unknown_or_malformed_rule_id_answers_earning_rule_not_found(
     client: FlaskClient, tenant: TenantKeys, rule_id: str
 ) -> None:

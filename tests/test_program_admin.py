@@ -439,7 +439,7 @@ def test_a_reward_challenge_names_a_reward_of_its_own_program(
     assert "reward_id" in patched.json["detail"]
 
 
-@pytest.mark.parametrize("challenge_id", [str(uuid.uuid4()), "nope", "1"])
+@pytest.mark.parametrize("challenge_id", ["3b9f5a0e-8c1d-4f7e-9a2b-6c4d8e1f0a7b", "nope", "1"])
 def test_an_unknown_challenge_is_challenge_not_found(
     client: FlaskClient, tenant: TenantKeys, challenge_id: str
 ) -> None:
@@ -572,7 +572,7 @@ def test_a_leaderboards_metric_action_period_and_time_zone_never_change(
     assert client.get(url, headers=tenant.admin()).json == board
 
 
-@pytest.mark.parametrize("leaderboard_id", [str(uuid.uuid4()), "nope"])
+@pytest.mark.parametrize("leaderboard_id", ["3b9f5a0e-8c1d-4f7e-9a2b-6c4d8e1f0a7b", "nope"])
 def test_an_unknown_leaderboard_is_leaderboard_not_found(
     client: FlaskClient, tenant: TenantKeys, leaderboard_id: str
 ) -> None:

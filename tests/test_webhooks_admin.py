@@ -108,7 +108,7 @@ def test_delete_removes_the_endpoint(client: FlaskClient, tenant: TenantKeys) ->
         ("GET", "/deliveries", None),
         ("POST", "/test", None),
         ("POST", "/redeliver", {"since": "2026-01-01T00:00:00Z"}),
-        ("POST", f"/deliveries/{uuid.uuid4()}/redeliver", None),
+        ("POST", "/deliveries/3b9f5a0e-8c1d-4f7e-9a2b-6c4d8e1f0a7b/redeliver", None),
     ],
 )
 def test_another_tenants_or_environments_endpoint_is_not_found(
