@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.models import ApiKey, ConsoleSession, Tenant
-from app.tenancy import Principal, hash_key
+from app.tenancy import Principal, hash_key, principal_of
 
 
 class SignInRefused(Exception):
@@ -106,16 +106,7 @@ def find_live_session(session: Session, token: str) -> LiveSession | None:
     if row is None:
         return None
     console_session, key, tenant = row
-    principal = Principal(
-        key_id=key.id,
-        tenant_id=key.tenant_id,
-        env=key.env,
-        scopes=frozenset(key.scopes),
-        expires_at=key.expires_at,
-        tenant_disabled=tenant.is_disabled,
-        participant_write_rate=tenant.participant_write_rate,
-        participant_write_burst=tenant.participant_write_burst,
-    )
+    principal = principal_of(key, tenant)
     key_revoked = key.revoked_at is not None
     try:
         if key_revoked:

@@ -184,6 +184,11 @@ def find_principal(session: Session, secret: str) -> Principal | None:
     # never depends on how much of a near-miss hash matched.
     if not hmac.compare_digest(key.key_hash, digest):
         return None
+    return principal_of(key, tenant)
+
+
+def principal_of(key: ApiKey, tenant: Tenant) -> Principal:
+    """What a request (or a console session) may do with `key` of `tenant`."""
     return Principal(
         key_id=key.id,
         tenant_id=key.tenant_id,
