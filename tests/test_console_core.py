@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -288,3 +289,13 @@ def test_without_any_secret_the_console_says_what_to_set(make_app: Any) -> None:
     answer = app.test_client().get("/console/login")
     assert answer.status_code == 503
     assert "CONSOLE_SECRET_KEY" in answer.text
+
+
+def test_no_console_template_turns_escaping_off() -> None:
+    """Text reaches a page escaped: no template marks a value `safe` or switches
+    autoescape off (attributes go through the macros' `attrs` dicts, escaped)."""
+    templates = Path(__file__).parent.parent / "api" / "console" / "templates" / "console"
+    for template in sorted(templates.glob("*.html")):
+        source = template.read_text()
+        assert not re.search(r"\|\s*safe\b", source), template.name
+        assert "autoescape false" not in source, template.name
