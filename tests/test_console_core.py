@@ -299,3 +299,19 @@ def test_no_console_template_turns_escaping_off() -> None:
         source = template.read_text()
         assert not re.search(r"\|\s*safe\b", source), template.name
         assert "autoescape false" not in source, template.name
+
+
+def test_the_nav_marks_the_section_of_an_inner_page_as_current(console: FlaskClient) -> None:
+    pages = {
+        "/console/": "Overview",
+        "/console/rewards/new": "Rewards",
+        "/console/participants/view?participant_id=p-1": "Participants",
+        "/console/webhooks/new": "Webhooks",
+        "/console/program/tiers": "Program",
+        "/console/audit": "Audit log",
+    }
+    for path, section in pages.items():
+        current = re.findall(
+            r'<a href="[^"]+" aria-current="page">([^<]+)</a>', console.get(path).text
+        )
+        assert current == [section], path

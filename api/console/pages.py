@@ -92,19 +92,24 @@ def form_token() -> Markup:
     )
 
 
-def _in_section(endpoint: str) -> bool:
-    # A section's inner pages are named after its page (console.program_section, ...).
+def _in_section(endpoint: str, href: str) -> bool:
+    # A section's inner pages live under its address (/console/rewards/<id>,
+    # /console/participants/view, ...), whatever their endpoints are named; the overview's
+    # address, /console/, is above every page, so only itself counts for it.
     current = request.endpoint or ""
-    return current == endpoint or current.startswith(endpoint + "_")
+    if current == endpoint:
+        return True
+    return endpoint != "console.overview" and request.path.startswith(href.rstrip("/") + "/")
 
 
 @bp.context_processor
 def layout_context() -> dict[str, Any]:
     sign_in = current_sign_in()
     nav = [
-        (label, url_for(endpoint), _in_section(endpoint))
+        (label, href, _in_section(endpoint, href))
         for label, endpoint in NAV
         if endpoint in current_app.view_functions
+        for href in (url_for(endpoint),)
     ]
     return {"console": sign_in, "nav": nav, "csrf_token": sign_in.csrf_token if sign_in else ""}
 
