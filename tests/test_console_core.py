@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -288,3 +289,29 @@ def test_without_any_secret_the_console_says_what_to_set(make_app: Any) -> None:
     answer = app.test_client().get("/console/login")
     assert answer.status_code == 503
     assert "CONSOLE_SECRET_KEY" in answer.text
+
+
+def test_no_console_template_turns_escaping_off() -> None:
+    """Text reaches a page escaped: no template marks a value `safe` or switches
+    autoescape off (attributes go through the macros' `attrs` dicts, escaped)."""
+    templates = Path(__file__).parent.parent / "api" / "console" / "templates" / "console"
+    for template in sorted(templates.glob("*.html")):
+        source = template.read_text()
+        assert not re.search(r"\|\s*safe\b", source), template.name
+        assert "autoescape false" not in source, template.name
+
+
+def test_the_nav_marks_the_section_of_an_inner_page_as_current(console: FlaskClient) -> None:
+    pages = {
+        "/console/": "Overview",
+        "/console/rewards/new": "Rewards",
+        "/console/participants/view?participant_id=p-1": "Participants",
+        "/console/webhooks/new": "Webhooks",
+        "/console/program/tiers": "Program",
+        "/console/audit": "Audit log",
+    }
+    for path, section in pages.items():
+        current = re.findall(
+            r'<a href="[^"]+" aria-current="page">([^<]+)</a>', console.get(path).text
+        )
+        assert current == [section], path

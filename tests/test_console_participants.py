@@ -3,6 +3,7 @@ with a real worker behind the write path)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -107,6 +108,8 @@ def test_a_bad_amount_is_shown_beside_the_field_and_writes_nothing(
 ) -> None:
     participant_id = f"p-{uuid.uuid4().hex[:8]}"
     page = _page(console, participant_id).text
+    # The control's own limit reaches the browser as an attribute, not as escaped text.
+    assert re.search(r'<input id="f-amount"[^>]* min="1"', page)
     for amount, message in (("ten", "must be a whole number"), ("0", "greater than or equal")):
         answer = console.post(POINTS, data=_points_form(page, participant_id, amount=amount))
         assert answer.status_code == 422

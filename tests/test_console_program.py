@@ -505,6 +505,11 @@ def test_generating_coupon_codes_queues_one_job_per_form(
     assert operations[0].payload["count"] == 25 and operations[0].payload["prefix"] == "SUM"
     generated = console_audit(session_factory, tenant.tenant_id, "coupon.codes_generated")
     assert len(generated) == 1 and generated[0].details == {"count": 25, "via": "console"}
+    # The codes are a tenant's secrets: their download is never stored by a cache.
+    download = console.get(edit_path.removesuffix("/edit") + "/codes.csv")
+    assert download.mimetype == "text/csv"
+    assert download.headers["Cache-Control"] == "no-store"
+    download.close()
 
 
 # Every program form: (resource, form), the item's forms reached through a created item.
@@ -578,6 +583,9 @@ def test_malformed_keys_and_values_get_pages_never_a_500(
     for case in CASES:
         assert console.get(f"{PROGRAM}/{case.resource}/not-a-key/edit").status_code == 404
     assert console.get(f"{PROGRAM}/coupons/not-a-key/codes.csv").status_code == 404
+    # PostgreSQL text cannot hold U+0000: a key with it names nothing (it was a 500).
+    for case in CASES:
+        assert console.get(f"{PROGRAM}/{case.resource}/a%00b/edit").status_code == 404
 
     hostile = {
         "referrer_points": "1e999",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Response, current_app, g, render_template, request, url_for
+from flask import Response, abort, current_app, g, render_template, request, url_for
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
@@ -92,35 +92,51 @@ def form_token() -> Markup:
     )
 
 
-def _in_section(endpoint: str) -> bool:
-    # A section's inner pages are named after its page (console.program_section, ...).
+def _in_section(endpoint: str, href: str) -> bool:
+    # A section's inner pages live under its address (/console/rewards/<id>,
+    # /console/participants/view, ...), whatever their endpoints are named; the overview's
+    # address, /console/, is above every page, so only itself counts for it.
     current = request.endpoint or ""
-    return current == endpoint or current.startswith(endpoint + "_")
+    if current == endpoint:
+        return True
+    return endpoint != "console.overview" and request.path.startswith(href.rstrip("/") + "/")
 
 
 @bp.context_processor
 def layout_context() -> dict[str, Any]:
     sign_in = current_sign_in()
     nav = [
-        (label, url_for(endpoint), _in_section(endpoint))
+        (label, href, _in_section(endpoint, href))
         for label, endpoint in NAV
         if endpoint in current_app.view_functions
+        for href in (url_for(endpoint),)
     ]
     return {"console": sign_in, "nav": nav, "csrf_token": sign_in.csrf_token if sign_in else ""}
 
 
+@bp.url_value_preprocessor
+def refuse_nul_in_path(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """An id in the path holding U+0000 names nothing: PostgreSQL text cannot store it,
+    and a query with it fails (a 500) instead of finding nothing."""
+    if values and any("\x00" in str(value) for value in values.values()):
+        abort(404)
+
+
 @bp.after_request
 def page_headers(response: Response) -> Response:
-    # Pages show a tenant's data: never cached, never framed, scripts only our own.
-    if response.mimetype == "text/html":
+    # Every answer but our static files shows a tenant's data (pages, and the CSV
+    # downloads of coupon codes and failed rows): never stored by a browser or a proxy.
+    if request.endpoint != "console.static":
         response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+    # Pages are never framed, and run scripts only our own.
+    if response.mimetype == "text/html":
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
         )
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

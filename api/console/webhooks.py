@@ -84,14 +84,14 @@ def _form_fields(webhook: dict[str, Any]) -> dict[str, Any]:
 
 
 def _posted_fields() -> dict[str, Any]:
-    """The posted form as the form's control values (shown again beside its errors)."""
+    """The posted form as the form's control values (shown again beside its errors); never
+    the secret typed, which would otherwise sit in the page's HTML."""
     return {
         "url": request.form.get("url", ""),
         "description": request.form.get("description", ""),
         "events": request.form.getlist("events"),
         "payload_format": request.form.get("payload_format", ""),
         "enabled": "enabled" in request.form,
-        "secret": request.form.get("secret", ""),
     }
 
 
