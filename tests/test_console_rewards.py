@@ -151,6 +151,21 @@ def test_deactivating_takes_the_reward_out(console: FlaskClient, tenant: TenantK
     assert reward["name"] in inactive.text
 
 
+def test_the_reward_page_says_only_its_own_outcomes_whatever_the_query_string_holds(
+    console: FlaskClient, tenant: TenantKeys
+) -> None:
+    reward = create_reward(console, tenant.admin())
+    page = f"/console/rewards/{reward['id']}"
+    assert "Reward deactivated." in console.get(f"{page}?saved=deactivated").text
+    assert (
+        "7 codes added, 2 duplicates skipped." in console.get(f"{page}?added=7&duplicates=2").text
+    )
+
+    forged = console.get(f"{page}?saved=hacked.+Call+us&added=Call+us&duplicates=now").text
+    assert "Call us" not in forged and "hacked" not in forged
+    assert 'role="status"' not in forged
+
+
 def test_the_list_filters_by_type_and_refuses_a_bad_filter_with_a_page(
     console: FlaskClient, tenant: TenantKeys
 ) -> None:

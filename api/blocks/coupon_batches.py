@@ -45,6 +45,7 @@ from app.coupons.generation import GENERATE_KIND, GENERATE_MAX_CODES, record_gen
 from app.errors import NotFound
 from app.models import Coupon, Operation, OperationStatus
 from app.operations import FINISHED, get_operation, operation_answer
+from app.text import holds_nul
 
 bp = Blueprint("blocks_coupon_batches", __name__, url_prefix=PREFIX)
 
@@ -204,7 +205,9 @@ def _campaign_coupons(campaign: str) -> list[uuid.UUID]:
     errors={404: ("campaign_not_found",)},
 )
 def blocks_download_campaign_codes(campaign_id: str) -> Response:
-    coupon_ids = _campaign_coupons(campaign_id)
+    # An id no generation could have taken (a NUL, which PostgreSQL text cannot hold) names
+    # no campaign.
+    coupon_ids = [] if holds_nul(campaign_id) else _campaign_coupons(campaign_id)
     if not coupon_ids:
         raise campaign_not_found()
 

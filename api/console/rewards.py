@@ -191,8 +191,17 @@ def _reward_form_page(
         errors=errors,
         type_options=[(name, name) for name in REWARD_TYPES],
         max_codes=MAX_CODES_PER_UPLOAD,
+        upload_outcome=_upload_outcome(),
         **context,
     )
+
+
+def _upload_outcome() -> tuple[int, int] | None:
+    """The counts a code upload's redirect names: integers only, as the query string is
+    anyone's to write."""
+    added = request.args.get("added", type=int)
+    duplicates = request.args.get("duplicates", type=int)
+    return None if added is None or duplicates is None else (added, duplicates)
 
 
 @bp.get("/rewards/new")

@@ -25,6 +25,7 @@ from app.db import flush_or_conflict
 from app.errors import NotFound
 from app.infra.pgcopy import fetch_tuples, plain_array_literal
 from app.models import Participant, Tier
+from app.text import holds_nul
 
 TIER_FIELDS = frozenset(
     {"name", "level", "points_required", "points_multiplier", "benefits", "color", "is_active"}
@@ -123,6 +124,8 @@ def tier_member_counts(session: Session, tenant_id: uuid.UUID, env: str) -> dict
 def get_tier(
     session: Session, tenant_id: uuid.UUID, env: str, code: str, *, lock: bool = False
 ) -> Tier:
+    if holds_nul(code):  # names no tier (and PostgreSQL text cannot be compared with it)
+        raise tier_not_found()
     query = select(Tier).where(Tier.tenant_id == tenant_id, Tier.env == env, Tier.code == code)
     if lock:
         # A concurrent delete then either waits for this change or makes this a 404.
@@ -175,6 +178,8 @@ def update_tier(
 def delete_tier(session: Session, tenant_id: uuid.UUID, env: str, code: str) -> uuid.UUID:
     """Delete a tier (its id returned). Its members keep their lifetime points and fall to
     the tier those reach."""
+    if holds_nul(code):
+        raise tier_not_found()
     deleted = session.execute(
         delete(Tier)
         .where(Tier.tenant_id == tenant_id, Tier.env == env, Tier.code == code)
