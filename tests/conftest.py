@@ -78,6 +78,22 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"servers: embedded {' and '.join(embedded)}, started for this run ({why})"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A server named for the run that does not answer stops it here, saying which, before
+    any test process starts (pytest.exit in a test process of xdist's would only crash it)."""
+    if GIVEN_ADMIN_URL is not None:
+        _admin_connection(GIVEN_ADMIN_URL).close()
+    if GIVEN_REDIS_URL is not None:
+        _ping_redis(GIVEN_REDIS_URL)
+
+
+def _ping_redis(url: str) -> None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        pytest.exit(f"Redis is not reachable at {url}: {exc}", returncode=3)
+
+
 @pytest.fixture(scope="session")
 def admin_url() -> Iterator[str]:
     """The PostgreSQL database to create the run's database from."""
@@ -126,10 +142,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
         server.kill()
         return
-    try:
-        redis.Redis.from_url(GIVEN_REDIS_URL, socket_connect_timeout=3).ping()
-    except redis.RedisError as exc:
-        pytest.exit(f"Redis is not reachable at {GIVEN_REDIS_URL}: {exc}", returncode=3)
+    _ping_redis(GIVEN_REDIS_URL)
     yield GIVEN_REDIS_URL
 
 
