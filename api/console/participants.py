@@ -31,7 +31,6 @@ from app.engagement.reads import list_challenges, participant_streaks
 from app.errors import DomainError
 from app.points.kinds import AWARD_KIND, DEDUCT_KIND
 from app.points.queries import (
-    TransactionFilter,
     find_participant_pk,
     points_summary,
     transactions_page,
@@ -88,13 +87,7 @@ def _participant_page(
             participant_id,
             query.offset,
             query.page_size,
-            TransactionFilter(
-                direction=query.direction,
-                entry_type=query.type,
-                action=query.action,
-                created_from=query.created_from,
-                created_before=query.created_before,
-            ),
+            query.ledger_filter(),
         )
         claims, claims_total, points_spent = list_participant_claims(
             session, tenant_id, env, participant_id, offset=0, limit=CLAIMS_SHOWN

@@ -9,7 +9,7 @@ from api.endpoint import Access, endpoint
 from api.points.schemas import PointsBalance, TransactionsPage, TransactionsQuery
 from api.runtime import runtime
 from api.validation import check_participant_id
-from app.points.queries import TransactionFilter, points_summary, transactions_page
+from app.points.queries import points_summary, transactions_page
 
 bp = Blueprint("points_balances", __name__, url_prefix="/api/v1/gamify")
 
@@ -54,13 +54,7 @@ def list_transactions(
             participant_id,
             query.offset,
             query.page_size,
-            TransactionFilter(
-                direction=query.direction,
-                entry_type=query.type,
-                action=query.action,
-                created_from=query.created_from,
-                created_before=query.created_before,
-            ),
+            query.ledger_filter(),
         )
     return TransactionsPage.model_validate(
         {"transactions": entries, "total": total, "page": query.page, "page_size": query.page_size}

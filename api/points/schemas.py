@@ -30,7 +30,7 @@ from app.points.program import (
     TIER_WINDOW_DAYS_MIN,
     stored_holidays,
 )
-from app.points.queries import ENTRY_TYPE_MAX_CHARS, Direction
+from app.points.queries import ENTRY_TYPE_MAX_CHARS, Direction, TransactionFilter
 from app.points.tier_status import TIER_REASON_MAX_CHARS
 
 ParticipantId = Annotated[
@@ -326,6 +326,16 @@ class TransactionsQuery(QueryModel):
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.page_size
+
+    def ledger_filter(self) -> TransactionFilter:
+        """The ledger query's filter (the API's history and the console's ledger)."""
+        return TransactionFilter(
+            direction=self.direction,
+            entry_type=self.type,
+            action=self.action,
+            created_from=self.created_from,
+            created_before=self.created_before,
+        )
 
 
 TierCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
