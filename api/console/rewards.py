@@ -18,11 +18,13 @@ from api.rewards.admin import (
     codes_from_text,
     create_reward_definition,
     deactivate_reward_definition,
+    list_reward_definitions,
     store_codes,
     update_reward_definition,
 )
 from api.rewards.schemas import (
     AdminReward,
+    AdminRewardList,
     AdminRewardsQuery,
     CreateRewardRequest,
     RewardType,
@@ -31,7 +33,7 @@ from api.rewards.schemas import (
 from api.runtime import runtime
 from app.clock import utcnow
 from app.errors import DomainError
-from app.rewards.catalog import admin_view, get_reward, list_rewards_admin, parse_reward_id
+from app.rewards.catalog import admin_view, get_reward, parse_reward_id
 from app.rewards.history import codes_added_by_day, stock_history
 from app.rewards.inventory import MAX_CODES_PER_UPLOAD
 
@@ -135,18 +137,7 @@ def _same(stored: Any, given: Any) -> bool:
 @bp.get("/rewards")
 def rewards() -> Response:
     query = parse_console_query(AdminRewardsQuery)
-    principal = signed_in().principal
-    with runtime().session_factory() as session:
-        found, total = list_rewards_admin(
-            session,
-            principal.tenant_id,
-            principal.env,
-            is_active=query.is_active,
-            reward_type=query.reward_type,
-            offset=query.offset,
-            limit=query.page_size,
-        )
-        items = [admin_view(reward) for reward in found]
+    listed, _ = cast(tuple[AdminRewardList, int], list_reward_definitions(query=query))
     filters = {
         "is_active": "" if query.is_active is None else form_value(query.is_active),
         "reward_type": query.reward_type or "",
@@ -154,8 +145,8 @@ def rewards() -> Response:
     return render_page(
         "console/rewards.html",
         title="Rewards",
-        rewards=items,
-        total=total,
+        rewards=listed.items,
+        total=listed.total,
         page=query.page,
         page_size=query.page_size,
         filters=filters,
